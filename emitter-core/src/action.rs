@@ -1,0 +1,83 @@
+//! The small vocabulary every event carries: what happened ([`Action`]), where it
+//! came from ([`Source`]) and where a write's events may go ([`Emit`]).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The kind of write that produced an event.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// A row was inserted (including the insert branch of an upsert).
+    Insert,
+    /// A row was updated (including the conflict branch of an upsert).
+    Update,
+    /// A row was deleted; the event carries the row as it was.
+    Delete,
+}
+
+impl Action {
+    /// Every action, in a fixed order.
+    pub const ALL: [Action; 3] = [Action::Insert, Action::Update, Action::Delete];
+
+    /// The lowercase name used in topics and payloads: `insert`, `update`, `delete`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::Insert => "insert",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+
+    pub(crate) const fn bit(self) -> u8 {
+        match self {
+            Action::Insert => 1,
+            Action::Update => 2,
+            Action::Delete => 4,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether an event was committed by this process or received from another node.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Committed through an `EmittingConnection` of this emitter.
+    Local,
+    /// Committed on another node and received through the broker.
+    Remote,
+}
+
+/// Where the events of a write go; set for a scope with `EmittingConnection::with_emit`.
+///
+/// This is the Rust form of Prisma's per-query `emit: { local, remote }`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Emit {
+    /// Local listeners and the broker (the default).
+    #[default]
+    All,
+    /// Local listeners only; nothing is published.
+    LocalOnly,
+    /// The broker only; local listeners do not see the event.
+    RemoteOnly,
+    /// No event at all. The statement runs exactly as written, with no capture cost.
+    Off,
+}
+
+impl Emit {
+    /// Whether local listeners receive events written under this mode.
+    pub const fn reaches_local(self) -> bool {
+        matches!(self, Emit::All | Emit::LocalOnly)
+    }
+
+    /// Whether events written under this mode are published to the broker.
+    pub const fn reaches_remote(self) -> bool {
+        matches!(self, Emit::All | Emit::RemoteOnly)
+    }
+}

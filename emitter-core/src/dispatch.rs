@@ -1,0 +1,139 @@
+//! Dispatch: turning a commit's pending events into typed events for listeners.
+//!
+//! A commit is dispatched under the emitter's commit lock, which also hands out the
+//! sequence numbers, so every listener sees events in the order they were numbered
+//! and per-origin `seq` never goes backwards, whichever thread committed.
+
+use crate::action::{Emit, Source};
+use crate::emits::Emits;
+use crate::emitter::Shared;
+use crate::event::{Event, EventMeta};
+use crate::listener::{Kind, Slot, WhenFull};
+use crate::pending::Change;
+use crossbeam_channel::{SendError, TrySendError};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::SystemTime;
+use uuid::Uuid;
+
+/// The state of one commit's dispatch.
+pub(crate) struct Dispatch<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) next_seq: &'a mut u64,
+    pub(crate) committed_at: SystemTime,
+}
+
+impl Dispatch<'_> {
+    pub(crate) fn typed<M: Emits>(&mut self, change: Change<M>, emit: Emit) {
+        *self.next_seq += 1;
+        let seq = *self.next_seq;
+        let event = Event {
+            action: change.action,
+            row: change.row,
+            changed: change.changed,
+            meta: EventMeta {
+                id: event_id(self.shared.instance, seq),
+                table: M::TABLE,
+                origin: self.shared.node_id.clone(),
+                seq,
+                source: Source::Local,
+                committed_at: self.committed_at,
+            },
+        };
+        // The broker outlet joins here (after local listeners) when MQTT is configured.
+        if emit.reaches_local() {
+            deliver_local(self.shared, event);
+        }
+    }
+}
+
+/// Event ids are UUIDv8: 60 random bits fixed per emitter instance, then the
+/// sequence number. Unique without a random draw per event.
+pub(crate) fn event_id(instance: u64, seq: u64) -> Uuid {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&instance.to_be_bytes());
+    bytes[8..].copy_from_slice(&seq.to_be_bytes());
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+fn matches<M>(shared: &Shared, slot: &Slot<M>, event: &Event<M>) -> bool {
+    if slot.actions & event.action.bit() == 0 {
+        return false;
+    }
+    let Some(filter) = &slot.filter else {
+        return true;
+    };
+    match catch_unwind(AssertUnwindSafe(|| filter(event))) {
+        Ok(keep) => keep,
+        Err(_) => {
+            shared.counters.panicked();
+            tracing::error!(listener = %slot.label, event = %event.meta.id, "listener filter panicked; event skipped for it");
+            false
+        }
+    }
+}
+
+pub(crate) fn deliver_local<M: Emits>(shared: &Shared, event: Event<M>) {
+    let Some(set) = shared.existing_listener_set::<M>() else {
+        return;
+    };
+    let slots = set.snapshot();
+    // The event is cloned for every matching listener but the last, which takes it.
+    let mut previous: Option<&Arc<Slot<M>>> = None;
+    let mut closed = Vec::new();
+    for slot in slots.iter() {
+        if !matches(shared, slot, &event) {
+            continue;
+        }
+        if let Some(prev) = previous.replace(slot) {
+            if !send(shared, prev, event.clone()) {
+                closed.push(prev.id);
+            }
+        }
+    }
+    if let Some(last) = previous {
+        if !send(shared, last, event) {
+            closed.push(last.id);
+        }
+    }
+    for id in closed {
+        if set.remove(id).is_some() {
+            shared.listener_removed();
+        }
+    }
+}
+
+/// Queues `event` for one listener; false when the listener is gone.
+fn send<M>(shared: &Shared, slot: &Slot<M>, event: Event<M>) -> bool {
+    let counts_queue = slot.kind == Kind::Closure;
+    if counts_queue {
+        shared.counters.enqueued();
+    }
+    let result = match slot.when_full {
+        WhenFull::Block => slot.tx.send(event).map_err(|SendError(_)| false),
+        WhenFull::Drop => slot.tx.try_send(event).map_err(|e| match e {
+            TrySendError::Full(_) => true,
+            TrySendError::Disconnected(_) => false,
+        }),
+    };
+    match result {
+        Ok(()) => {
+            if !counts_queue {
+                shared.counters.delivered();
+            }
+            true
+        }
+        Err(still_open) => {
+            if counts_queue {
+                shared.counters.dequeued(1);
+            }
+            shared.counters.dropped(1);
+            if still_open {
+                tracing::warn!(listener = %slot.label, "listener queue full; event dropped (WhenFull::Drop)");
+            } else if slot.mark_closed() {
+                tracing::debug!(listener = %slot.label, "listener receiver dropped; removing it");
+            }
+            still_open
+        }
+    }
+}

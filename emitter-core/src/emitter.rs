@@ -1,0 +1,280 @@
+//! [`Emitter`]: the registry of listeners and the entry point of committed events.
+
+use crate::dispatch::Dispatch;
+use crate::emits::Emits;
+use crate::error::Error;
+use crate::listener::{AnyListenerSet, ListenerBuilder, ListenerSet};
+use crate::pending::PendingEvent;
+use crate::stats::{Counters, Stats};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Delivers committed events to listeners. Cheap to clone: clones share everything.
+///
+/// ```
+/// # use emitter_core::*;
+/// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct User { id: i32 }
+/// # impl Emits for User { const TABLE: &'static str = "users";
+/// #   const COLUMNS: &'static [&'static str] = &["id"]; const PRIMARY_KEY: &'static [&'static str] = &["id"]; }
+/// let emitter = Emitter::builder().node_id("api-1").build()?;
+/// let rx = emitter.on::<User>().actions([Action::Insert]).subscribe();
+/// emitter.commit([PendingEvent::new(Action::Insert, User { id: 7 }, vec!["id"].into(), Emit::All)]);
+/// let event = rx.recv().unwrap();
+/// assert_eq!((event.row.id, event.meta.seq, &*event.meta.origin), (7, 1, "api-1"));
+/// emitter.shutdown(std::time::Duration::from_secs(1))?;
+/// # Ok::<(), emitter_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Emitter {
+    pub(crate) shared: Arc<Shared>,
+}
+
+type SetEntry = (Arc<dyn Any + Send + Sync>, Arc<dyn AnyListenerSet>);
+
+pub(crate) struct Shared {
+    pub(crate) node_id: Arc<str>,
+    pub(crate) instance: u64,
+    pub(crate) counters: Counters,
+    /// Held while a commit is numbered and dispatched; holds the last `seq` given out.
+    commit_lock: Mutex<u64>,
+    sets: RwLock<HashMap<TypeId, SetEntry>>,
+    listener_ids: AtomicU64,
+    listeners: AtomicU64,
+    shut_down: AtomicBool,
+    /// Every closure listener's thread holds a clone of this sender; when all are
+    /// gone the receiver disconnects, which is how shutdown knows they finished.
+    done_tx: Mutex<Option<Sender<()>>>,
+    done_rx: Receiver<()>,
+}
+
+impl Shared {
+    pub(crate) fn next_listener_id(&self) -> u64 {
+        self.listener_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn listener_added(&self) {
+        self.listeners.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn listener_removed(&self) {
+        self.listeners.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn listener_done_token(&self) -> Option<Sender<()>> {
+        self.done_tx.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn existing_listener_set<M: Emits>(&self) -> Option<Arc<ListenerSet<M>>> {
+        let sets = self.sets.read().unwrap_or_else(|e| e.into_inner());
+        let (any, _) = sets.get(&TypeId::of::<M>())?;
+        any.clone().downcast::<ListenerSet<M>>().ok()
+    }
+
+    pub(crate) fn listener_set<M: Emits>(&self) -> Arc<ListenerSet<M>> {
+        if let Some(set) = self.existing_listener_set::<M>() {
+            return set;
+        }
+        let mut sets = self.sets.write().unwrap_or_else(|e| e.into_inner());
+        let (any, _) = sets.entry(TypeId::of::<M>()).or_insert_with(|| {
+            let set = Arc::new(ListenerSet::<M>::new());
+            (set.clone(), set)
+        });
+        any.clone()
+            .downcast::<ListenerSet<M>>()
+            .unwrap_or_else(|_| unreachable!("listener sets are keyed by their model's TypeId"))
+    }
+}
+
+impl Emitter {
+    /// Starts configuring an emitter.
+    pub fn builder() -> EmitterBuilder {
+        EmitterBuilder::default()
+    }
+
+    /// Registers a listener for committed events of model `M`.
+    pub fn on<M: Emits>(&self) -> ListenerBuilder<M> {
+        ListenerBuilder::new(self.clone())
+    }
+
+    /// This emitter's node id, the `origin` of the events it commits.
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.shared
+            .counters
+            .snapshot(self.shared.listeners.load(Ordering::Relaxed))
+    }
+
+    /// Delivers the events of one committed write or transaction, in order.
+    ///
+    /// `EmittingConnection` calls this after a successful commit; other integrations
+    /// may call it too. Events are numbered and dispatched atomically with respect to
+    /// other commits on this emitter.
+    pub fn commit(&self, events: impl IntoIterator<Item = PendingEvent>) {
+        let shared = &*self.shared;
+        let mut events = events.into_iter().peekable();
+        if events.peek().is_none() {
+            return;
+        }
+        if shared.shut_down.load(Ordering::Acquire) {
+            let n = events.count() as u64;
+            shared.counters.emitted(n);
+            shared.counters.dropped(n);
+            tracing::warn!(events = n, "emitter is shut down; committed events dropped");
+            return;
+        }
+        let committed_at = SystemTime::now();
+        let mut next_seq = shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dispatch = Dispatch {
+            shared,
+            next_seq: &mut next_seq,
+            committed_at,
+        };
+        for event in events {
+            shared.counters.emitted(1);
+            event.inner.dispatch(event.emit, &mut dispatch);
+        }
+    }
+
+    /// Counts and logs a committed row that could not become an event.
+    pub fn record_capture_error(&self, table: &str, error: &dyn fmt::Display) {
+        self.shared.counters.capture_error();
+        tracing::error!(table, %error, "a committed row could not be captured as an event");
+    }
+
+    /// Stops taking events, delivers every queued event to its listener, and waits
+    /// for listener threads to finish, at most `timeout`.
+    ///
+    /// Events committed afterwards are counted as dropped. `subscribe()` receivers
+    /// keep their queued events and then end.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
+        let shared = &*self.shared;
+        let deadline = Instant::now() + timeout;
+        shared.shut_down.store(true, Ordering::Release);
+        // Waiting for the commit lock lets an in-flight dispatch finish first.
+        drop(shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner()));
+        let sets: Vec<_> = {
+            let sets = shared.sets.read().unwrap_or_else(|e| e.into_inner());
+            sets.values().map(|(_, set)| set.clone()).collect()
+        };
+        for set in sets {
+            let removed = set.clear() as u64;
+            shared.listeners.fetch_sub(removed, Ordering::Relaxed);
+        }
+        drop(shared.done_tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        loop {
+            match shared.done_rx.recv_deadline(deadline) {
+                Ok(()) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(Error::ShutdownTimeout {
+                        timeout,
+                        pending: shared.counters.queued(),
+                    })
+                }
+            }
+        }
+        tracing::debug!(node = %shared.node_id, "emitter shut down");
+        Ok(())
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.shut_down.load(Ordering::Acquire)
+    }
+
+    /// Makes `emitter` the process-wide emitter, replacing any earlier one.
+    ///
+    /// Connections opened with `Connection::establish` (r2d2 pools, migrations) use it.
+    pub fn set_global(emitter: Emitter) {
+        *global_slot().write().unwrap_or_else(|e| e.into_inner()) = Some(emitter);
+    }
+
+    /// The process-wide emitter: the last one given to [`set_global`](Self::set_global),
+    /// or a local-only emitter with a random node id, created on first use.
+    pub fn global() -> Emitter {
+        if let Some(e) = global_slot().read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return e.clone();
+        }
+        global_slot()
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| {
+                tracing::debug!("no global emitter set; using a local-only default");
+                EmitterBuilder::default()
+                    .build()
+                    .unwrap_or_else(|e| unreachable!("the default configuration is valid: {e}"))
+            })
+            .clone()
+    }
+}
+
+fn global_slot() -> &'static RwLock<Option<Emitter>> {
+    static GLOBAL: RwLock<Option<Emitter>> = RwLock::new(None);
+    &GLOBAL
+}
+
+impl fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Emitter")
+            .field("node_id", &self.node_id())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Configures an [`Emitter`]; from [`Emitter::builder`].
+#[derive(Debug, Default, Clone)]
+#[must_use]
+pub struct EmitterBuilder {
+    node_id: Option<String>,
+}
+
+impl EmitterBuilder {
+    /// The node id, `origin` of every event this emitter commits. Default: `node-` and
+    /// 12 random hex digits.
+    pub fn node_id(mut self, node_id: impl Into<String>) -> Self {
+        self.node_id = Some(node_id.into());
+        self
+    }
+
+    /// Validates the configuration and starts the emitter.
+    pub fn build(self) -> Result<Emitter, Error> {
+        let random = uuid::Uuid::new_v4().as_u64_pair();
+        let node_id = match self.node_id {
+            Some(id) => validate_node_id(id)?,
+            None => format!("node-{:012x}", random.0 >> 16),
+        };
+        let (done_tx, done_rx) = crossbeam_channel::bounded(0);
+        Ok(Emitter {
+            shared: Arc::new(Shared {
+                node_id: node_id.into(),
+                instance: random.1,
+                counters: Counters::default(),
+                commit_lock: Mutex::new(0),
+                sets: RwLock::new(HashMap::new()),
+                listener_ids: AtomicU64::new(0),
+                listeners: AtomicU64::new(0),
+                shut_down: AtomicBool::new(false),
+                done_tx: Mutex::new(Some(done_tx)),
+                done_rx,
+            }),
+        })
+    }
+}
+
+fn validate_node_id(id: String) -> Result<String, Error> {
+    let bad = |c: char| matches!(c, '/' | '+' | '#' | '\0') || c.is_control();
+    if id.is_empty() || id.len() > 128 || id.chars().any(bad) {
+        return Err(Error::InvalidNodeId(id));
+    }
+    Ok(id)
+}

@@ -1,0 +1,26 @@
+//! The core of diesel-emitter: events, listeners and dispatch. It knows nothing of
+//! Diesel; the `emitter-diesel` crate captures writes and hands them to
+//! [`Emitter::commit`], and the `diesel-emitter` facade ties both together.
+#![deny(missing_docs)]
+
+mod action;
+mod dispatch;
+mod emits;
+mod emitter;
+mod error;
+mod event;
+mod listener;
+mod pending;
+mod stats;
+
+pub use action::{Action, Emit, Source};
+pub use emits::Emits;
+pub use emitter::{Emitter, EmitterBuilder};
+pub use error::Error;
+pub use event::{Event, EventMeta};
+pub use listener::{ListenerBuilder, Subscription, WhenFull, DEFAULT_CAPACITY};
+pub use pending::PendingEvent;
+pub use stats::Stats;
+
+/// Re-exported for [`ListenerBuilder::subscribe`]'s receiver type.
+pub use crossbeam_channel;

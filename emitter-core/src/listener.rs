@@ -1,0 +1,313 @@
+//! Listeners: how a model's events reach application code.
+//!
+//! Every listener owns a bounded queue. A closure listener gets its own thread that
+//! drains the queue and calls the closure, catching panics; a `subscribe()` listener
+//! hands the queue's receiving end to the caller. Filters run on the committing
+//! thread so that events nobody wants are never cloned or queued.
+
+use crate::action::Action;
+use crate::emits::Emits;
+use crate::emitter::{Emitter, Shared};
+use crate::error::Error;
+use crate::event::Event;
+use crossbeam_channel::{Receiver, Sender};
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+
+/// The queue size of a listener unless [`ListenerBuilder::capacity`] says otherwise.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// What happens when a listener's queue is full.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum WhenFull {
+    /// The committing thread waits until the listener makes room: nothing is lost.
+    #[default]
+    Block,
+    /// The event is dropped for this listener, counted in [`Stats::dropped`](crate::Stats)
+    /// and logged; the committing thread goes on at once.
+    Drop,
+}
+
+type Filter<M> = Box<dyn Fn(&Event<M>) -> bool + Send + Sync>;
+
+/// Configures a listener for events of model `M`; from [`Emitter::on`].
+#[must_use = "a listener builder does nothing until `.listen(..)` or `.subscribe()`"]
+pub struct ListenerBuilder<M: Emits> {
+    emitter: Emitter,
+    actions: u8,
+    filter: Option<Filter<M>>,
+    capacity: usize,
+    when_full: WhenFull,
+    name: Option<String>,
+}
+
+impl<M: Emits> ListenerBuilder<M> {
+    pub(crate) fn new(emitter: Emitter) -> Self {
+        ListenerBuilder {
+            emitter,
+            actions: 0b111,
+            filter: None,
+            capacity: DEFAULT_CAPACITY,
+            when_full: WhenFull::Block,
+            name: None,
+        }
+    }
+
+    /// Only these actions (all three by default).
+    pub fn actions(mut self, actions: impl IntoIterator<Item = Action>) -> Self {
+        self.actions = actions.into_iter().fold(0, |bits, a| bits | a.bit());
+        self
+    }
+
+    /// Only events for which `filter` returns true: the Rust form of Prisma's `where`.
+    ///
+    /// The filter runs on the committing thread, before the event is queued, so keep
+    /// it cheap. A panicking filter counts as a panic and as "no match".
+    pub fn filter(mut self, filter: impl Fn(&Event<M>) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Box::new(filter));
+        self
+    }
+
+    /// The bound of this listener's queue, [`DEFAULT_CAPACITY`] unless set.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// What to do when the queue is full: [`WhenFull::Block`] (default) or [`WhenFull::Drop`].
+    pub fn when_full(mut self, when_full: WhenFull) -> Self {
+        self.when_full = when_full;
+        self
+    }
+
+    /// A name for logs and the listener's thread.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Calls `listener` on its own thread for every matching committed event.
+    ///
+    /// # Panics
+    /// Panics if the capacity is zero or the thread cannot be spawned; use
+    /// [`try_listen`](Self::try_listen) to get these as errors.
+    pub fn listen(self, listener: impl FnMut(&Event<M>) + Send + 'static) -> Subscription {
+        self.try_listen(listener)
+            .unwrap_or_else(|e| panic!("cannot register listener: {e}"))
+    }
+
+    /// Like [`listen`](Self::listen), returning setup failures as errors.
+    pub fn try_listen(
+        self,
+        mut listener: impl FnMut(&Event<M>) + Send + 'static,
+    ) -> Result<Subscription, Error> {
+        if self.capacity == 0 {
+            return Err(Error::ZeroCapacity);
+        }
+        let (tx, rx) = crossbeam_channel::bounded::<Event<M>>(self.capacity);
+        let shared = self.emitter.shared.clone();
+        let id = shared.next_listener_id();
+        let label = self.name.clone().unwrap_or_else(|| format!("{}#{id}", M::TABLE));
+        let thread_shared = Arc::downgrade(&shared);
+        let done = shared.listener_done_token();
+        let thread_label = label.clone();
+        std::thread::Builder::new()
+            .name(format!("emitter-{label}"))
+            .spawn(move || {
+                let _done = done;
+                run_listener(rx, &thread_shared, &thread_label, &mut listener);
+            })?;
+        Ok(self.register(id, label, tx, Kind::Closure))
+    }
+
+    /// Returns a receiver of every matching committed event.
+    ///
+    /// The listener ends when the receiver is dropped (noticed at the next matching
+    /// event) or the emitter shuts down (then `recv()` returns `Err` once drained).
+    /// Events placed in the receiver count as delivered.
+    ///
+    /// # Panics
+    /// Panics if the capacity is zero.
+    pub fn subscribe(self) -> Receiver<Event<M>> {
+        assert!(self.capacity > 0, "listener capacity must be at least 1");
+        let (tx, rx) = crossbeam_channel::bounded::<Event<M>>(self.capacity);
+        let id = self.emitter.shared.next_listener_id();
+        let label = self.name.clone().unwrap_or_else(|| format!("{}#{id}", M::TABLE));
+        self.register(id, label, tx, Kind::Receiver).forget();
+        rx
+    }
+
+    fn register(self, id: u64, label: String, tx: Sender<Event<M>>, kind: Kind) -> Subscription {
+        let slot = Arc::new(Slot {
+            id,
+            label,
+            actions: self.actions,
+            filter: self.filter,
+            tx,
+            when_full: self.when_full,
+            kind,
+            closed: AtomicBool::new(false),
+        });
+        let shared = &self.emitter.shared;
+        let set = shared.listener_set::<M>();
+        set.add(slot);
+        shared.listener_added();
+        tracing::debug!(table = M::TABLE, listener = id, "listener registered");
+        Subscription {
+            shared: Arc::downgrade(shared),
+            type_id: TypeId::of::<M>(),
+            id,
+            remove: remove_listener::<M>,
+        }
+    }
+}
+
+fn remove_listener<M: Emits>(shared: &Shared, id: u64) -> bool {
+    shared
+        .existing_listener_set::<M>()
+        .is_some_and(|set| set.remove(id).is_some())
+}
+
+fn run_listener<M: Emits>(
+    rx: Receiver<Event<M>>,
+    shared: &Weak<Shared>,
+    label: &str,
+    listener: &mut impl FnMut(&Event<M>),
+) {
+    while let Ok(event) = rx.recv() {
+        let outcome = catch_unwind(AssertUnwindSafe(|| listener(&event)));
+        let Some(shared) = shared.upgrade() else {
+            continue;
+        };
+        shared.counters.dequeued(1);
+        shared.counters.delivered();
+        if outcome.is_err() {
+            shared.counters.panicked();
+            tracing::error!(
+                listener = label,
+                table = M::TABLE,
+                event = %event.meta.id,
+                "listener panicked; it keeps receiving"
+            );
+        }
+    }
+}
+
+/// A registered listener. Dropping it keeps the listener; call
+/// [`unsubscribe`](Subscription::unsubscribe) to remove it.
+#[must_use = "dropping a Subscription keeps the listener; call .unsubscribe() to remove it"]
+pub struct Subscription {
+    shared: Weak<Shared>,
+    type_id: TypeId,
+    id: u64,
+    remove: fn(&Shared, u64) -> bool,
+}
+
+impl Subscription {
+    /// Removes the listener. Events already in its queue are still delivered;
+    /// events committed after this returns are not.
+    pub fn unsubscribe(self) {
+        if let Some(shared) = self.shared.upgrade() {
+            if (self.remove)(&shared, self.id) {
+                shared.listener_removed();
+                tracing::debug!(listener = self.id, "listener unsubscribed");
+            }
+        }
+    }
+
+    /// The listener's id, unique within its emitter.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn forget(self) {}
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("model", &self.type_id)
+            .finish()
+    }
+}
+
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Closure,
+    Receiver,
+}
+
+/// One listener as the dispatcher sees it.
+pub(crate) struct Slot<M> {
+    pub(crate) id: u64,
+    pub(crate) label: String,
+    pub(crate) actions: u8,
+    pub(crate) filter: Option<Filter<M>>,
+    pub(crate) tx: Sender<Event<M>>,
+    pub(crate) when_full: WhenFull,
+    pub(crate) kind: Kind,
+    pub(crate) closed: AtomicBool,
+}
+
+impl<M> Slot<M> {
+    pub(crate) fn mark_closed(&self) -> bool {
+        !self.closed.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// The listeners of one model. Dispatch takes a snapshot (an `Arc` clone) so that
+/// a committer blocked on a full queue never holds this lock.
+pub(crate) struct ListenerSet<M> {
+    slots: RwLock<Arc<[Arc<Slot<M>>]>>,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> ListenerSet<M> {
+    pub(crate) fn new() -> Self {
+        ListenerSet {
+            slots: RwLock::new(Arc::from(Vec::new())),
+            _model: PhantomData,
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<[Arc<Slot<M>>]> {
+        self.slots.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn add(&self, slot: Arc<Slot<M>>) {
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        let mut next: Vec<_> = slots.iter().cloned().collect();
+        next.push(slot);
+        *slots = next.into();
+    }
+
+    pub(crate) fn remove(&self, id: u64) -> Option<Arc<Slot<M>>> {
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        let removed = slots.iter().find(|s| s.id == id).cloned()?;
+        *slots = slots.iter().filter(|s| s.id != id).cloned().collect();
+        Some(removed)
+    }
+
+    pub(crate) fn clear(&self) -> usize {
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        let n = slots.len();
+        *slots = Arc::from(Vec::new());
+        n
+    }
+}
+
+/// Type-erased access to a [`ListenerSet`], for shutdown.
+pub(crate) trait AnyListenerSet: Any + Send + Sync {
+    fn clear(&self) -> usize;
+}
+
+impl<M: Emits> AnyListenerSet for ListenerSet<M> {
+    fn clear(&self) -> usize {
+        ListenerSet::clear(self)
+    }
+}

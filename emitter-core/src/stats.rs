@@ -1,0 +1,83 @@
+//! Counters for everything the emitter does, so that nothing is lost silently.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of an emitter's counters, from [`Emitter::stats`](crate::Emitter::stats).
+///
+/// Counts are per listener delivery: an event that reaches three listeners adds
+/// one to `emitted` and three to `delivered`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Events committed through this emitter.
+    pub emitted: u64,
+    /// Events handed to a listener: a closure call that finished (also by panicking),
+    /// or an event placed in a `subscribe()` receiver's queue.
+    pub delivered: u64,
+    /// Events a listener did not get: its queue was full under
+    /// [`WhenFull::Drop`](crate::WhenFull::Drop), its receiver was gone, or the
+    /// emitter was already shut down.
+    pub dropped: u64,
+    /// Listener calls (or filters) that panicked. The listener keeps receiving.
+    pub panics: u64,
+    /// Events waiting in listener queues right now.
+    pub queued: u64,
+    /// Committed rows that could not be turned into events (a row that did not
+    /// decode into its model). Each is logged with its table.
+    pub capture_errors: u64,
+    /// Listeners currently registered.
+    pub listeners: u64,
+}
+
+#[derive(Default)]
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    emitted: Padded,
+    delivered: Padded,
+    dropped: Padded,
+    panics: Padded,
+    queued: Padded,
+    capture_errors: Padded,
+}
+
+impl Counters {
+    pub(crate) fn emitted(&self, n: u64) {
+        self.emitted.0.fetch_add(n, Relaxed);
+    }
+    pub(crate) fn delivered(&self) {
+        self.delivered.0.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn dropped(&self, n: u64) {
+        self.dropped.0.fetch_add(n, Relaxed);
+    }
+    pub(crate) fn panicked(&self) {
+        self.panics.0.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn enqueued(&self) {
+        self.queued.0.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn dequeued(&self, n: u64) {
+        self.queued.0.fetch_sub(n, Relaxed);
+    }
+    pub(crate) fn capture_error(&self) {
+        self.capture_errors.0.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn queued(&self) -> u64 {
+        self.queued.0.load(Relaxed)
+    }
+
+    pub(crate) fn snapshot(&self, listeners: u64) -> Stats {
+        Stats {
+            emitted: self.emitted.0.load(Relaxed),
+            delivered: self.delivered.0.load(Relaxed),
+            dropped: self.dropped.0.load(Relaxed),
+            panics: self.panics.0.load(Relaxed),
+            queued: self.queued.0.load(Relaxed),
+            capture_errors: self.capture_errors.0.load(Relaxed),
+            listeners,
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! `EmittingConnection`: the Diesel side of diesel-emitter.
+pub mod model;

@@ -1,0 +1,204 @@
+//! The registry of `Emits` models, per backend.
+//!
+//! `#[derive(Emits)]` submits one [`ModelEntry`] per enabled backend through
+//! `inventory`, so the connection can find, from a statement's table name alone, the
+//! models to capture and how to decode their rows, with no registration call.
+
+use diesel::backend::Backend;
+use diesel::deserialize::FromSqlRow;
+use diesel::dsl::AsSelect as SelectBy;
+use diesel::expression::Selectable;
+use diesel::query_builder::{QueryBuilder, QueryFragment};
+use diesel::result::QueryResult;
+use diesel::row::Row;
+use emitter_core::{Action, Emit, Emits, PendingEvent};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// What the connection knows about one `Emits` model on backend `DB`.
+///
+/// `D` is the backend's decode function type: a function pointer over the concrete
+/// row type of the backend's connection.
+pub struct ModelEntry<DB, D: 'static> {
+    /// The model's table, as [`Emits::TABLE`].
+    pub table: &'static str,
+    /// The model's columns, as [`Emits::COLUMNS`]; one result field each.
+    pub columns: &'static [&'static str],
+    /// The model's Rust type name, for logs.
+    pub type_name: fn() -> &'static str,
+    /// Renders the model's select clause, appended to a write as its RETURNING list.
+    pub render_returning: fn() -> QueryResult<String>,
+    /// Decodes the model from `range` of a row and wraps it as a pending event.
+    pub decode: D,
+    _backend: std::marker::PhantomData<fn() -> DB>,
+}
+
+/// Arguments of a decode: which fields, which action, which columns changed, where it goes.
+pub struct DecodeArgs<'a> {
+    /// The fields of the row holding this model's columns.
+    pub range: Range<usize>,
+    /// The action the event will carry.
+    pub action: Action,
+    /// The assigned columns.
+    pub changed: &'a Arc<[&'static str]>,
+    /// The emit mode in force when the statement ran.
+    pub emit: Emit,
+}
+
+/// A model that can be captured on backend `DB`: a Diesel model with `Selectable`
+/// and `Queryable` (the derive of `Emits` requires nothing else).
+pub trait Capturable<DB: Backend>: Emits + Selectable<DB> + FromSqlRow<SelectBy<Self, DB>, DB>
+where
+    Self::SelectExpression: QueryFragment<DB>,
+{
+}
+
+impl<M, DB> Capturable<DB> for M
+where
+    DB: Backend,
+    M: Emits + Selectable<DB> + FromSqlRow<SelectBy<M, DB>, DB>,
+    M::SelectExpression: QueryFragment<DB>,
+{
+}
+
+fn render_returning<M, DB>() -> QueryResult<String>
+where
+    DB: Backend + Default,
+    DB::QueryBuilder: Default,
+    M: Capturable<DB>,
+    M::SelectExpression: QueryFragment<DB>,
+{
+    let mut builder = DB::QueryBuilder::default();
+    M::construct_selection().to_sql(&mut builder, &DB::default())?;
+    Ok(builder.finish())
+}
+
+fn decode_row<'a, M, DB, R>(row: &R, args: DecodeArgs<'_>) -> diesel::deserialize::Result<PendingEvent>
+where
+    DB: Backend,
+    M: Capturable<DB>,
+    M::SelectExpression: QueryFragment<DB>,
+    R: Row<'a, DB>,
+{
+    let part = row.partial_row(args.range);
+    let model = <M as FromSqlRow<SelectBy<M, DB>, DB>>::build_from_row(&part)?;
+    Ok(PendingEvent::new(args.action, model, args.changed.clone(), args.emit))
+}
+
+/// Models by table name, with the migrations table always absent.
+pub struct Registry<E: 'static> {
+    by_table: HashMap<&'static str, Vec<&'static E>>,
+}
+
+impl<E: 'static> Registry<E> {
+    pub(crate) fn build(entries: impl Iterator<Item = &'static E>, table: impl Fn(&E) -> &'static str) -> Self {
+        let mut by_table: HashMap<&'static str, Vec<&'static E>> = HashMap::new();
+        for entry in entries {
+            let name = table(entry);
+            if name == "__diesel_schema_migrations" {
+                continue;
+            }
+            by_table.entry(name).or_default().push(entry);
+        }
+        Registry { by_table }
+    }
+
+    /// The models of `table`; empty when no model emits for it.
+    pub fn models(&self, table: &str) -> &[&'static E] {
+        self.by_table.get(table).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub use self::pg::*;
+#[cfg(feature = "postgres")]
+mod pg {
+    use super::*;
+    use diesel::connection::{DefaultLoadingMode, LoadConnection};
+    use diesel::pg::{Pg, PgConnection};
+
+    /// The row type of `PgConnection` (the same in both loading modes).
+    pub type PgRow = <PgConnection as LoadConnection<DefaultLoadingMode>>::Row<'static, 'static>;
+    /// Decodes a model from a PostgreSQL row.
+    pub type PgDecode = fn(&PgRow, DecodeArgs<'_>) -> diesel::deserialize::Result<PendingEvent>;
+    /// A model registered for PostgreSQL.
+    pub type PgModel = ModelEntry<Pg, PgDecode>;
+
+    impl PgModel {
+        /// The entry of model `M`; used by `#[derive(Emits)]`.
+        pub const fn of<M: Capturable<Pg>>() -> Self
+        where
+            M::SelectExpression: QueryFragment<Pg>,
+        {
+            ModelEntry {
+                table: M::TABLE,
+                columns: M::COLUMNS,
+                type_name: std::any::type_name::<M>,
+                render_returning: render_returning::<M, Pg>,
+                decode: decode_row::<M, Pg, PgRow>,
+                _backend: std::marker::PhantomData,
+            }
+        }
+    }
+
+    inventory::collect!(PgModel);
+
+    /// Every model registered for PostgreSQL.
+    pub fn pg_registry() -> &'static Registry<PgModel> {
+        static REGISTRY: std::sync::OnceLock<Registry<PgModel>> = std::sync::OnceLock::new();
+        REGISTRY.get_or_init(|| Registry::build(inventory::iter::<PgModel>.into_iter(), |e| e.table))
+    }
+}
+
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::*;
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use diesel::connection::{DefaultLoadingMode, LoadConnection};
+    use diesel::sqlite::{Sqlite, SqliteConnection};
+
+    /// The row type of `SqliteConnection`.
+    pub type SqliteRow<'a, 'b> = <SqliteConnection as LoadConnection<DefaultLoadingMode>>::Row<'a, 'b>;
+    /// Decodes a model from a SQLite row.
+    pub type SqliteDecode =
+        for<'a, 'b, 'r> fn(&'r SqliteRow<'a, 'b>, DecodeArgs<'_>) -> diesel::deserialize::Result<PendingEvent>;
+    /// A model registered for SQLite.
+    pub type SqliteModel = ModelEntry<Sqlite, SqliteDecode>;
+
+    fn decode_sqlite<'a, 'b, 'r, M: Capturable<Sqlite>>(
+        row: &'r SqliteRow<'a, 'b>,
+        args: DecodeArgs<'_>,
+    ) -> diesel::deserialize::Result<PendingEvent>
+    where
+        M::SelectExpression: QueryFragment<Sqlite>,
+    {
+        decode_row::<M, Sqlite, SqliteRow<'a, 'b>>(row, args)
+    }
+
+    impl SqliteModel {
+        /// The entry of model `M`; used by `#[derive(Emits)]`.
+        pub const fn of<M: Capturable<Sqlite>>() -> Self
+        where
+            M::SelectExpression: QueryFragment<Sqlite>,
+        {
+            ModelEntry {
+                table: M::TABLE,
+                columns: M::COLUMNS,
+                type_name: std::any::type_name::<M>,
+                render_returning: render_returning::<M, Sqlite>,
+                decode: decode_sqlite::<M>,
+                _backend: std::marker::PhantomData,
+            }
+        }
+    }
+
+    inventory::collect!(SqliteModel);
+
+    /// Every model registered for SQLite.
+    pub fn sqlite_registry() -> &'static Registry<SqliteModel> {
+        static REGISTRY: std::sync::OnceLock<Registry<SqliteModel>> = std::sync::OnceLock::new();
+        REGISTRY.get_or_init(|| Registry::build(inventory::iter::<SqliteModel>.into_iter(), |e| e.table))
+    }
+}
