@@ -7,31 +7,38 @@
 //!
 //! See the README for a walk-through, the wire format and the feature flags.
 
+pub use emitter_core::crossbeam_channel;
 pub use emitter_core::{
     Action, Emit, Emits, Emitter, EmitterBuilder, Error, Event, EventMeta, ListenerBuilder,
     PendingEvent, Source, Stats, Subscription, WhenFull, DEFAULT_CAPACITY,
 };
-pub use emitter_core::crossbeam_channel;
+#[cfg(feature = "postgres")]
+pub use emitter_diesel::TransactionBuilder;
+pub use emitter_diesel::{EmittingConnection, EmittingCursor, EmittingTransactionManager};
 pub use emitter_macros::Emits;
 
-/// The three crates behind this facade, for what the facade does not re-export.
-pub mod core {
-    pub use emitter_core::*;
+/// The connection side, for what the facade does not re-export (the model registry,
+/// the backend traits).
+pub mod connection {
+    pub use emitter_diesel::*;
 }
 
 /// Everything a user of diesel-emitter names: `use diesel_emitter::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Action, Emit, Emits, Emitter, Event, EventMeta, Source, Subscription, WhenFull};
+    pub use crate::{
+        Action, Emit, Emits, Emitter, EmittingConnection, Event, EventMeta, Source, Subscription,
+        WhenFull,
+    };
 }
 
 #[doc(hidden)]
 pub mod __private {
     pub use diesel;
-    pub use inventory;
     #[cfg(feature = "postgres")]
     pub use emitter_diesel::model::PgModel;
     #[cfg(feature = "sqlite")]
     pub use emitter_diesel::model::SqliteModel;
+    pub use inventory;
 }
 
 /// Registers a model with every backend enabled in this build; used by `#[derive(Emits)]`.

@@ -66,7 +66,10 @@ impl Shared {
     }
 
     pub(crate) fn listener_done_token(&self) -> Option<Sender<()>> {
-        self.done_tx.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.done_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn existing_listener_set<M: Emits>(&self) -> Option<Arc<ListenerSet<M>>> {
@@ -169,7 +172,13 @@ impl Emitter {
             let removed = set.clear() as u64;
             shared.listeners.fetch_sub(removed, Ordering::Relaxed);
         }
-        drop(shared.done_tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        drop(
+            shared
+                .done_tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         loop {
             match shared.done_rx.recv_deadline(deadline) {
                 Ok(()) => continue,
@@ -201,7 +210,11 @@ impl Emitter {
     /// The process-wide emitter: the last one given to [`set_global`](Self::set_global),
     /// or a local-only emitter with a random node id, created on first use.
     pub fn global() -> Emitter {
-        if let Some(e) = global_slot().read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(e) = global_slot()
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             return e.clone();
         }
         global_slot()

@@ -13,7 +13,9 @@ pub enum Error {
     #[error("listener capacity must be at least 1")]
     ZeroCapacity,
     /// [`Emitter::shutdown`](crate::Emitter::shutdown) ran out of time with events still queued.
-    #[error("shutdown timed out after {timeout:?} with {pending} events still queued for listeners")]
+    #[error(
+        "shutdown timed out after {timeout:?} with {pending} events still queued for listeners"
+    )]
     ShutdownTimeout {
         /// The timeout that was given.
         timeout: Duration,

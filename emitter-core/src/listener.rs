@@ -111,7 +111,10 @@ impl<M: Emits> ListenerBuilder<M> {
         let (tx, rx) = crossbeam_channel::bounded::<Event<M>>(self.capacity);
         let shared = self.emitter.shared.clone();
         let id = shared.next_listener_id();
-        let label = self.name.clone().unwrap_or_else(|| format!("{}#{id}", M::TABLE));
+        let label = self
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}#{id}", M::TABLE));
         let thread_shared = Arc::downgrade(&shared);
         let done = shared.listener_done_token();
         let thread_label = label.clone();
@@ -136,7 +139,10 @@ impl<M: Emits> ListenerBuilder<M> {
         assert!(self.capacity > 0, "listener capacity must be at least 1");
         let (tx, rx) = crossbeam_channel::bounded::<Event<M>>(self.capacity);
         let id = self.emitter.shared.next_listener_id();
-        let label = self.name.clone().unwrap_or_else(|| format!("{}#{id}", M::TABLE));
+        let label = self
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}#{id}", M::TABLE));
         self.register(id, label, tx, Kind::Receiver).forget();
         rx
     }

@@ -1,2 +1,30 @@
 //! `EmittingConnection`: the Diesel side of diesel-emitter.
+//!
+//! It wraps a `PgConnection` or `SqliteConnection`, recognises writes on tables
+//! with an `Emits` model, appends a RETURNING list of the model's columns, decodes
+//! the returned rows into the model and keeps the events in per-transaction frames
+//! until the outermost commit hands them to the [`Emitter`](emitter_core::Emitter).
+
+mod backend;
+mod classify;
+mod connection;
+mod cursor;
+mod frames;
+mod integration;
 pub mod model;
+mod plan;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod returning;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod transaction;
+
+pub use backend::{DecodeRows, EmittingBackend};
+pub use connection::EmittingConnection;
+pub use cursor::EmittingCursor;
+pub use frames::Frames;
+#[cfg(feature = "postgres")]
+pub use postgres::TransactionBuilder;
+pub use returning::CapturingId;
+pub use transaction::EmittingTransactionManager;

@@ -6,7 +6,7 @@
 
 use diesel::backend::Backend;
 use diesel::deserialize::FromSqlRow;
-use diesel::dsl::AsSelect as SelectBy;
+use diesel::dsl::SqlTypeOf;
 use diesel::expression::Selectable;
 use diesel::query_builder::{QueryBuilder, QueryFragment};
 use diesel::result::QueryResult;
@@ -48,7 +48,8 @@ pub struct DecodeArgs<'a> {
 
 /// A model that can be captured on backend `DB`: a Diesel model with `Selectable`
 /// and `Queryable` (the derive of `Emits` requires nothing else).
-pub trait Capturable<DB: Backend>: Emits + Selectable<DB> + FromSqlRow<SelectBy<Self, DB>, DB>
+pub trait Capturable<DB: Backend>:
+    Emits + Selectable<DB> + FromSqlRow<SqlTypeOf<Self::SelectExpression>, DB>
 where
     Self::SelectExpression: QueryFragment<DB>,
 {
@@ -57,7 +58,7 @@ where
 impl<M, DB> Capturable<DB> for M
 where
     DB: Backend,
-    M: Emits + Selectable<DB> + FromSqlRow<SelectBy<M, DB>, DB>,
+    M: Emits + Selectable<DB> + FromSqlRow<SqlTypeOf<M::SelectExpression>, DB>,
     M::SelectExpression: QueryFragment<DB>,
 {
 }
@@ -74,7 +75,10 @@ where
     Ok(builder.finish())
 }
 
-fn decode_row<'a, M, DB, R>(row: &R, args: DecodeArgs<'_>) -> diesel::deserialize::Result<PendingEvent>
+fn decode_row<'a, M, DB, R>(
+    row: &R,
+    args: DecodeArgs<'_>,
+) -> diesel::deserialize::Result<PendingEvent>
 where
     DB: Backend,
     M: Capturable<DB>,
@@ -82,31 +86,56 @@ where
     R: Row<'a, DB>,
 {
     let part = row.partial_row(args.range);
-    let model = <M as FromSqlRow<SelectBy<M, DB>, DB>>::build_from_row(&part)?;
-    Ok(PendingEvent::new(args.action, model, args.changed.clone(), args.emit))
+    let model = <M as FromSqlRow<SqlTypeOf<M::SelectExpression>, DB>>::build_from_row(&part)?;
+    Ok(PendingEvent::new(
+        args.action,
+        model,
+        args.changed.clone(),
+        args.emit,
+    ))
+}
+
+/// A registered model with its select clause rendered once.
+pub struct Registered<DB: 'static, D: 'static> {
+    /// The model.
+    pub entry: &'static ModelEntry<DB, D>,
+    /// Its select clause, or why it could not be rendered.
+    pub returning: Result<String, String>,
 }
 
 /// Models by table name, with the migrations table always absent.
-pub struct Registry<E: 'static> {
-    by_table: HashMap<&'static str, Vec<&'static E>>,
+pub struct Registry<DB: 'static, D: 'static> {
+    by_table: HashMap<&'static str, Vec<Registered<DB, D>>>,
 }
 
-impl<E: 'static> Registry<E> {
-    pub(crate) fn build(entries: impl Iterator<Item = &'static E>, table: impl Fn(&E) -> &'static str) -> Self {
-        let mut by_table: HashMap<&'static str, Vec<&'static E>> = HashMap::new();
+impl<DB, D> Registry<DB, D> {
+    pub(crate) fn build(entries: impl Iterator<Item = &'static ModelEntry<DB, D>>) -> Self {
+        let mut by_table: HashMap<&'static str, Vec<Registered<DB, D>>> = HashMap::new();
         for entry in entries {
-            let name = table(entry);
-            if name == "__diesel_schema_migrations" {
+            if entry.table == "__diesel_schema_migrations" {
                 continue;
             }
-            by_table.entry(name).or_default().push(entry);
+            let returning = (entry.render_returning)().map_err(|e| e.to_string());
+            by_table
+                .entry(entry.table)
+                .or_default()
+                .push(Registered { entry, returning });
+        }
+        // Inventory's order is unspecified; sort for a stable RETURNING list.
+        for models in by_table.values_mut() {
+            models.sort_by_key(|m| (m.entry.type_name)());
         }
         Registry { by_table }
     }
 
     /// The models of `table`; empty when no model emits for it.
-    pub fn models(&self, table: &str) -> &[&'static E] {
+    pub fn models(&self, table: &str) -> &[Registered<DB, D>] {
         self.by_table.get(table).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Whether any model is registered at all.
+    pub fn is_empty(&self) -> bool {
+        self.by_table.is_empty()
     }
 }
 
@@ -145,9 +174,9 @@ mod pg {
     inventory::collect!(PgModel);
 
     /// Every model registered for PostgreSQL.
-    pub fn pg_registry() -> &'static Registry<PgModel> {
-        static REGISTRY: std::sync::OnceLock<Registry<PgModel>> = std::sync::OnceLock::new();
-        REGISTRY.get_or_init(|| Registry::build(inventory::iter::<PgModel>.into_iter(), |e| e.table))
+    pub fn pg_registry() -> &'static Registry<Pg, PgDecode> {
+        static REGISTRY: std::sync::OnceLock<Registry<Pg, PgDecode>> = std::sync::OnceLock::new();
+        REGISTRY.get_or_init(|| Registry::build(inventory::iter::<PgModel>.into_iter()))
     }
 }
 
@@ -160,10 +189,13 @@ mod sqlite {
     use diesel::sqlite::{Sqlite, SqliteConnection};
 
     /// The row type of `SqliteConnection`.
-    pub type SqliteRow<'a, 'b> = <SqliteConnection as LoadConnection<DefaultLoadingMode>>::Row<'a, 'b>;
+    pub type SqliteRow<'a, 'b> =
+        <SqliteConnection as LoadConnection<DefaultLoadingMode>>::Row<'a, 'b>;
     /// Decodes a model from a SQLite row.
-    pub type SqliteDecode =
-        for<'a, 'b, 'r> fn(&'r SqliteRow<'a, 'b>, DecodeArgs<'_>) -> diesel::deserialize::Result<PendingEvent>;
+    pub type SqliteDecode = for<'a, 'b, 'r> fn(
+        &'r SqliteRow<'a, 'b>,
+        DecodeArgs<'_>,
+    ) -> diesel::deserialize::Result<PendingEvent>;
     /// A model registered for SQLite.
     pub type SqliteModel = ModelEntry<Sqlite, SqliteDecode>;
 
@@ -197,8 +229,9 @@ mod sqlite {
     inventory::collect!(SqliteModel);
 
     /// Every model registered for SQLite.
-    pub fn sqlite_registry() -> &'static Registry<SqliteModel> {
-        static REGISTRY: std::sync::OnceLock<Registry<SqliteModel>> = std::sync::OnceLock::new();
-        REGISTRY.get_or_init(|| Registry::build(inventory::iter::<SqliteModel>.into_iter(), |e| e.table))
+    pub fn sqlite_registry() -> &'static Registry<Sqlite, SqliteDecode> {
+        static REGISTRY: std::sync::OnceLock<Registry<Sqlite, SqliteDecode>> =
+            std::sync::OnceLock::new();
+        REGISTRY.get_or_init(|| Registry::build(inventory::iter::<SqliteModel>.into_iter()))
     }
 }

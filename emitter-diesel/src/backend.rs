@@ -1,0 +1,176 @@
+//! The per-backend glue: which registry a connection type reads, how its rows are
+//! decoded, and how an upsert tells inserted rows from updated ones.
+
+use crate::model::{DecodeArgs, Registry};
+use diesel::backend::Backend;
+use diesel::connection::{Connection, DefaultLoadingMode, LoadConnection};
+use diesel::deserialize;
+use diesel::expression::QueryMetadata;
+use diesel::result::QueryResult;
+use diesel::sql_types::Untyped;
+use emitter_core::PendingEvent;
+
+/// A Diesel connection that `EmittingConnection` can wrap: `PgConnection` (feature
+/// `postgres`) and `SqliteConnection` (feature `sqlite`).
+pub trait EmittingBackend:
+    Connection<Backend: QueryMetadata<Untyped>> + DecodeRows<DefaultLoadingMode> + 'static
+{
+    /// A fresh query builder, to render statements for classification.
+    fn query_builder() -> <Self::Backend as Backend>::QueryBuilder;
+
+    /// The backend value that rendering needs.
+    fn backend() -> Self::Backend;
+}
+
+/// The `Emits` models of a connection type's backend.
+pub trait ModelsOf: Connection + 'static {
+    /// The backend's decode function type.
+    type Decode: Copy + Send + Sync + 'static;
+
+    /// Every `Emits` model registered for this backend.
+    fn registry() -> &'static Registry<Self::Backend, Self::Decode>;
+
+    /// SQL appended to an upsert's capture columns: one boolean field, true when
+    /// the row was inserted rather than updated. `None` when the backend cannot tell.
+    const INSERTED_FLAG: Option<&'static str>;
+
+    /// Runs before an upsert that carries [`INSERTED_FLAG`](Self::INSERTED_FLAG).
+    fn before_flagged_upsert(&mut self) -> QueryResult<()> {
+        Ok(())
+    }
+}
+
+/// Decoding of the rows of one loading mode `B`.
+pub trait DecodeRows<B>: ModelsOf + LoadConnection<B> {
+    /// Decodes a model from a row.
+    fn decode<'c, 'q>(
+        decode: Self::Decode,
+        row: &<Self as LoadConnection<B>>::Row<'c, 'q>,
+        args: DecodeArgs<'_>,
+    ) -> deserialize::Result<PendingEvent>
+    where
+        Self: 'c;
+
+    /// Reads the upsert flag at field `index`.
+    fn read_flag<'c, 'q>(
+        row: &<Self as LoadConnection<B>>::Row<'c, 'q>,
+        index: usize,
+    ) -> deserialize::Result<bool>
+    where
+        Self: 'c;
+}
+
+#[cfg(feature = "postgres")]
+mod pg {
+    use super::*;
+    use crate::model::{pg_registry, PgDecode};
+    use diesel::pg::{PgConnection, PgRowByRowLoadingMode};
+    use diesel::row::Row;
+    use diesel::sql_types::Bool;
+
+    impl EmittingBackend for PgConnection {
+        fn query_builder() -> diesel::pg::PgQueryBuilder {
+            Default::default()
+        }
+        fn backend() -> diesel::pg::Pg {
+            diesel::pg::Pg
+        }
+    }
+
+    impl ModelsOf for PgConnection {
+        type Decode = PgDecode;
+        fn registry() -> &'static Registry<diesel::pg::Pg, PgDecode> {
+            pg_registry()
+        }
+        // An inserted row version has no deleting transaction yet; one written by
+        // the DO UPDATE branch carries the updating transaction's id in xmax.
+        const INSERTED_FLAG: Option<&'static str> = Some(", (xmax = 0)");
+    }
+
+    macro_rules! pg_rows {
+        ($mode:ty) => {
+            impl DecodeRows<$mode> for PgConnection {
+                fn decode<'c, 'q>(
+                    decode: PgDecode,
+                    row: &<Self as LoadConnection<$mode>>::Row<'c, 'q>,
+                    args: DecodeArgs<'_>,
+                ) -> deserialize::Result<PendingEvent>
+                where
+                    Self: 'c,
+                {
+                    decode(row, args)
+                }
+                fn read_flag<'c, 'q>(
+                    row: &<Self as LoadConnection<$mode>>::Row<'c, 'q>,
+                    index: usize,
+                ) -> deserialize::Result<bool>
+                where
+                    Self: 'c,
+                {
+                    row.get_value::<Bool, bool, usize>(index)
+                }
+            }
+        };
+    }
+    pg_rows!(DefaultLoadingMode);
+    pg_rows!(PgRowByRowLoadingMode);
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use crate::model::{sqlite_registry, SqliteDecode};
+    use diesel::connection::SimpleConnection;
+    use diesel::row::Row;
+    use diesel::sql_types::Bool;
+    use diesel::sqlite::SqliteConnection;
+
+    impl EmittingBackend for SqliteConnection {
+        fn query_builder() -> diesel::sqlite::SqliteQueryBuilder {
+            Default::default()
+        }
+        fn backend() -> diesel::sqlite::Sqlite {
+            diesel::sqlite::Sqlite
+        }
+    }
+
+    impl ModelsOf for SqliteConnection {
+        type Decode = SqliteDecode;
+        fn registry() -> &'static Registry<diesel::sqlite::Sqlite, SqliteDecode> {
+            sqlite_registry()
+        }
+        // SQLite evaluates RETURNING as each row is written, so `last_insert_rowid()`
+        // equals the row's rowid exactly when this statement inserted it, once the
+        // value left over from earlier statements is reset (below).
+        const INSERTED_FLAG: Option<&'static str> = Some(", (rowid = last_insert_rowid())");
+
+        fn before_flagged_upsert(&mut self) -> QueryResult<()> {
+            self.batch_execute(
+                "CREATE TEMP TABLE IF NOT EXISTS diesel_emitter_rowid_reset (id INTEGER PRIMARY KEY); \
+                 INSERT OR REPLACE INTO temp.diesel_emitter_rowid_reset (id) VALUES (-9223372036854775808);",
+            )
+        }
+    }
+
+    impl DecodeRows<DefaultLoadingMode> for SqliteConnection {
+        fn decode<'c, 'q>(
+            decode: SqliteDecode,
+            row: &<Self as LoadConnection>::Row<'c, 'q>,
+            args: DecodeArgs<'_>,
+        ) -> deserialize::Result<PendingEvent>
+        where
+            Self: 'c,
+        {
+            decode(row, args)
+        }
+        fn read_flag<'c, 'q>(
+            row: &<Self as LoadConnection>::Row<'c, 'q>,
+            index: usize,
+        ) -> deserialize::Result<bool>
+        where
+            Self: 'c,
+        {
+            row.get_value::<Bool, bool, usize>(index)
+        }
+    }
+}

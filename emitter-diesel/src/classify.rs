@@ -1,0 +1,332 @@
+//! Statement classification: which table a rendered statement writes, how, and
+//! which columns it assigns.
+//!
+//! Diesel renders writes in a regular form (`INSERT INTO "t" ...`, `UPDATE "t" SET
+//! "a" = $1, ...`, `DELETE FROM "t" ...`, backticks on SQLite), so a small scanner
+//! that understands quoting and parentheses is enough. Anything it does not
+//! recognise is not a write it captures, and runs untouched.
+
+/// The kind of write a statement performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// What an INSERT does on conflict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum OnConflict {
+    /// No ON CONFLICT clause, or DO NOTHING: returned rows were inserted.
+    Insert,
+    /// DO UPDATE SET these columns: a returned row was inserted or updated.
+    DoUpdate(Vec<String>),
+}
+
+/// A recognised write statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Write {
+    pub(crate) kind: WriteKind,
+    pub(crate) table: String,
+    /// UPDATE's SET columns (empty for other kinds).
+    pub(crate) set: Vec<String>,
+    pub(crate) on_conflict: OnConflict,
+    /// The statement already ends in a RETURNING clause.
+    pub(crate) returning: bool,
+}
+
+/// A token of the scanner: a keyword or bare word (upper-cased), an identifier
+/// (quoted or not), or one punctuation character. Literals and parameters are skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Token {
+    Word(String),
+    Quoted(String),
+    Punct(char),
+}
+
+fn tokenize(sql: &str) -> Option<Vec<Token>> {
+    let mut tokens = Vec::new();
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {}
+            '"' | '`' => {
+                let mut ident = String::new();
+                loop {
+                    match chars.next() {
+                        Some((_, q)) if q == c => {
+                            if chars.peek().map(|&(_, n)| n) == Some(c) {
+                                chars.next();
+                                ident.push(c);
+                            } else {
+                                break;
+                            }
+                        }
+                        Some((_, ch)) => ident.push(ch),
+                        None => return None,
+                    }
+                }
+                tokens.push(Token::Quoted(ident));
+            }
+            '\'' => loop {
+                match chars.next() {
+                    Some((_, '\'')) => {
+                        if chars.peek().map(|&(_, n)| n) == Some('\'') {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                    Some(_) => {}
+                    None => return None,
+                }
+            },
+            // A comment or statement separator: not Diesel's output, leave it alone.
+            ';' => return None,
+            '-' if chars.peek().map(|&(_, n)| n) == Some('-') => return None,
+            '/' if chars.peek().map(|&(_, n)| n) == Some('*') => return None,
+            c if c.is_alphanumeric() || c == '_' || c == '$' || c == '?' => {
+                let mut word = String::from(c);
+                while let Some(&(_, n)) = chars.peek() {
+                    if n.is_alphanumeric() || n == '_' || n == '$' {
+                        word.push(n);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                tokens.push(Token::Word(word.to_ascii_uppercase()));
+            }
+            c => tokens.push(Token::Punct(c)),
+        }
+    }
+    Some(tokens)
+}
+
+struct Cursor<'t> {
+    tokens: &'t [Token],
+    pos: usize,
+}
+
+impl<'t> Cursor<'t> {
+    fn peek(&self) -> Option<&'t Token> {
+        self.tokens.get(self.pos)
+    }
+    fn next(&mut self) -> Option<&'t Token> {
+        let t = self.tokens.get(self.pos);
+        self.pos += 1;
+        t
+    }
+    fn eat_word(&mut self, word: &str) -> bool {
+        if matches!(self.peek(), Some(Token::Word(w)) if w == word) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+    /// A possibly schema-qualified quoted name; returns its last part.
+    fn table_name(&mut self) -> Option<String> {
+        let mut name = match self.next()? {
+            Token::Quoted(n) => n.clone(),
+            _ => return None,
+        };
+        while matches!(self.peek(), Some(Token::Punct('.'))) {
+            self.pos += 1;
+            match self.next()? {
+                Token::Quoted(n) => name = n.clone(),
+                _ => return None,
+            }
+        }
+        Some(name)
+    }
+    /// `"a" = <expr>, "b" = <expr>` up to a top-level keyword in `stop`.
+    fn assignments(&mut self, stop: &[&str]) -> Vec<String> {
+        let mut columns = Vec::new();
+        let mut expect_column = true;
+        let mut depth = 0usize;
+        while let Some(token) = self.peek() {
+            match token {
+                Token::Punct('(') => depth += 1,
+                Token::Punct(')') => depth = depth.saturating_sub(1),
+                Token::Punct(',') if depth == 0 => expect_column = true,
+                Token::Word(w) if depth == 0 && stop.contains(&w.as_str()) => break,
+                Token::Quoted(c) if expect_column && depth == 0 => {
+                    columns.push(c.clone());
+                    expect_column = false;
+                }
+                _ => expect_column = false,
+            }
+            self.pos += 1;
+        }
+        columns
+    }
+    /// Whether a top-level RETURNING follows from here on.
+    fn has_top_level(&self, word: &str) -> bool {
+        let mut depth = 0usize;
+        for token in &self.tokens[self.pos.min(self.tokens.len())..] {
+            match token {
+                Token::Punct('(') => depth += 1,
+                Token::Punct(')') => depth = depth.saturating_sub(1),
+                Token::Word(w) if depth == 0 && w == word => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+    /// Skips to the token after the next top-level `word`.
+    fn skip_past(&mut self, word: &str) -> bool {
+        let mut depth = 0usize;
+        while let Some(token) = self.next() {
+            match token {
+                Token::Punct('(') => depth += 1,
+                Token::Punct(')') => depth = depth.saturating_sub(1),
+                Token::Word(w) if depth == 0 && w == word => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+}
+
+/// Recognises a write in rendered SQL; `None` for anything else.
+pub(crate) fn classify(sql: &str) -> Option<Write> {
+    let tokens = tokenize(sql)?;
+    let mut cur = Cursor {
+        tokens: &tokens,
+        pos: 0,
+    };
+    let returning = cur.has_top_level("RETURNING");
+    let write = match cur.next()? {
+        Token::Word(w) if w == "INSERT" || w == "REPLACE" => {
+            if w == "INSERT" && cur.eat_word("OR") {
+                cur.next()?;
+            }
+            if !cur.eat_word("INTO") {
+                return None;
+            }
+            let table = cur.table_name()?;
+            let on_conflict = if cur.skip_past("CONFLICT") {
+                if cur.skip_past("DO") && cur.eat_word("UPDATE") && cur.eat_word("SET") {
+                    OnConflict::DoUpdate(cur.assignments(&["WHERE", "RETURNING"]))
+                } else {
+                    OnConflict::Insert
+                }
+            } else {
+                OnConflict::Insert
+            };
+            Write {
+                kind: WriteKind::Insert,
+                table,
+                set: Vec::new(),
+                on_conflict,
+                returning,
+            }
+        }
+        Token::Word(w) if w == "UPDATE" => {
+            let table = cur.table_name()?;
+            if !cur.eat_word("SET") {
+                return None;
+            }
+            let set = cur.assignments(&["FROM", "WHERE", "RETURNING"]);
+            Write {
+                kind: WriteKind::Update,
+                table,
+                set,
+                on_conflict: OnConflict::Insert,
+                returning,
+            }
+        }
+        Token::Word(w) if w == "DELETE" => {
+            if !cur.eat_word("FROM") {
+                return None;
+            }
+            Write {
+                kind: WriteKind::Delete,
+                table: cur.table_name()?,
+                set: Vec::new(),
+                on_conflict: OnConflict::Insert,
+                returning,
+            }
+        }
+        _ => return None,
+    };
+    Some(write)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_names_its_table() {
+        let w = classify(r#"INSERT INTO "users" ("name", "email") VALUES ($1, $2)"#).unwrap();
+        assert_eq!(
+            (w.kind, w.table.as_str(), w.returning),
+            (WriteKind::Insert, "users", false)
+        );
+        assert_eq!(w.on_conflict, OnConflict::Insert);
+    }
+
+    #[test]
+    fn schema_qualified_table_uses_its_last_part() {
+        let w = classify(r#"DELETE FROM "app"."users" WHERE ("users"."id" = $1)"#).unwrap();
+        assert_eq!((w.kind, w.table.as_str()), (WriteKind::Delete, "users"));
+    }
+
+    #[test]
+    fn update_lists_its_set_columns() {
+        let w = classify(r#"UPDATE "users" SET "name" = $1, "email" = lower($2, ("x")) WHERE ("users"."id" = $3)"#).unwrap();
+        assert_eq!(w.kind, WriteKind::Update);
+        assert_eq!(w.set, vec!["name", "email"]);
+    }
+
+    #[test]
+    fn sqlite_backticks_and_insert_or_ignore() {
+        let w = classify("INSERT OR IGNORE INTO `users` (`name`) VALUES (?)").unwrap();
+        assert_eq!((w.kind, w.table.as_str()), (WriteKind::Insert, "users"));
+        let w = classify("UPDATE `users` SET `active` = ? WHERE (`users`.`id` = ?)").unwrap();
+        assert_eq!(w.set, vec!["active"]);
+    }
+
+    #[test]
+    fn upsert_do_update_lists_its_columns() {
+        let w = classify(r#"INSERT INTO "users" ("id", "name") VALUES ($1, $2) ON CONFLICT ("id") DO UPDATE SET "name" = excluded."name" RETURNING "users"."id""#).unwrap();
+        assert_eq!(w.on_conflict, OnConflict::DoUpdate(vec!["name".into()]));
+        assert!(w.returning);
+    }
+
+    #[test]
+    fn upsert_do_nothing_only_inserts() {
+        let w =
+            classify(r#"INSERT INTO "users" ("id") VALUES ($1) ON CONFLICT DO NOTHING"#).unwrap();
+        assert_eq!(w.on_conflict, OnConflict::Insert);
+    }
+
+    #[test]
+    fn returning_inside_a_subquery_is_not_the_statements() {
+        let w = classify(r#"DELETE FROM "users" WHERE "id" IN (SELECT "x" FROM "y")"#).unwrap();
+        assert!(!w.returning);
+    }
+
+    #[test]
+    fn strings_and_quoted_keywords_do_not_confuse_it() {
+        let w = classify(r#"UPDATE "users" SET "name" = 'RETURNING ''x''' WHERE "returning" = $1"#)
+            .unwrap();
+        assert!(!w.returning);
+        assert_eq!(w.set, vec!["name"]);
+    }
+
+    #[test]
+    fn reads_and_empty_inserts_are_not_writes() {
+        assert_eq!(classify(r#"SELECT "users"."id" FROM "users""#), None);
+        assert_eq!(classify(r#"SELECT 1 FROM "users" WHERE 1=0"#), None);
+    }
+
+    #[test]
+    fn raw_sql_with_unquoted_table_or_separators_is_left_alone() {
+        assert_eq!(classify("INSERT INTO users (name) VALUES ('a')"), None);
+        assert_eq!(classify(r#"DELETE FROM "users"; DELETE FROM "x""#), None);
+        assert_eq!(classify(r#"DELETE FROM "users" -- all"#), None);
+    }
+}

@@ -1,0 +1,342 @@
+//! [`EmittingConnection`]: a Diesel connection that turns committed writes into events.
+
+use crate::backend::{DecodeRows, EmittingBackend, ModelsOf};
+use crate::cursor::EmittingCursor;
+use crate::frames::Frames;
+use crate::model::ModelEntry;
+use crate::plan::Plan;
+use crate::returning::Capturing;
+use crate::transaction::EmittingTransactionManager;
+use diesel::connection::{
+    CacheSize, Connection, ConnectionSealed, DefaultLoadingMode, Instrumentation, LoadConnection,
+    SimpleConnection, TransactionManager,
+};
+use diesel::expression::QueryMetadata;
+use diesel::query_builder::{Query, QueryBuilder, QueryFragment, QueryId};
+use diesel::result::{ConnectionResult, QueryResult};
+use diesel::row::Row;
+use diesel::sql_types::Untyped;
+use emitter_core::{Emit, Emitter, PendingEvent};
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+type PlanOf<C> = Plan<<C as Connection>::Backend, <C as ModelsOf>::Decode>;
+
+/// A Diesel connection that emits an [`Event`](emitter_core::Event) for every
+/// committed INSERT, UPDATE and DELETE on a table with an `Emits` model.
+///
+/// Use it wherever the inner connection was used: `execute`, `get_result(s)`,
+/// `load`, `save_changes`, transactions, r2d2 pools and migrations all work.
+/// Writes on tables without a model run exactly as written.
+///
+/// ```no_run
+/// # use emitter_diesel::EmittingConnection;
+/// # use emitter_core::Emitter;
+/// use diesel::prelude::*;
+/// let emitter = Emitter::builder().build()?;
+/// let mut conn = EmittingConnection::new(SqliteConnection::establish("app.db")?, emitter);
+/// conn.transaction(|conn| {
+///     diesel::sql_query("UPDATE counters SET n = n + 1").execute(conn)
+/// })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct EmittingConnection<C: EmittingBackend> {
+    pub(crate) inner: C,
+    emitter: Emitter,
+    frames: Frames,
+    emit: Emit,
+    /// Plans of statements with a static query id; `None` caches "not captured".
+    plans: HashMap<TypeId, Option<Arc<PlanOf<C>>>>,
+}
+
+impl<C: EmittingBackend> EmittingConnection<C> {
+    /// Wraps `inner`; its committed writes go to `emitter`.
+    pub fn new(inner: C, emitter: Emitter) -> Self {
+        EmittingConnection {
+            inner,
+            emitter,
+            frames: Frames::default(),
+            emit: Emit::All,
+            plans: HashMap::new(),
+        }
+    }
+
+    /// The emitter this connection delivers to.
+    pub fn emitter(&self) -> &Emitter {
+        &self.emitter
+    }
+
+    /// The wrapped connection.
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    /// The wrapped connection, for backend-specific calls.
+    ///
+    /// Writes made through it **bypass events**: nothing is captured. Beginning or
+    /// ending a transaction through it confuses the event frames; use this
+    /// connection's transaction methods instead.
+    pub fn inner_mut(&mut self) -> &mut C {
+        &mut self.inner
+    }
+
+    /// Unwraps the connection. Events of an open transaction are discarded.
+    pub fn into_inner(self) -> C {
+        self.inner
+    }
+
+    /// Events captured in the open transaction, waiting for its outermost commit.
+    pub fn pending_events(&self) -> usize {
+        self.frames.pending()
+    }
+
+    /// The emit mode in force.
+    pub fn emit_mode(&self) -> Emit {
+        self.emit
+    }
+
+    /// Runs `f` with `mode` in force for the writes it makes, then restores the
+    /// previous mode (also when `f` panics). The innermost scope wins.
+    ///
+    /// Events keep the mode of the scope they were written in, even when their
+    /// transaction commits outside it.
+    pub fn with_emit<R>(&mut self, mode: Emit, f: impl FnOnce(&mut Self) -> R) -> R {
+        struct Restore<'a, C: EmittingBackend>(&'a mut EmittingConnection<C>, Emit);
+        impl<C: EmittingBackend> Drop for Restore<'_, C> {
+            fn drop(&mut self) {
+                self.0.emit = self.1;
+            }
+        }
+        let previous = std::mem::replace(&mut self.emit, mode);
+        let guard = Restore(self, previous);
+        f(&mut *guard.0)
+    }
+
+    /// Runs `f` with events off: its writes run exactly as written and emit nothing.
+    pub fn without_events<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.with_emit(Emit::Off, f)
+    }
+
+    fn depth(&mut self) -> Option<usize> {
+        let status = C::TransactionManager::transaction_manager_status_mut(&mut self.inner);
+        status
+            .transaction_depth()
+            .ok()
+            .map(|d| d.map_or(0, |d| d.get() as usize))
+    }
+
+    pub(crate) fn align_frames(&mut self, committed: bool) {
+        // A manager in error keeps no transaction we could still commit.
+        let depth = self.depth().unwrap_or(0);
+        self.frames.align(depth, committed, &self.emitter);
+    }
+
+    /// Runs `f` in a transaction begun with `begin_sql` (e.g. `BEGIN IMMEDIATE`).
+    pub(crate) fn transaction_begun_with<T, E, F>(&mut self, begin_sql: &str, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+        C: Connection<TransactionManager = diesel::connection::AnsiTransactionManager>,
+    {
+        diesel::connection::AnsiTransactionManager::begin_transaction_sql(
+            &mut self.inner,
+            begin_sql,
+        )?;
+        self.align_frames(false);
+        match f(self) {
+            Ok(value) => {
+                EmittingTransactionManager::<C>::commit_transaction(self)?;
+                Ok(value)
+            }
+            Err(user_error) => match EmittingTransactionManager::<C>::rollback_transaction(self) {
+                Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(user_error),
+                Err(rollback_error) => Err(rollback_error.into()),
+            },
+        }
+    }
+
+    /// The capture plan of `source`, from the cache when its query id is static.
+    fn plan<T>(&mut self, source: &T) -> QueryResult<Option<Arc<PlanOf<C>>>>
+    where
+        T: QueryFragment<C::Backend> + QueryId,
+    {
+        if self.emit == Emit::Off {
+            return Ok(None);
+        }
+        let key = T::query_id();
+        if let Some(plan) = key.and_then(|k| self.plans.get(&k)) {
+            return Ok(plan.clone());
+        }
+        let mut builder = C::query_builder();
+        source.to_sql(&mut builder, &C::backend())?;
+        let sql = builder.finish();
+        let plan = Plan::build(&sql, C::registry(), C::INSERTED_FLAG).map(Arc::new);
+        if let Some(key) = key {
+            self.plans.insert(key, plan.clone());
+        }
+        Ok(plan)
+    }
+}
+
+/// Turns the capture columns of `row` into events, counting rows that fail.
+fn capture_row<'c, 'q, C, B>(
+    plan: &PlanOf<C>,
+    row: &<C as LoadConnection<B>>::Row<'c, 'q>,
+    emit: Emit,
+    emitter: &Emitter,
+    out: &mut Vec<PendingEvent>,
+) where
+    C: DecodeRows<B> + 'c,
+{
+    let fields = row.field_count();
+    let inserted = if plan.inserted_flag {
+        match C::read_flag(row, fields - 1) {
+            Ok(flag) => Some(flag),
+            Err(error) => {
+                emitter.record_capture_error(&plan.table, &error);
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let action = plan.action(inserted);
+    for (model, args) in plan.decode_args(fields, action, emit) {
+        let entry: &ModelEntry<_, _> = model.entry;
+        match C::decode(entry.decode, row, args) {
+            Ok(event) => out.push(event),
+            Err(error) => emitter.record_capture_error(&plan.table, &error),
+        }
+    }
+}
+
+impl<C: EmittingBackend> SimpleConnection for EmittingConnection<C> {
+    fn batch_execute(&mut self, query: &str) -> QueryResult<()> {
+        self.inner.batch_execute(query)
+    }
+}
+
+impl<C: EmittingBackend> ConnectionSealed for EmittingConnection<C> {}
+
+impl<C: EmittingBackend> Connection for EmittingConnection<C> {
+    type Backend = C::Backend;
+    type TransactionManager = EmittingTransactionManager<C>;
+
+    /// Opens the inner connection; events go to the process-wide emitter
+    /// ([`Emitter::set_global`]).
+    fn establish(database_url: &str) -> ConnectionResult<Self> {
+        Ok(EmittingConnection::new(
+            C::establish(database_url)?,
+            Emitter::global(),
+        ))
+    }
+
+    fn execute_returning_count<T>(&mut self, source: &T) -> QueryResult<usize>
+    where
+        T: QueryFragment<Self::Backend> + QueryId,
+    {
+        let Some(plan) = self.plan(source)? else {
+            return self.inner.execute_returning_count(source);
+        };
+        if plan.inserted_flag {
+            self.inner.before_flagged_upsert()?;
+        }
+        let depth = self.depth().unwrap_or(0);
+        let Self {
+            inner,
+            emitter,
+            emit,
+            ..
+        } = self;
+        let mut events = Vec::new();
+        let mut count = 0;
+        let query = Capturing::<_, Untyped>::new(source, plan.appended.clone());
+        for row in inner.load(query)? {
+            capture_row::<C, DefaultLoadingMode>(&plan, &row?, *emit, emitter, &mut events);
+            count += 1;
+        }
+        self.frames.record(depth, events, &self.emitter);
+        Ok(count)
+    }
+
+    fn transaction_state(&mut self) -> &mut Frames {
+        &mut self.frames
+    }
+
+    fn instrumentation(&mut self) -> &mut dyn Instrumentation {
+        self.inner.instrumentation()
+    }
+
+    fn set_instrumentation(&mut self, instrumentation: impl Instrumentation) {
+        self.inner.set_instrumentation(instrumentation)
+    }
+
+    fn set_prepared_statement_cache_size(&mut self, size: CacheSize) {
+        self.inner.set_prepared_statement_cache_size(size)
+    }
+}
+
+impl<C, B> LoadConnection<B> for EmittingConnection<C>
+where
+    C: EmittingBackend + DecodeRows<B>,
+{
+    type Cursor<'conn, 'query>
+        = EmittingCursor<
+        <C as LoadConnection<B>>::Cursor<'conn, 'query>,
+        <C as LoadConnection<B>>::Row<'conn, 'query>,
+    >
+    where
+        Self: 'conn;
+    type Row<'conn, 'query>
+        = <C as LoadConnection<B>>::Row<'conn, 'query>
+    where
+        Self: 'conn;
+
+    fn load<'conn, 'query, T>(
+        &'conn mut self,
+        source: T,
+    ) -> QueryResult<Self::Cursor<'conn, 'query>>
+    where
+        T: Query + QueryFragment<Self::Backend> + QueryId + 'query,
+        Self::Backend: QueryMetadata<T::SqlType>,
+    {
+        let Some(plan) = self.plan(&source)? else {
+            return Ok(EmittingCursor::Direct(LoadConnection::<B>::load(
+                &mut self.inner,
+                source,
+            )?));
+        };
+        if plan.inserted_flag {
+            self.inner.before_flagged_upsert()?;
+        }
+        let depth = self.depth().unwrap_or(0);
+        let Self {
+            inner,
+            emitter,
+            emit,
+            frames,
+            ..
+        } = self;
+        let query = Capturing::<T, T::SqlType>::new(source, plan.appended.clone());
+        // `get_result` reads one row only: take them all now so every row is captured.
+        let rows = LoadConnection::<B>::load(inner, query)?.collect::<QueryResult<Vec<_>>>()?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            capture_row::<C, B>(&plan, row, *emit, emitter, &mut events);
+        }
+        frames.record(depth, events, emitter);
+        Ok(EmittingCursor::Buffered(rows.into_iter()))
+    }
+}
+
+impl<C: EmittingBackend + fmt::Debug> fmt::Debug for EmittingConnection<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmittingConnection")
+            .field("inner", &self.inner)
+            .field("emit", &self.emit)
+            .field("pending_events", &self.frames.pending())
+            .finish()
+    }
+}
