@@ -10,7 +10,8 @@
 pub use emitter_core::crossbeam_channel;
 pub use emitter_core::{
     Action, Emit, Emits, Emitter, EmitterBuilder, Error, Event, EventMeta, ListenerBuilder,
-    PendingEvent, Source, Stats, Subscription, WhenFull, DEFAULT_CAPACITY,
+    MqttConfig, MqttConfigError, PendingEvent, Protocol, Source, Stats, Subscription, TlsConfig,
+    WhenFull, DEFAULT_CAPACITY,
 };
 #[cfg(feature = "postgres")]
 pub use emitter_diesel::TransactionBuilder;
@@ -26,8 +27,8 @@ pub mod connection {
 /// Everything a user of diesel-emitter names: `use diesel_emitter::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Action, Emit, Emits, Emitter, EmittingConnection, Event, EventMeta, Source, Subscription,
-        WhenFull,
+        Action, Emit, Emits, Emitter, EmittingConnection, Event, EventMeta, MqttConfig, Source,
+        Subscription, WhenFull,
     };
 }
 

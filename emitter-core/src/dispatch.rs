@@ -40,9 +40,11 @@ impl Dispatch<'_> {
                 committed_at: self.committed_at,
             },
         };
-        // The broker outlet joins here (after local listeners) when MQTT is configured.
+        if emit.reaches_remote() {
+            self.shared.publish(&event);
+        }
         if emit.reaches_local() {
-            deliver_local(self.shared, event);
+            deliver(self.shared, event, |slot| slot.local);
         }
     }
 }
@@ -73,7 +75,9 @@ fn matches<M>(shared: &Shared, slot: &Slot<M>, event: &Event<M>) -> bool {
     }
 }
 
-pub(crate) fn deliver_local<M: Emits>(shared: &Shared, event: Event<M>) {
+/// Queues `event` for every listener of `M` that `wants` it and whose actions and
+/// filter match.
+pub(crate) fn deliver<M: Emits>(shared: &Shared, event: Event<M>, wants: impl Fn(&Slot<M>) -> bool) {
     let Some(set) = shared.existing_listener_set::<M>() else {
         return;
     };
@@ -82,7 +86,7 @@ pub(crate) fn deliver_local<M: Emits>(shared: &Shared, event: Event<M>) {
     let mut previous: Option<&Arc<Slot<M>>> = None;
     let mut closed = Vec::new();
     for slot in slots.iter() {
-        if !matches(shared, slot, &event) {
+        if !wants(slot) || !matches(shared, slot, &event) {
             continue;
         }
         if let Some(prev) = previous.replace(slot) {
@@ -97,9 +101,7 @@ pub(crate) fn deliver_local<M: Emits>(shared: &Shared, event: Event<M>) {
         }
     }
     for id in closed {
-        if set.remove(id).is_some() {
-            shared.listener_removed();
-        }
+        crate::listener::remove_listener::<M>(shared, id);
     }
 }
 
@@ -135,5 +137,43 @@ fn send<M>(shared: &Shared, slot: &Slot<M>, event: Event<M>) -> bool {
             }
             still_open
         }
+    }
+}
+
+/// Delivers remote events of model `M` from one broker stream.
+#[cfg(feature = "mqtt")]
+pub(crate) struct ModelSink<M> {
+    shared: std::sync::Weak<Shared>,
+    _model: std::marker::PhantomData<fn() -> M>,
+}
+
+#[cfg(feature = "mqtt")]
+impl<M> ModelSink<M> {
+    pub(crate) fn new(shared: std::sync::Weak<Shared>) -> Self {
+        ModelSink {
+            shared,
+            _model: std::marker::PhantomData,
+        }
+    }
+}
+
+#[cfg(feature = "mqtt")]
+impl<M: Emits> crate::mqtt::RemoteSink for ModelSink<M> {
+    fn deliver(
+        &self,
+        envelope: &crate::mqtt::Checked<'_>,
+        origin: &Arc<str>,
+        group: Option<&str>,
+    ) -> Result<(), crate::mqtt::Rejected> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Ok(());
+        };
+        let event = envelope.to_event::<M>(origin)?;
+        deliver(&shared, event, |slot| match (&slot.reach, group) {
+            (crate::listener::Reach::Remote, None) => true,
+            (crate::listener::Reach::Group(mine), Some(theirs)) => &**mine == theirs,
+            _ => false,
+        });
+        Ok(())
     }
 }

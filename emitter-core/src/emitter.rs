@@ -3,7 +3,9 @@
 use crate::dispatch::Dispatch;
 use crate::emits::Emits;
 use crate::error::Error;
-use crate::listener::{AnyListenerSet, ListenerBuilder, ListenerSet};
+use crate::event::Event;
+use crate::listener::{AnyListenerSet, ListenerBuilder, ListenerSet, Reach};
+use crate::mqtt::MqttConfig;
 use crate::pending::PendingEvent;
 use crate::stats::{Counters, Stats};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -50,9 +52,60 @@ pub(crate) struct Shared {
     /// gone the receiver disconnects, which is how shutdown knows they finished.
     done_tx: Mutex<Option<Sender<()>>>,
     done_rx: Receiver<()>,
+    #[cfg(feature = "mqtt")]
+    bridge: Option<crate::mqtt::Bridge>,
 }
 
 impl Shared {
+    pub(crate) fn has_bridge(&self) -> bool {
+        #[cfg(feature = "mqtt")]
+        return self.bridge.is_some();
+        #[cfg(not(feature = "mqtt"))]
+        false
+    }
+
+    /// Hands a committed event to the publisher thread (a clone: local listeners
+    /// may take the original). Encoding happens on that thread.
+    pub(crate) fn publish<M: Emits>(&self, event: &Event<M>) {
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = &self.bridge {
+            bridge.publish(Box::new(event.clone()));
+        }
+        #[cfg(not(feature = "mqtt"))]
+        let _ = event;
+    }
+
+    /// Takes the broker subscription a listener of `M` with `reach` needs.
+    pub(crate) fn attach_remote<M: Emits>(self: &Arc<Self>, reach: &Reach) -> Result<(), Error> {
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = &self.bridge {
+            let group = match reach {
+                Reach::None => return Ok(()),
+                Reach::Remote => None,
+                Reach::Group(group) => Some(group),
+            };
+            let weak = Arc::downgrade(self);
+            return bridge.attach(group, M::TABLE, TypeId::of::<M>(), || {
+                Arc::new(crate::dispatch::ModelSink::<M>::new(weak))
+            });
+        }
+        let _ = reach;
+        Ok(())
+    }
+
+    /// Releases what [`attach_remote`](Self::attach_remote) took.
+    pub(crate) fn detach_remote<M: Emits>(&self, reach: &Reach) {
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = &self.bridge {
+            match reach {
+                Reach::None => {}
+                Reach::Remote => bridge.detach(None, M::TABLE, TypeId::of::<M>()),
+                Reach::Group(group) => bridge.detach(Some(group), M::TABLE, TypeId::of::<M>()),
+            }
+        }
+        let _ = reach;
+    }
+
     pub(crate) fn next_listener_id(&self) -> u64 {
         self.listener_ids.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -111,9 +164,45 @@ impl Emitter {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.shared
+        #[allow(unused_mut)]
+        let mut stats = self
+            .shared
             .counters
-            .snapshot(self.shared.listeners.load(Ordering::Relaxed))
+            .snapshot(self.shared.listeners.load(Ordering::Relaxed));
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = &self.shared.bridge {
+            bridge.fill(&mut stats);
+        }
+        stats
+    }
+
+    /// Whether this emitter publishes to and subscribes at a broker.
+    pub fn has_broker(&self) -> bool {
+        self.shared.has_bridge()
+    }
+
+    /// Waits until the broker connection is up and every remote listener's
+    /// subscription is in place, at most `timeout`.
+    ///
+    /// Useful at startup and in tests: events committed on other nodes before a
+    /// remote listener's subscription is in place are not delivered to it.
+    pub fn wait_connected(&self, timeout: Duration) -> Result<(), Error> {
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = &self.shared.bridge {
+            let deadline = Instant::now() + timeout;
+            while !bridge.ready() {
+                if Instant::now() >= deadline {
+                    return Err(Error::BrokerUnreachable {
+                        url: String::new(),
+                        reason: format!("not connected and subscribed within {timeout:?}"),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            return Ok(());
+        }
+        let _ = timeout;
+        Err(Error::NoBroker)
     }
 
     /// Delivers the events of one committed write or transaction, in order.
@@ -164,6 +253,12 @@ impl Emitter {
         shared.shut_down.store(true, Ordering::Release);
         // Waiting for the commit lock lets an in-flight dispatch finish first.
         drop(shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner()));
+        #[allow(unused_mut)]
+        let mut unsent = 0;
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = &shared.bridge {
+            unsent = bridge.close(deadline);
+        }
         let sets: Vec<_> = {
             let sets = shared.sets.read().unwrap_or_else(|e| e.into_inner());
             sets.values().map(|(_, set)| set.clone()).collect()
@@ -186,10 +281,13 @@ impl Emitter {
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(Error::ShutdownTimeout {
                         timeout,
-                        pending: shared.counters.queued(),
+                        pending: shared.counters.queued() + unsent,
                     })
                 }
             }
+        }
+        if unsent > 0 {
+            return Err(Error::ShutdownTimeout { timeout, pending: unsent });
         }
         tracing::debug!(node = %shared.node_id, "emitter shut down");
         Ok(())
@@ -249,6 +347,7 @@ impl fmt::Debug for Emitter {
 #[must_use]
 pub struct EmitterBuilder {
     node_id: Option<String>,
+    mqtt: Option<MqttConfig>,
 }
 
 impl EmitterBuilder {
@@ -259,17 +358,36 @@ impl EmitterBuilder {
         self
     }
 
-    /// Validates the configuration and starts the emitter.
+    /// Publish committed events to, and hear other nodes through, this broker.
+    pub fn mqtt(mut self, config: MqttConfig) -> Self {
+        self.mqtt = Some(config);
+        self
+    }
+
+    /// Validates the configuration and starts the emitter (and, with MQTT, its
+    /// publisher thread, which connects in the background unless
+    /// [`MqttConfig::require_connection`] asks to wait).
     pub fn build(self) -> Result<Emitter, Error> {
         let random = uuid::Uuid::new_v4().as_u64_pair();
-        let node_id = match self.node_id {
+        let node_id: Arc<str> = match self.node_id {
             Some(id) => validate_node_id(id)?,
             None => format!("node-{:012x}", random.0 >> 16),
+        }
+        .into();
+        #[cfg(feature = "mqtt")]
+        let bridge = match self.mqtt {
+            Some(config) => Some(crate::mqtt::Bridge::start(config, node_id.clone(), random.1)?),
+            None => None,
         };
+        #[cfg(not(feature = "mqtt"))]
+        if let Some(config) = self.mqtt {
+            config.validate()?;
+            return Err(Error::MqttUnavailable);
+        }
         let (done_tx, done_rx) = crossbeam_channel::bounded(0);
         Ok(Emitter {
             shared: Arc::new(Shared {
-                node_id: node_id.into(),
+                node_id,
                 instance: random.1,
                 counters: Counters::default(),
                 commit_lock: Mutex::new(0),
@@ -279,6 +397,8 @@ impl EmitterBuilder {
                 shut_down: AtomicBool::new(false),
                 done_tx: Mutex::new(Some(done_tx)),
                 done_rx,
+                #[cfg(feature = "mqtt")]
+                bridge,
             }),
         })
     }

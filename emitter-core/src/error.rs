@@ -22,7 +22,30 @@ pub enum Error {
         /// Events that had not reached their listeners.
         pending: u64,
     },
-    /// A listener thread could not be started.
-    #[error("could not start a listener thread: {0}")]
+    /// A thread (listener, publisher, subscriber) could not be started.
+    #[error("could not start a thread: {0}")]
     Spawn(#[from] std::io::Error),
+    /// The MQTT configuration is invalid.
+    #[error("invalid MQTT configuration: {0}")]
+    Mqtt(#[from] crate::mqtt::MqttConfigError),
+    /// MQTT was configured but this build has no `mqtt` feature.
+    #[error("MQTT is configured but diesel-emitter was built without the `mqtt` feature")]
+    MqttUnavailable,
+    /// The broker did not accept a connection within `require_connection`'s timeout.
+    #[error("MQTT broker {url} unreachable: {reason}")]
+    BrokerUnreachable {
+        /// The broker URL as configured.
+        url: String,
+        /// What the client reported.
+        reason: String,
+    },
+    /// A remote listener (`remote_only` or `group`) on an emitter without MQTT.
+    #[error("listener needs a broker (remote_only or group) but the emitter has no MQTT configured")]
+    NoBroker,
+    /// A table name that cannot be an MQTT topic level.
+    #[error("table name {0:?} is not a valid MQTT topic level (empty, or contains `/`, `+`, `#` or NUL)")]
+    InvalidTopicLevel(&'static str),
+    /// A group name that cannot be an MQTT topic level.
+    #[error("group name {0:?} is not a valid MQTT topic level")]
+    InvalidGroup(String),
 }

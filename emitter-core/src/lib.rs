@@ -10,6 +10,7 @@ mod emitter;
 mod error;
 mod event;
 mod listener;
+pub mod mqtt;
 mod pending;
 mod stats;
 
@@ -19,6 +20,7 @@ pub use emitter::{Emitter, EmitterBuilder};
 pub use error::Error;
 pub use event::{Event, EventMeta};
 pub use listener::{ListenerBuilder, Subscription, WhenFull, DEFAULT_CAPACITY};
+pub use mqtt::{MqttConfig, MqttConfigError, Protocol, TlsConfig};
 pub use pending::PendingEvent;
 pub use stats::Stats;
 

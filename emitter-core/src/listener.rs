@@ -43,6 +43,9 @@ pub struct ListenerBuilder<M: Emits> {
     capacity: usize,
     when_full: WhenFull,
     name: Option<String>,
+    allow_remote: bool,
+    remote_only: bool,
+    group: Option<String>,
 }
 
 impl<M: Emits> ListenerBuilder<M> {
@@ -54,7 +57,32 @@ impl<M: Emits> ListenerBuilder<M> {
             capacity: DEFAULT_CAPACITY,
             when_full: WhenFull::Block,
             name: None,
+            allow_remote: false,
+            remote_only: false,
+            group: None,
         }
+    }
+
+    /// Also receive events committed on other nodes, through the broker, as
+    /// [`Source::Remote`](crate::Source); this node's own events still arrive once,
+    /// locally. Without MQTT configured the listener sees local events only.
+    pub fn allow_remote(mut self, allow: bool) -> Self {
+        self.allow_remote = allow;
+        self
+    }
+
+    /// Only events committed on other nodes (needs MQTT).
+    pub fn remote_only(mut self, remote_only: bool) -> Self {
+        self.remote_only = remote_only;
+        self
+    }
+
+    /// Join the competing-consumer group `name`: each event, this node's included,
+    /// is handled by exactly one member of the group across all servers (an MQTT
+    /// shared subscription, `$share/{name}/{prefix}/{table}/+`; needs MQTT).
+    pub fn group(mut self, name: impl Into<String>) -> Self {
+        self.group = Some(name.into());
+        self
     }
 
     /// Only these actions (all three by default).
@@ -105,9 +133,7 @@ impl<M: Emits> ListenerBuilder<M> {
         self,
         mut listener: impl FnMut(&Event<M>) + Send + 'static,
     ) -> Result<Subscription, Error> {
-        if self.capacity == 0 {
-            return Err(Error::ZeroCapacity);
-        }
+        let reach = self.check()?;
         let (tx, rx) = crossbeam_channel::bounded::<Event<M>>(self.capacity);
         let shared = self.emitter.shared.clone();
         let id = shared.next_listener_id();
@@ -124,7 +150,7 @@ impl<M: Emits> ListenerBuilder<M> {
                 let _done = done;
                 run_listener(rx, &thread_shared, &thread_label, &mut listener);
             })?;
-        Ok(self.register(id, label, tx, Kind::Closure))
+        self.register(id, label, tx, Kind::Closure, reach)
     }
 
     /// Returns a receiver of every matching committed event.
@@ -134,20 +160,61 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Events placed in the receiver count as delivered.
     ///
     /// # Panics
-    /// Panics if the capacity is zero.
+    /// Panics on the errors [`try_subscribe`](Self::try_subscribe) returns.
     pub fn subscribe(self) -> Receiver<Event<M>> {
-        assert!(self.capacity > 0, "listener capacity must be at least 1");
+        self.try_subscribe()
+            .unwrap_or_else(|e| panic!("cannot register listener: {e}"))
+    }
+
+    /// Like [`subscribe`](Self::subscribe), returning setup failures as errors.
+    pub fn try_subscribe(self) -> Result<Receiver<Event<M>>, Error> {
+        let reach = self.check()?;
         let (tx, rx) = crossbeam_channel::bounded::<Event<M>>(self.capacity);
         let id = self.emitter.shared.next_listener_id();
         let label = self
             .name
             .clone()
             .unwrap_or_else(|| format!("{}#{id}", M::TABLE));
-        self.register(id, label, tx, Kind::Receiver).forget();
-        rx
+        self.register(id, label, tx, Kind::Receiver, reach)?.forget();
+        Ok(rx)
     }
 
-    fn register(self, id: u64, label: String, tx: Sender<Event<M>>, kind: Kind) -> Subscription {
+    /// Validates the options; returns where the listener's events come from.
+    fn check(&self) -> Result<Reach, Error> {
+        if self.capacity == 0 {
+            return Err(Error::ZeroCapacity);
+        }
+        let reach = match (&self.group, self.allow_remote || self.remote_only) {
+            (Some(group), _) => {
+                if !crate::mqtt::topic::is_valid_level(group) {
+                    return Err(Error::InvalidGroup(group.clone()));
+                }
+                Reach::Group(group.as_str().into())
+            }
+            (None, true) => Reach::Remote,
+            (None, false) => Reach::None,
+        };
+        if reach != Reach::None {
+            if !crate::mqtt::topic::is_valid_level(M::TABLE) {
+                return Err(Error::InvalidTopicLevel(M::TABLE));
+            }
+            let needs_broker = self.remote_only || self.group.is_some();
+            if needs_broker && !self.emitter.shared.has_bridge() {
+                return Err(Error::NoBroker);
+            }
+        }
+        Ok(reach)
+    }
+
+    fn register(
+        self,
+        id: u64,
+        label: String,
+        tx: Sender<Event<M>>,
+        kind: Kind,
+        reach: Reach,
+    ) -> Result<Subscription, Error> {
+        let local = !self.remote_only && !matches!(reach, Reach::Group(_));
         let slot = Arc::new(Slot {
             id,
             label,
@@ -157,25 +224,35 @@ impl<M: Emits> ListenerBuilder<M> {
             when_full: self.when_full,
             kind,
             closed: AtomicBool::new(false),
+            local,
+            reach: reach.clone(),
         });
         let shared = &self.emitter.shared;
         let set = shared.listener_set::<M>();
         set.add(slot);
         shared.listener_added();
-        tracing::debug!(table = M::TABLE, listener = id, "listener registered");
-        Subscription {
+        if let Err(error) = shared.attach_remote::<M>(&reach) {
+            remove_listener::<M>(shared, id);
+            return Err(error);
+        }
+        tracing::debug!(table = M::TABLE, listener = id, ?reach, "listener registered");
+        Ok(Subscription {
             shared: Arc::downgrade(shared),
             type_id: TypeId::of::<M>(),
             id,
             remove: remove_listener::<M>,
-        }
+        })
     }
 }
 
-fn remove_listener<M: Emits>(shared: &Shared, id: u64) -> bool {
-    shared
-        .existing_listener_set::<M>()
-        .is_some_and(|set| set.remove(id).is_some())
+/// Removes listener `id` of model `M`, releasing its broker subscription.
+pub(crate) fn remove_listener<M: Emits>(shared: &Shared, id: u64) -> bool {
+    let Some(slot) = shared.existing_listener_set::<M>().and_then(|set| set.remove(id)) else {
+        return false;
+    };
+    shared.listener_removed();
+    shared.detach_remote::<M>(&slot.reach);
+    true
 }
 
 fn run_listener<M: Emits>(
@@ -219,7 +296,6 @@ impl Subscription {
     pub fn unsubscribe(self) {
         if let Some(shared) = self.shared.upgrade() {
             if (self.remove)(&shared, self.id) {
-                shared.listener_removed();
                 tracing::debug!(listener = self.id, "listener unsubscribed");
             }
         }
@@ -242,6 +318,17 @@ impl fmt::Debug for Subscription {
     }
 }
 
+/// Which broker stream feeds a listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Local events only.
+    None,
+    /// Also (or only) other nodes' events, from the plain subscription.
+    Remote,
+    /// Every node's events, from the group's shared subscription.
+    Group(Arc<str>),
+}
+
 #[derive(Copy, Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
     Closure,
@@ -258,6 +345,9 @@ pub(crate) struct Slot<M> {
     pub(crate) when_full: WhenFull,
     pub(crate) kind: Kind,
     pub(crate) closed: AtomicBool,
+    /// Receives this node's events directly.
+    pub(crate) local: bool,
+    pub(crate) reach: Reach,
 }
 
 impl<M> Slot<M> {

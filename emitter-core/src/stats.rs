@@ -27,6 +27,24 @@ pub struct Stats {
     pub capture_errors: u64,
     /// Listeners currently registered.
     pub listeners: u64,
+    /// Events the broker acknowledged (PUBACK at QoS 1).
+    pub published: u64,
+    /// Events not published because the MQTT buffer was full (broker away or slow).
+    pub publish_dropped: u64,
+    /// Events not published for another reason: not serializable, rejected by the
+    /// broker after retries, or still unacknowledged when shutdown's deadline passed.
+    pub publish_failed: u64,
+    /// Messages received from the broker on the subscriptions of remote listeners.
+    pub remote_received: u64,
+    /// Received payloads dropped as malformed, oversized, of another wire version,
+    /// or whose row does not decode into the model.
+    pub remote_rejected: u64,
+    /// Received events dropped as QoS 1 redeliveries (an id seen before).
+    pub remote_duplicates: u64,
+    /// Times a broker connection was lost and re-established.
+    pub broker_reconnects: u64,
+    /// Whether the publisher is connected to the broker now.
+    pub broker_connected: bool,
 }
 
 #[derive(Default)]
@@ -78,6 +96,7 @@ impl Counters {
             queued: self.queued.0.load(Relaxed),
             capture_errors: self.capture_errors.0.load(Relaxed),
             listeners,
+            ..Stats::default()
         }
     }
 }

@@ -1,0 +1,336 @@
+//! [`MqttConfig`]: where and how the emitter talks to the broker, validated at
+//! `Emitter::builder().build()`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The MQTT protocol version.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// MQTT 5 (the default): the event's origin also travels as a user property.
+    #[default]
+    V5,
+    /// MQTT 3.1.1, for brokers without MQTT 5.
+    V311,
+}
+
+/// TLS settings for `mqtts://` and `ssl://` brokers (feature `tls`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM file of the certificate authorities that sign the broker's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of this client's certificate (mutual TLS).
+    pub client_cert: Option<PathBuf>,
+    /// PEM file of this client's private key (mutual TLS).
+    pub client_key: Option<PathBuf>,
+    /// Check that the broker's certificate names the host in the URL (default true).
+    pub verify_hostname: bool,
+}
+
+/// How to reach the MQTT broker that carries events between servers.
+///
+/// ```
+/// use emitter_core::MqttConfig;
+/// let config = MqttConfig::new("mqtt://127.0.0.1:1883")
+///     .topic_prefix("app/events")
+///     .credentials("api", "secret")
+///     .keep_alive(std::time::Duration::from_secs(20));
+/// assert_eq!(config.prefix(), "app/events");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MqttConfig {
+    pub(crate) url: String,
+    pub(crate) prefix: String,
+    pub(crate) client_id: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) tls: Option<TlsConfig>,
+    pub(crate) keep_alive: Duration,
+    pub(crate) qos: i32,
+    pub(crate) buffer: usize,
+    pub(crate) max_inflight: usize,
+    pub(crate) protocol: Protocol,
+    pub(crate) require_connection: Option<Duration>,
+    pub(crate) session_expiry: Duration,
+    pub(crate) max_payload: usize,
+    pub(crate) dedup_window: usize,
+}
+
+/// The default topic prefix.
+pub const DEFAULT_PREFIX: &str = "diesel/events";
+
+impl MqttConfig {
+    /// A broker at `url`: `mqtt://host:port`, `tcp://host:port`, or with TLS
+    /// `mqtts://host:port`, `ssl://host:port`.
+    pub fn new(url: impl Into<String>) -> Self {
+        MqttConfig {
+            url: url.into(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            client_id: None,
+            username: None,
+            password: None,
+            tls: None,
+            keep_alive: Duration::from_secs(30),
+            qos: 1,
+            buffer: 100_000,
+            max_inflight: 1_000,
+            protocol: Protocol::V5,
+            require_connection: None,
+            session_expiry: Duration::from_secs(3600),
+            max_payload: 1 << 20,
+            dedup_window: 100_000,
+        }
+    }
+
+    /// The first topic levels of every event: `{prefix}/{table}/{action}`.
+    /// Default `diesel/events`; no wildcards, no empty levels.
+    pub fn topic_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The MQTT client id. Default: the node id and a random suffix, unique per
+    /// emitter. The publisher connects as `{client_id}-pub`, the subscriber as
+    /// `{client_id}-sub` (and `{client_id}-{group}` per group). Setting it makes the
+    /// subscriber's broker session outlive restarts of this process (MQTT 5: for
+    /// [`session_expiry`](Self::session_expiry); 3.1.1: until the broker expires it).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Username and password for the broker.
+    pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self.password = Some(password.into());
+        self
+    }
+
+    /// TLS settings; implied (with defaults) by an `mqtts://` or `ssl://` URL.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The keep-alive interval (default 30 s).
+    pub fn keep_alive(mut self, interval: Duration) -> Self {
+        self.keep_alive = interval;
+        self
+    }
+
+    /// QoS of publishes and subscriptions: 0, 1 (default) or 2.
+    pub fn qos(mut self, qos: i32) -> Self {
+        self.qos = qos;
+        self
+    }
+
+    /// How many committed events wait for the broker while it is slow or away
+    /// (default 100,000). Beyond it events are not published, and are counted in
+    /// `Stats::publish_dropped` and logged.
+    pub fn buffer(mut self, events: usize) -> Self {
+        self.buffer = events;
+        self
+    }
+
+    /// Publishes in flight at once, waiting for their acknowledgement (default 1,000).
+    pub fn max_inflight(mut self, n: usize) -> Self {
+        self.max_inflight = n;
+        self
+    }
+
+    /// The protocol version (default MQTT 5).
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Makes `build()` fail with [`Error::BrokerUnreachable`](crate::Error) unless the
+    /// broker accepts a connection within `timeout`. By default a broker that is down
+    /// at start is not an error: the emitter keeps trying in the background.
+    pub fn require_connection(mut self, timeout: Duration) -> Self {
+        self.require_connection = Some(timeout);
+        self
+    }
+
+    /// How long the broker keeps a subscriber's session (and queues its events)
+    /// while it is away, with MQTT 5 and an explicit [`client_id`](Self::client_id).
+    /// Default one hour.
+    pub fn session_expiry(mut self, expiry: Duration) -> Self {
+        self.session_expiry = expiry;
+        self
+    }
+
+    /// Largest payload accepted from the broker, in bytes (default 1 MiB); larger
+    /// ones are dropped and counted.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// How many recent event ids each subscriber remembers to drop QoS 1
+    /// redeliveries (default 100,000).
+    pub fn dedup_window(mut self, ids: usize) -> Self {
+        self.dedup_window = ids;
+        self
+    }
+
+    /// The broker URL as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The topic prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// A configuration problem found by `build()`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MqttConfigError {
+    /// The URL is not `scheme://host:port` with a supported scheme.
+    #[error("bad broker URL {url:?}: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The topic prefix is empty, has an empty level or a wildcard.
+    #[error("bad topic prefix {0:?}: use one or more non-empty levels without `+`, `#` or NUL")]
+    TopicPrefix(String),
+    /// QoS is not 0, 1 or 2.
+    #[error("QoS must be 0, 1 or 2, not {0}")]
+    Qos(i32),
+    /// The client id is empty or too long.
+    #[error("bad client id {0:?}: use 1 to 64 characters")]
+    ClientId(String),
+    /// A zero buffer, in-flight window, payload limit or dedup window.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// A TLS URL or setting without the `tls` feature.
+    #[error("TLS needs the `tls` feature of diesel-emitter")]
+    TlsUnavailable,
+    /// A TLS file that does not exist.
+    #[error("TLS file {0:?} does not exist")]
+    TlsFile(PathBuf),
+}
+
+/// A URL's parts after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BrokerUrl {
+    /// The URL in the form Paho understands (`tcp://` or `ssl://`).
+    pub(crate) paho: String,
+    pub(crate) tls: bool,
+}
+
+impl MqttConfig {
+    pub(crate) fn validate(&self) -> Result<BrokerUrl, MqttConfigError> {
+        let url = parse_url(&self.url)?;
+        validate_prefix(&self.prefix)?;
+        if !(0..=2).contains(&self.qos) {
+            return Err(MqttConfigError::Qos(self.qos));
+        }
+        if let Some(id) = &self.client_id {
+            if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control()) {
+                return Err(MqttConfigError::ClientId(id.clone()));
+            }
+        }
+        for (value, name) in [
+            (self.buffer, "the buffer"),
+            (self.max_inflight, "max_inflight"),
+            (self.max_payload, "max_payload"),
+            (self.dedup_window, "the dedup window"),
+        ] {
+            if value == 0 {
+                return Err(MqttConfigError::Zero(name));
+            }
+        }
+        if url.tls || self.tls.is_some() {
+            if !cfg!(feature = "tls") {
+                return Err(MqttConfigError::TlsUnavailable);
+            }
+            let tls = self.tls.clone().unwrap_or_default();
+            for file in [&tls.ca_file, &tls.client_cert, &tls.client_key].into_iter().flatten() {
+                if !file.exists() {
+                    return Err(MqttConfigError::TlsFile(file.clone()));
+                }
+            }
+        }
+        Ok(url)
+    }
+}
+
+fn parse_url(url: &str) -> Result<BrokerUrl, MqttConfigError> {
+    let bad = |reason| MqttConfigError::Url {
+        url: url.to_owned(),
+        reason,
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("missing scheme (mqtt://, mqtts://, tcp://, ssl://)"))?;
+    let tls = match scheme.to_ascii_lowercase().as_str() {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        _ => return Err(bad("unsupported scheme; use mqtt://, mqtts://, tcp:// or ssl://")),
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains('/') || authority.contains('@') || authority.contains('?') {
+        return Err(bad("expected host[:port] after the scheme, nothing else"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, _)) if !host.ends_with(']') && host.contains(':') => (authority, None),
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    if host.is_empty() {
+        return Err(bad("missing host"));
+    }
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("port must be 1-65535"))?,
+        None if tls => 8883,
+        None => 1883,
+    };
+    let scheme = if tls { "ssl" } else { "tcp" };
+    Ok(BrokerUrl {
+        paho: format!("{scheme}://{host}:{port}"),
+        tls,
+    })
+}
+
+fn validate_prefix(prefix: &str) -> Result<(), MqttConfigError> {
+    let ok = !prefix.is_empty() && prefix.split('/').all(|level| crate::mqtt::topic::is_valid_level(level));
+    if ok {
+        Ok(())
+    } else {
+        Err(MqttConfigError::TopicPrefix(prefix.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_map_to_paho_urls_with_default_ports() {
+        assert_eq!(parse_url("mqtt://localhost").unwrap().paho, "tcp://localhost:1883");
+        assert_eq!(parse_url("tcp://127.0.0.1:1884").unwrap().paho, "tcp://127.0.0.1:1884");
+        let tls = parse_url("mqtts://broker.local").unwrap();
+        assert_eq!((tls.paho.as_str(), tls.tls), ("ssl://broker.local:8883", true));
+        assert!(parse_url("ssl://[::1]:8883").unwrap().tls);
+    }
+
+    #[test]
+    fn bad_urls_are_rejected() {
+        for url in ["", "localhost:1883", "http://x", "mqtt://", "mqtt://h:0", "mqtt://h:99999", "mqtt://h/x", "mqtt://u@h"] {
+            assert!(matches!(parse_url(url), Err(MqttConfigError::Url { .. })), "{url}");
+        }
+    }
+
+    #[test]
+    fn prefixes_with_wildcards_or_empty_levels_are_rejected() {
+        for p in ["", "a//b", "/a", "a/", "a/+", "#", "a/b#"] {
+            assert!(validate_prefix(p).is_err(), "{p}");
+        }
+        assert!(validate_prefix("diesel/events").is_ok());
+    }
+}

@@ -1,0 +1,112 @@
+//! Paho client and connection options from an [`MqttConfig`], and reconnect backoff.
+
+use super::config::{MqttConfig, Protocol};
+use paho_mqtt as paho;
+use std::time::Duration;
+
+pub(crate) fn client_options(paho_url: &str, client_id: &str, config: &MqttConfig) -> paho::CreateOptions {
+    let version = match config.protocol {
+        Protocol::V5 => paho::MQTT_VERSION_5,
+        Protocol::V311 => paho::MQTT_VERSION_3_1_1,
+    };
+    paho::CreateOptionsBuilder::new()
+        .server_uri(paho_url)
+        .client_id(client_id)
+        .mqtt_version(version)
+        // We keep our own bounded queue and resend after reconnecting.
+        .persistence(None)
+        .max_buffered_messages(config.max_inflight.min(i32::MAX as usize) as i32)
+        .finalize()
+}
+
+/// Connection options. `clean` is false for subscribers whose broker session
+/// should survive disconnects (explicit client id).
+pub(crate) fn connect_options(config: &MqttConfig, clean: bool) -> paho::ConnectOptions {
+    let mut builder = match config.protocol {
+        Protocol::V5 => paho::ConnectOptionsBuilder::new_v5(),
+        Protocol::V311 => paho::ConnectOptionsBuilder::new_v3(),
+    };
+    builder
+        .keep_alive_interval(config.keep_alive)
+        .connect_timeout(Duration::from_secs(5))
+        .max_inflight(config.max_inflight.min(65_535) as i32);
+    match config.protocol {
+        Protocol::V5 => {
+            builder.clean_start(clean);
+            if !clean {
+                let mut props = paho::Properties::new();
+                let secs = config.session_expiry.as_secs().min(u32::MAX as u64) as u32;
+                if props
+                    .push_u32(paho::PropertyCode::SessionExpiryInterval, secs)
+                    .is_ok()
+                {
+                    builder.properties(props);
+                }
+            }
+        }
+        Protocol::V311 => {
+            builder.clean_session(clean);
+        }
+    }
+    if let (Some(user), Some(password)) = (&config.username, &config.password) {
+        builder.user_name(user.as_str()).password(password.as_str());
+    }
+    #[cfg(feature = "tls")]
+    if let Some(ssl) = ssl_options(config) {
+        builder.ssl_options(ssl);
+    }
+    builder.finalize()
+}
+
+#[cfg(feature = "tls")]
+fn ssl_options(config: &MqttConfig) -> Option<paho::SslOptions> {
+    let url_tls = config.url.to_ascii_lowercase();
+    if config.tls.is_none() && !(url_tls.starts_with("mqtts://") || url_tls.starts_with("ssl://")) {
+        return None;
+    }
+    let tls = config.tls.clone().unwrap_or(super::config::TlsConfig {
+        verify_hostname: true,
+        ..Default::default()
+    });
+    let mut builder = paho::SslOptionsBuilder::new();
+    // Files were checked to exist by `validate`, so these only fail on odd paths.
+    if let Some(ca) = &tls.ca_file {
+        let _ = builder.trust_store(ca);
+    }
+    if let Some(cert) = &tls.client_cert {
+        let _ = builder.key_store(cert);
+    }
+    if let Some(key) = &tls.client_key {
+        let _ = builder.private_key(key);
+    }
+    builder.enable_server_cert_auth(true).verify(tls.verify_hostname);
+    Some(builder.finalize())
+}
+
+/// Exponential backoff between connection attempts: 50 ms doubling to 2 s.
+pub(crate) struct Backoff {
+    next: Duration,
+    failed: bool,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Backoff {
+            next: Duration::from_millis(50),
+            failed: false,
+        }
+    }
+    pub(crate) fn next(&mut self) -> Duration {
+        self.failed = true;
+        let wait = self.next;
+        self.next = (self.next * 2).min(Duration::from_secs(2));
+        wait
+    }
+    pub(crate) fn reset(&mut self) {
+        *self = Backoff::new();
+    }
+    /// Whether an attempt failed since the last success.
+    pub(crate) fn failed_before(&self) -> bool {
+        self.failed
+    }
+}

@@ -1,0 +1,181 @@
+//! The MQTT bridge: publishing committed events and hearing other servers'.
+//!
+//! [`MqttConfig`] and the envelope are always compiled (configuration errors are
+//! reported the same way with or without the `mqtt` feature); the Paho clients and
+//! their threads exist only with the feature.
+
+mod config;
+#[cfg(feature = "mqtt")]
+mod connect;
+#[cfg(feature = "mqtt")]
+mod counters;
+#[cfg(feature = "mqtt")]
+mod dedup;
+#[cfg(feature = "mqtt")]
+pub(crate) mod envelope;
+#[cfg(feature = "mqtt")]
+mod publisher;
+#[cfg(feature = "mqtt")]
+mod subscriber;
+pub(crate) mod topic;
+
+pub use config::{MqttConfig, MqttConfigError, Protocol, TlsConfig, DEFAULT_PREFIX};
+#[cfg(feature = "mqtt")]
+pub use envelope::WIRE_VERSION;
+
+#[cfg(feature = "mqtt")]
+pub(crate) use bridge::Bridge;
+#[cfg(feature = "mqtt")]
+pub(crate) use subscriber::RemoteSink;
+#[cfg(feature = "mqtt")]
+pub(crate) use envelope::{Checked, Rejected};
+
+#[cfg(feature = "mqtt")]
+mod bridge {
+    use super::config::MqttConfig;
+    use super::counters::MqttCounters;
+    use super::publisher::{self, Outgoing, PublisherHandle};
+    use super::subscriber::{RemoteSink, Stream};
+    use crate::error::Error;
+    use crate::stats::Stats;
+    use std::any::TypeId;
+    use std::collections::HashMap;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// The emitter's link to the broker.
+    pub(crate) struct Bridge {
+        config: MqttConfig,
+        paho_url: String,
+        client_base: String,
+        node_id: Arc<str>,
+        counters: Arc<MqttCounters>,
+        publisher: PublisherHandle,
+        streams: Mutex<HashMap<Option<Arc<str>>, Arc<Stream>>>,
+    }
+
+    impl Bridge {
+        pub(crate) fn start(config: MqttConfig, node_id: Arc<str>, instance: u64) -> Result<Bridge, Error> {
+            let url = config.validate()?;
+            let client_base = match &config.client_id {
+                Some(id) => id.clone(),
+                None => format!("{node_id}-{:06x}", instance & 0xff_ffff),
+            };
+            let counters = Arc::new(MqttCounters::default());
+            let (first_tx, first_rx) = crossbeam_channel::bounded(1);
+            let require = config.require_connection;
+            let publisher = publisher::start(
+                &config,
+                &url.paho,
+                format!("{client_base}-pub"),
+                node_id.clone(),
+                counters.clone(),
+                require.map(|_| first_tx),
+            )?;
+            if let Some(timeout) = require {
+                let result = first_rx
+                    .recv_timeout(timeout)
+                    .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
+                if let Err(reason) = result {
+                    publisher.close(Instant::now());
+                    return Err(Error::BrokerUnreachable {
+                        url: config.url.clone(),
+                        reason,
+                    });
+                }
+            }
+            Ok(Bridge {
+                config,
+                paho_url: url.paho,
+                client_base,
+                node_id,
+                counters,
+                publisher,
+                streams: Mutex::new(HashMap::new()),
+            })
+        }
+
+        pub(crate) fn publish(&self, event: Box<dyn Outgoing>) {
+            self.publisher.publish(event);
+        }
+
+        /// The stream of `group` (None: the plain one), started on first use.
+        fn stream(&self, group: Option<&Arc<str>>) -> Result<Arc<Stream>, Error> {
+            let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(stream) = streams.get(&group.cloned()) {
+                return Ok(stream.clone());
+            }
+            let client_id = match group {
+                Some(group) => format!("{}-{group}", self.client_base),
+                None => format!("{}-sub", self.client_base),
+            };
+            let stream = Stream::start(
+                &self.config,
+                &self.paho_url,
+                client_id,
+                group.cloned(),
+                self.node_id.clone(),
+                self.counters.clone(),
+            )
+            .map_err(|reason| Error::BrokerUnreachable {
+                url: self.config.url.clone(),
+                reason,
+            })?;
+            streams.insert(group.cloned(), stream.clone());
+            Ok(stream)
+        }
+
+        pub(crate) fn attach(
+            &self,
+            group: Option<&Arc<str>>,
+            table: &'static str,
+            type_id: TypeId,
+            sink: impl FnOnce() -> Arc<dyn RemoteSink>,
+        ) -> Result<(), Error> {
+            self.stream(group)?.attach(table, type_id, sink);
+            Ok(())
+        }
+
+        pub(crate) fn detach(&self, group: Option<&Arc<str>>, table: &'static str, type_id: TypeId) {
+            let stream = self.streams.lock().unwrap_or_else(|e| e.into_inner()).get(&group.cloned()).cloned();
+            if let Some(stream) = stream {
+                stream.detach(table, type_id);
+            }
+        }
+
+        /// Whether the publisher is connected and every subscriber is connected with
+        /// all its subscriptions in place.
+        pub(crate) fn ready(&self) -> bool {
+            self.counters.connected.load(Relaxed)
+                && self.streams.lock().unwrap_or_else(|e| e.into_inner()).values().all(|s| s.ready())
+        }
+
+        /// Publishes what is queued, then disconnects everything. Returns the
+        /// number of events not acknowledged by the broker by `deadline`.
+        pub(crate) fn close(&self, deadline: Instant) -> u64 {
+            let unsent = self.publisher.close(deadline).unwrap_or_else(|| {
+                let n = self.counters.unsent.load(Relaxed);
+                tracing::error!("MQTT publisher did not finish by the shutdown deadline");
+                n.max(1)
+            });
+            let streams: Vec<_> = self.streams.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, s)| s).collect();
+            for stream in streams {
+                stream.stop(deadline.max(Instant::now() + Duration::from_millis(500)));
+            }
+            unsent
+        }
+
+        pub(crate) fn fill(&self, stats: &mut Stats) {
+            let c = &self.counters;
+            stats.published = c.published.load(Relaxed);
+            stats.publish_dropped = c.publish_dropped.load(Relaxed);
+            stats.publish_failed = c.publish_failed.load(Relaxed) + c.unsent.load(Relaxed);
+            stats.remote_received = c.remote_received.load(Relaxed);
+            stats.remote_rejected = c.remote_rejected.load(Relaxed);
+            stats.remote_duplicates = c.remote_duplicates.load(Relaxed);
+            stats.broker_reconnects = c.reconnects.load(Relaxed);
+            stats.broker_connected = c.connected.load(Relaxed);
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Subscribers: the broker side of remote listeners.
+//!
+//! One Paho client per stream: the plain stream, shared by every `allow_remote` and
+//! `remote_only` listener, and one per `group`, joined to the shared subscription
+//! `$share/{group}/...`. A stream subscribes to `{prefix}/{table}/+` when the first
+//! listener of a table registers and unsubscribes when the last one goes, and
+//! subscribes again after every reconnect. Paho hands messages over an unbounded
+//! channel, so the socket is drained even while a listener makes us wait.
+
+use super::config::MqttConfig;
+use super::connect::{client_options, connect_options, Backoff};
+use super::counters::MqttCounters;
+use super::dedup::RecentIds;
+use super::envelope::{check, Checked, Rejected};
+use super::topic::{parse_topic, table_filter};
+use paho_mqtt as paho;
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Delivers a checked envelope to the remote listeners of one model.
+pub(crate) trait RemoteSink: Send + Sync {
+    fn deliver(&self, envelope: &Checked<'_>, origin: &Arc<str>, group: Option<&str>) -> Result<(), Rejected>;
+}
+
+#[derive(Default)]
+struct Route {
+    listeners: usize,
+    sinks: HashMap<TypeId, (usize, Arc<dyn RemoteSink>)>,
+}
+
+/// One subscriber client and its routes.
+pub(crate) struct Stream {
+    group: Option<Arc<str>>,
+    node_id: Arc<str>,
+    config: MqttConfig,
+    client: paho::AsyncClient,
+    counters: Arc<MqttCounters>,
+    routes: RwLock<HashMap<&'static str, Route>>,
+    /// Tables subscribed on the current connection.
+    active: Mutex<Vec<&'static str>>,
+    stop: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Stream {
+    pub(crate) fn start(
+        config: &MqttConfig,
+        paho_url: &str,
+        client_id: String,
+        group: Option<Arc<str>>,
+        node_id: Arc<str>,
+        counters: Arc<MqttCounters>,
+    ) -> Result<Arc<Stream>, String> {
+        let mut client = paho::AsyncClient::new(client_options(paho_url, &client_id, config)).map_err(|e| e.to_string())?;
+        let events = client.start_consuming_events(None);
+        let stream = Arc::new(Stream {
+            group,
+            node_id,
+            config: config.clone(),
+            client,
+            counters,
+            routes: RwLock::new(HashMap::new()),
+            active: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        let worker = stream.clone();
+        let name = match &stream.group {
+            Some(group) => format!("emitter-mqtt-{group}"),
+            None => "emitter-mqtt-sub".to_owned(),
+        };
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || worker.run(events, client_id))
+            .map_err(|e| e.to_string())?;
+        *stream.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        Ok(stream)
+    }
+
+    fn filter(&self, table: &str) -> String {
+        let filter = table_filter(&self.config.prefix, table);
+        match &self.group {
+            Some(group) => format!("$share/{group}/{filter}"),
+            None => filter,
+        }
+    }
+
+    /// Adds a listener of model `type_id` on `table`; subscribes on the first.
+    pub(crate) fn attach(&self, table: &'static str, type_id: TypeId, sink: impl FnOnce() -> Arc<dyn RemoteSink>) {
+        let first = {
+            let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+            let route = routes.entry(table).or_default();
+            route.listeners += 1;
+            route.sinks.entry(type_id).or_insert_with(|| (0, sink())).0 += 1;
+            route.listeners == 1
+        };
+        if first {
+            self.subscribe(table);
+        }
+    }
+
+    /// Removes a listener; unsubscribes after the last of its table.
+    pub(crate) fn detach(&self, table: &'static str, type_id: TypeId) {
+        let last = {
+            let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+            let Some(route) = routes.get_mut(table) else { return };
+            route.listeners = route.listeners.saturating_sub(1);
+            if let Some(entry) = route.sinks.get_mut(&type_id) {
+                entry.0 = entry.0.saturating_sub(1);
+                if entry.0 == 0 {
+                    route.sinks.remove(&type_id);
+                }
+            }
+            let last = route.listeners == 0;
+            if last {
+                routes.remove(table);
+            }
+            last
+        };
+        if last {
+            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            active.retain(|t| *t != table);
+            if self.client.is_connected() {
+                let _ = self.client.unsubscribe(self.filter(table)).wait_for(Duration::from_secs(5));
+            }
+            tracing::debug!(table, group = ?self.group, "broker subscription released");
+        }
+    }
+
+    fn subscribe(&self, table: &'static str) {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        if active.contains(&table) || !self.client.is_connected() {
+            return;
+        }
+        match self.client.subscribe(self.filter(table), self.config.qos).wait_for(Duration::from_secs(5)) {
+            Ok(_) => {
+                active.push(table);
+                tracing::debug!(table, group = ?self.group, "broker subscription taken");
+            }
+            Err(error) => tracing::warn!(table, %error, "subscribe failed; retried after the next reconnect"),
+        }
+    }
+
+    /// Whether the client is connected and every table with listeners is subscribed.
+    pub(crate) fn ready(&self) -> bool {
+        if !self.client.is_connected() {
+            return false;
+        }
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        routes.keys().all(|t| active.contains(t))
+    }
+
+    pub(crate) fn stop(&self, deadline: Instant) {
+        self.stop.store(true, Ordering::Relaxed);
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+    }
+
+    fn run(self: Arc<Self>, events: crossbeam_channel::Receiver<paho::Event>, client_id: String) {
+        // A session that outlives disconnects needs a client id that outlives us.
+        let persistent = self.config.client_id.is_some();
+        let options = connect_options(&self.config, !persistent);
+        let mut recent = RecentIds::new(self.config.dedup_window);
+        let mut backoff = Backoff::new();
+        let mut connected = false;
+        while !self.stop.load(Ordering::Relaxed) {
+            if !connected {
+                self.active.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                match self.client.connect(options.clone()).wait_for(Duration::from_secs(5)) {
+                    Ok(_) => {
+                        connected = true;
+                        backoff.reset();
+                        tracing::info!(client = %client_id, "MQTT subscriber connected");
+                        let tables: Vec<&'static str> =
+                            self.routes.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+                        for table in tables {
+                            self.subscribe(table);
+                        }
+                    }
+                    Err(error) => {
+                        let wait = backoff.next();
+                        tracing::debug!(%error, retry_in = ?wait, "MQTT subscriber cannot connect");
+                        std::thread::sleep(wait);
+                        continue;
+                    }
+                }
+            }
+            match events.recv_timeout(Duration::from_millis(100)) {
+                Ok(paho::Event::Message(message)) => self.handle(&message, &mut recent),
+                Ok(paho::Event::ConnectionLost) | Ok(paho::Event::Disconnected { .. }) => {
+                    tracing::warn!(client = %client_id, "MQTT subscriber lost the broker; reconnecting");
+                    MqttCounters::add(&self.counters.reconnects, 1);
+                    connected = false;
+                }
+                Ok(paho::Event::Connected) => {}
+                Ok(paho::Event::Shutdown) => break,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if !self.client.is_connected() {
+                        connected = false;
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        // Deliver what already arrived before leaving.
+        while let Ok(paho::Event::Message(message)) = events.try_recv() {
+            self.handle(&message, &mut recent);
+        }
+        if self.client.is_connected() {
+            let _ = self.client.disconnect(None).wait_for(Duration::from_secs(2));
+        }
+    }
+
+    fn handle(&self, message: &paho::Message, recent: &mut RecentIds) {
+        MqttCounters::add(&self.counters.remote_received, 1);
+        let topic = message.topic();
+        let Some((table, action)) = parse_topic(&self.config.prefix, topic) else {
+            return self.reject(topic, &"topic is not `{prefix}/{table}/{action}`");
+        };
+        let envelope = match check(message.payload(), table, action, self.config.max_payload) {
+            Ok(envelope) => envelope,
+            Err(error) => return self.reject(topic, &error),
+        };
+        // Our own events reached local listeners already; groups take every origin.
+        if self.group.is_none() && envelope.inner.origin == &*self.node_id {
+            return;
+        }
+        if !recent.first_time(envelope.inner.id) {
+            MqttCounters::add(&self.counters.remote_duplicates, 1);
+            return;
+        }
+        let sinks: Vec<Arc<dyn RemoteSink>> = {
+            let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+            match routes.get(table) {
+                Some(route) => route.sinks.values().map(|(_, sink)| sink.clone()).collect(),
+                None => return,
+            }
+        };
+        let origin: Arc<str> = envelope.inner.origin.into();
+        for sink in sinks {
+            if let Err(error) = sink.deliver(&envelope, &origin, self.group.as_deref()) {
+                self.reject(topic, &error);
+            }
+        }
+    }
+
+    fn reject(&self, topic: &str, error: &dyn std::fmt::Display) {
+        let n = self.counters.remote_rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(topic, %error, rejected_so_far = n, "remote payload dropped");
+    }
+}
