@@ -194,9 +194,7 @@ impl Worker {
             }
             if self.inflight.len() >= self.config.max_inflight || (close.is_some() && self.queue.is_empty()) {
                 // Wait for the oldest acknowledgement.
-                if let Some((_, token)) = self.inflight.front() {
-                    let _ = token.clone().wait_for(Duration::from_millis(50));
-                }
+                self.wait_front(Duration::from_millis(50));
             } else if self.queue.is_empty() && close.is_none() {
                 let idle = if self.inflight.is_empty() { Duration::from_millis(200) } else { Duration::from_micros(200) };
                 match rx.recv_timeout(idle) {
@@ -294,29 +292,46 @@ impl Worker {
         }
     }
 
-    /// Collects finished publishes from the front of the window.
+    /// Collects finished publishes from the front of the window. On the final
+    /// pass, waits a little for each one still outstanding.
     fn reap(&mut self, final_pass: bool) {
         while let Some((_, token)) = self.inflight.front_mut() {
             match token.try_wait() {
-                None => {
-                    if !final_pass {
-                        return;
-                    }
-                    // On the final pass give the oldest a last moment.
-                    let token = token.clone();
-                    if token.wait_for(Duration::from_millis(100)).is_err() {
+                Some(outcome) => self.settle_front(outcome.map(|_| ())),
+                None if final_pass => {
+                    if !self.wait_front(Duration::from_millis(100)) {
                         return;
                     }
                 }
-                Some(Ok(_)) => {
-                    self.inflight.pop_front();
-                    MqttCounters::add(&self.counters.published, 1);
-                }
-                Some(Err(error)) => {
-                    let Some((pending, _)) = self.inflight.pop_front() else { return };
-                    self.retry(pending, &error);
-                }
+                None => return,
             }
+        }
+    }
+
+    /// Waits up to `timeout` for the oldest publish; true when it settled.
+    ///
+    /// Paho hands a token's result to the first poll that sees it, so the result
+    /// of the waited-on clone is what settles the entry.
+    fn wait_front(&mut self, timeout: Duration) -> bool {
+        let Some((_, token)) = self.inflight.front() else {
+            return false;
+        };
+        match token.clone().wait_for(timeout) {
+            Err(paho::Error::Timeout) => false,
+            outcome => {
+                self.settle_front(outcome.map(|_| ()));
+                true
+            }
+        }
+    }
+
+    fn settle_front(&mut self, outcome: Result<(), paho::Error>) {
+        let Some((pending, _)) = self.inflight.pop_front() else {
+            return;
+        };
+        match outcome {
+            Ok(()) => MqttCounters::add(&self.counters.published, 1),
+            Err(error) => self.retry(pending, &error),
         }
     }
 
