@@ -178,4 +178,14 @@ mod bridge {
             stats.broker_connected = c.connected.load(Relaxed);
         }
     }
+
+    /// An emitter dropped without `shutdown` still lets its subscriber threads go;
+    /// the publisher thread sees its channel close and finishes by itself.
+    impl Drop for Bridge {
+        fn drop(&mut self) {
+            for stream in self.streams.lock().unwrap_or_else(|e| e.into_inner()).values() {
+                stream.request_stop();
+            }
+        }
+    }
 }

@@ -154,8 +154,12 @@ impl Stream {
         routes.keys().all(|t| active.contains(t))
     }
 
-    pub(crate) fn stop(&self, deadline: Instant) {
+    pub(crate) fn request_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stop(&self, deadline: Instant) {
+        self.request_stop();
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = handle {
             while !handle.is_finished() && Instant::now() < deadline {
