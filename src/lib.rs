@@ -3,9 +3,50 @@
 //! Typed change events from every committed Diesel write. Derive [`Emits`] on a
 //! model, swap the connection type for [`EmittingConnection`], and every committed
 //! INSERT, UPDATE and DELETE on that model's table reaches your listeners as an
-//! [`Event`] of the model, after commit and never before.
+//! [`Event`] of the model: after commit and never before, one per affected row. With
+//! [`MqttConfig`] the same events travel through an MQTT broker to listeners on every
+//! other server.
 //!
-//! See the README for a walk-through, the wire format and the feature flags.
+//! ```
+//! use diesel::connection::SimpleConnection;
+//! use diesel::prelude::*;
+//! use diesel_emitter::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! diesel::table! { notes (id) { id -> Integer, body -> Text } }
+//!
+//! #[derive(Queryable, Selectable, Serialize, Deserialize, Clone, Debug, Emits)]
+//! #[diesel(table_name = notes)]
+//! struct Note { id: i32, body: String }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let emitter = Emitter::builder().node_id("docs").build()?;
+//! let events = emitter.on::<Note>().subscribe();
+//!
+//! let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+//! conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")?;
+//! conn.transaction(|conn| {
+//!     diesel::insert_into(notes::table).values(notes::body.eq("hello")).execute(conn)?;
+//!     assert!(events.try_recv().is_err(), "nothing before the commit");
+//!     diesel::update(notes::table).set(notes::body.eq("hello, world")).execute(conn)
+//! })?;
+//!
+//! let inserted = events.recv()?;
+//! assert_eq!((inserted.action, inserted.row.body.as_str()), (Action::Insert, "hello"));
+//! let updated = events.recv()?;
+//! assert_eq!((updated.action, updated.changed()), (Action::Update, &["body"][..]));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Listeners: [`Emitter::on`] returns a [`ListenerBuilder`] with `actions`, `filter`,
+//! `capacity`, `when_full`, `allow_remote`, `remote_only` and `group`, ending in
+//! `listen(closure)` (a [`Subscription`]) or `subscribe()` (a crossbeam receiver).
+//! Scopes on the connection replace Prisma's per-query `emit`:
+//! [`EmittingConnection::without_events`] and [`EmittingConnection::with_emit`].
+//!
+//! See the README for the wire format, the broker settings and the feature flags.
+#![deny(missing_docs)]
 
 pub use emitter_core::crossbeam_channel;
 pub use emitter_core::{

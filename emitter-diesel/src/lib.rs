@@ -5,6 +5,8 @@
 //! the returned rows into the model and keeps the events in per-transaction frames
 //! until the outermost commit hands them to the [`Emitter`](emitter_core::Emitter).
 
+#![deny(missing_docs)]
+
 mod backend;
 mod classify;
 mod connection;
