@@ -87,9 +87,9 @@ pub mod __private {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __register {
-    ($model:ty) => {
-        $crate::__register_postgres!($model);
-        $crate::__register_sqlite!($model);
+    ($model:ty, $table:ty) => {
+        $crate::__register_postgres!($model, $table);
+        $crate::__register_sqlite!($model, $table);
     };
 }
 
@@ -97,8 +97,8 @@ macro_rules! __register {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __register_postgres {
-    ($model:ty) => {
-        $crate::__private::inventory::submit! { $crate::__private::PgModel::of::<$model>() }
+    ($model:ty, $table:ty) => {
+        $crate::__private::inventory::submit! { $crate::__private::PgModel::of::<$model, $table>() }
     };
 }
 
@@ -106,15 +106,15 @@ macro_rules! __register_postgres {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __register_postgres {
-    ($model:ty) => {};
+    ($model:ty, $table:ty) => {};
 }
 
 #[cfg(feature = "sqlite")]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __register_sqlite {
-    ($model:ty) => {
-        $crate::__private::inventory::submit! { $crate::__private::SqliteModel::of::<$model>() }
+    ($model:ty, $table:ty) => {
+        $crate::__private::inventory::submit! { $crate::__private::SqliteModel::of::<$model, $table>() }
     };
 }
 
@@ -122,5 +122,5 @@ macro_rules! __register_sqlite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __register_sqlite {
-    ($model:ty) => {};
+    ($model:ty, $table:ty) => {};
 }

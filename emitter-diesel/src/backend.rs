@@ -38,6 +38,12 @@ pub trait ModelsOf: Connection + 'static {
     fn before_flagged_upsert(&mut self) -> QueryResult<()> {
         Ok(())
     }
+
+    /// Whether [`INSERTED_FLAG`](Self::INSERTED_FLAG) works on `table` (rendered as in
+    /// statements). Asked once per table and process.
+    fn supports_inserted_flag(&mut self, _table: &str) -> QueryResult<bool> {
+        Ok(true)
+    }
 }
 
 /// Decoding of the rows of one loading mode `B`.
@@ -85,6 +91,23 @@ mod pg {
         // An inserted row version has no deleting transaction yet; one written by
         // the DO UPDATE branch carries the updating transaction's id in xmax.
         const INSERTED_FLAG: Option<&'static str> = Some(", (xmax = 0)");
+
+        // A partitioned table refuses system columns in RETURNING.
+        fn supports_inserted_flag(&mut self, table: &str) -> QueryResult<bool> {
+            use diesel::RunQueryDsl;
+            let rows: Vec<Partitioned> = diesel::sql_query(
+                "SELECT COALESCE((SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)), false) AS partitioned",
+            )
+            .bind::<diesel::sql_types::Text, _>(table)
+            .load(self)?;
+            Ok(!rows.first().is_some_and(|r| r.partitioned))
+        }
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Partitioned {
+        #[diesel(sql_type = Bool)]
+        partitioned: bool,
     }
 
     macro_rules! pg_rows {
@@ -144,12 +167,31 @@ mod sqlite {
         // value left over from earlier statements is reset (below).
         const INSERTED_FLAG: Option<&'static str> = Some(", (rowid = last_insert_rowid())");
 
+        // A WITHOUT ROWID table has no rowid to compare.
+        fn supports_inserted_flag(&mut self, table: &str) -> QueryResult<bool> {
+            use diesel::RunQueryDsl;
+            let parts = crate::classify::table_parts(table).unwrap_or_default();
+            let name = parts.last().cloned().unwrap_or_default();
+            let rows: Vec<WithoutRowid> = diesel::sql_query(
+                "SELECT COALESCE(MAX(wr), 0) AS without_rowid FROM pragma_table_list WHERE name = ?",
+            )
+            .bind::<diesel::sql_types::Text, _>(name)
+            .load(self)?;
+            Ok(!rows.first().is_some_and(|r| r.without_rowid))
+        }
+
         fn before_flagged_upsert(&mut self) -> QueryResult<()> {
             self.batch_execute(
                 "CREATE TEMP TABLE IF NOT EXISTS diesel_emitter_rowid_reset (id INTEGER PRIMARY KEY); \
                  INSERT OR REPLACE INTO temp.diesel_emitter_rowid_reset (id) VALUES (-9223372036854775808);",
             )
         }
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct WithoutRowid {
+        #[diesel(sql_type = Bool)]
+        without_rowid: bool,
     }
 
     impl DecodeRows<DefaultLoadingMode> for SqliteConnection {

@@ -27,7 +27,8 @@ pub(crate) enum OnConflict {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Write {
     pub(crate) kind: WriteKind,
-    pub(crate) table: String,
+    /// The table's name parts as written: `["users"]` or `["app", "users"]`.
+    pub(crate) table: Vec<String>,
     /// UPDATE's SET columns (empty for other kinds).
     pub(crate) set: Vec<String>,
     pub(crate) on_conflict: OnConflict,
@@ -125,20 +126,20 @@ impl<'t> Cursor<'t> {
             false
         }
     }
-    /// A possibly schema-qualified quoted name; returns its last part.
-    fn table_name(&mut self) -> Option<String> {
-        let mut name = match self.next()? {
-            Token::Quoted(n) => n.clone(),
+    /// A possibly schema-qualified quoted name, as its parts.
+    fn table_name(&mut self) -> Option<Vec<String>> {
+        let mut parts = match self.next()? {
+            Token::Quoted(n) => vec![n.clone()],
             _ => return None,
         };
         while matches!(self.peek(), Some(Token::Punct('.'))) {
             self.pos += 1;
             match self.next()? {
-                Token::Quoted(n) => name = n.clone(),
+                Token::Quoted(n) => parts.push(n.clone()),
                 _ => return None,
             }
         }
-        Some(name)
+        Some(parts)
     }
     /// `"a" = <expr>, "b" = <expr>` up to a top-level keyword in `stop`.
     fn assignments(&mut self, stop: &[&str]) -> Vec<String> {
@@ -187,6 +188,14 @@ impl<'t> Cursor<'t> {
         }
         false
     }
+}
+
+/// The name parts of a rendered table (`"app"."users"` -> `["app", "users"]`).
+pub(crate) fn table_parts(sql: &str) -> Option<Vec<String>> {
+    let tokens = tokenize(sql)?;
+    let mut cur = Cursor { tokens: &tokens, pos: 0 };
+    let parts = cur.table_name()?;
+    (cur.pos == tokens.len()).then_some(parts)
 }
 
 /// Recognises a write in rendered SQL; `None` for anything else.
@@ -262,16 +271,24 @@ mod tests {
     fn insert_names_its_table() {
         let w = classify(r#"INSERT INTO "users" ("name", "email") VALUES ($1, $2)"#).unwrap();
         assert_eq!(
-            (w.kind, w.table.as_str(), w.returning),
-            (WriteKind::Insert, "users", false)
+            (w.kind, w.table.join("."), w.returning),
+            (WriteKind::Insert, "users".to_owned(), false)
         );
         assert_eq!(w.on_conflict, OnConflict::Insert);
     }
 
     #[test]
-    fn schema_qualified_table_uses_its_last_part() {
+    fn schema_qualified_table_keeps_its_schema() {
         let w = classify(r#"DELETE FROM "app"."users" WHERE ("users"."id" = $1)"#).unwrap();
-        assert_eq!((w.kind, w.table.as_str()), (WriteKind::Delete, "users"));
+        assert_eq!((w.kind, w.table), (WriteKind::Delete, vec!["app".to_owned(), "users".to_owned()]));
+    }
+
+    #[test]
+    fn rendered_tables_parse_into_parts() {
+        assert_eq!(table_parts(r#""users""#), Some(vec!["users".to_owned()]));
+        assert_eq!(table_parts("`app_accounts`"), Some(vec!["app_accounts".to_owned()]));
+        assert_eq!(table_parts(r#""app"."users""#), Some(vec!["app".to_owned(), "users".to_owned()]));
+        assert_eq!(table_parts(r#""users" AS "u""#), None);
     }
 
     #[test]
@@ -284,7 +301,7 @@ mod tests {
     #[test]
     fn sqlite_backticks_and_insert_or_ignore() {
         let w = classify("INSERT OR IGNORE INTO `users` (`name`) VALUES (?)").unwrap();
-        assert_eq!((w.kind, w.table.as_str()), (WriteKind::Insert, "users"));
+        assert_eq!((w.kind, w.table.join(".")), (WriteKind::Insert, "users".into()));
         let w = classify("UPDATE `users` SET `active` = ? WHERE (`users`.`id` = ?)").unwrap();
         assert_eq!(w.set, vec!["active"]);
     }

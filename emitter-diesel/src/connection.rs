@@ -1,6 +1,7 @@
 //! [`EmittingConnection`]: a Diesel connection that turns committed writes into events.
 
 use crate::backend::{DecodeRows, EmittingBackend, ModelsOf};
+use crate::classify::{classify, OnConflict};
 use crate::cursor::EmittingCursor;
 use crate::frames::Frames;
 use crate::model::ModelEntry;
@@ -20,7 +21,7 @@ use emitter_core::{Emit, Emitter, PendingEvent};
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 type PlanOf<C> = Plan<<C as Connection>::Backend, <C as ModelsOf>::Decode>;
 
@@ -31,16 +32,24 @@ type PlanOf<C> = Plan<<C as Connection>::Backend, <C as ModelsOf>::Decode>;
 /// `load`, `save_changes`, transactions, r2d2 pools and migrations all work.
 /// Writes on tables without a model run exactly as written.
 ///
-/// ```no_run
+/// ```
+/// # #[cfg(feature = "sqlite")]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use emitter_diesel::EmittingConnection;
 /// # use emitter_core::Emitter;
 /// use diesel::prelude::*;
 /// let emitter = Emitter::builder().build()?;
-/// let mut conn = EmittingConnection::new(SqliteConnection::establish("app.db")?, emitter);
+/// let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter);
 /// conn.transaction(|conn| {
-///     diesel::sql_query("UPDATE counters SET n = n + 1").execute(conn)
+///     // Raw SQL runs untouched; writes through Diesel's DSL on tables with an
+///     // `Emits` model emit after this transaction commits.
+///     diesel::sql_query("CREATE TABLE counters (n INTEGER)").execute(conn)
 /// })?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// assert_eq!(conn.pending_events(), 0);
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "sqlite"))]
+/// # fn main() {}
 /// ```
 pub struct EmittingConnection<C: EmittingBackend> {
     pub(crate) inner: C,
@@ -172,11 +181,53 @@ impl<C: EmittingBackend> EmittingConnection<C> {
         let mut builder = C::query_builder();
         source.to_sql(&mut builder, &C::backend())?;
         let sql = builder.finish();
-        let plan = Plan::build(&sql, C::registry(), C::INSERTED_FLAG).map(Arc::new);
+        let plan = self.plan_sql(&sql)?;
         if let Some(key) = key {
             self.plans.insert(key, plan.clone());
         }
         Ok(plan)
+    }
+
+    fn plan_sql(&mut self, sql: &str) -> QueryResult<Option<Arc<PlanOf<C>>>> {
+        let Some(write) = classify(sql) else {
+            return Ok(None);
+        };
+        let entries = C::registry().models_of(&write.table);
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let flag = match (C::INSERTED_FLAG, &write.on_conflict) {
+            (Some(flag), OnConflict::DoUpdate(_)) if self.flag_supported(&write.table) => Some(flag),
+            _ => None,
+        };
+        Ok(Plan::build(write, entries, flag).map(Arc::new))
+    }
+
+    /// Whether the backend's inserted-row flag works on `table`, probed once per
+    /// table and process.
+    fn flag_supported(&mut self, table: &[String]) -> bool {
+        static KNOWN: Mutex<Option<HashMap<(TypeId, String), bool>>> = Mutex::new(None);
+        let rendered = table
+            .iter()
+            .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(".");
+        let key = (TypeId::of::<C>(), rendered);
+        if let Some(known) = KNOWN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).get(&key) {
+            return *known;
+        }
+        let supported = self.inner.supports_inserted_flag(&key.1).unwrap_or_else(|error| {
+            tracing::debug!(table = %key.1, %error, "cannot probe the table; assuming upserts can tell inserts from updates");
+            true
+        });
+        if !supported {
+            tracing::warn!(
+                table = %key.1,
+                "upserts on this table cannot tell inserted rows from updated ones (partitioned, or WITHOUT ROWID); their events are reported as Update"
+            );
+        }
+        KNOWN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(key, supported);
+        supported
     }
 }
 

@@ -29,6 +29,9 @@ pub struct ModelEntry<DB, D: 'static> {
     pub type_name: fn() -> &'static str,
     /// Renders the model's select clause, appended to a write as its RETURNING list.
     pub render_returning: fn() -> QueryResult<String>,
+    /// Renders the table as Diesel writes it in statements (`"users"`,
+    /// `"app"."users"`, or the `sql_name` of a renamed table).
+    pub render_table: fn() -> QueryResult<String>,
     /// Decodes the model from `range` of a row and wraps it as a pending event.
     pub decode: D,
     _backend: std::marker::PhantomData<fn() -> DB>,
@@ -75,6 +78,17 @@ where
     Ok(builder.finish())
 }
 
+fn render_table<T, DB>() -> QueryResult<String>
+where
+    DB: Backend + Default,
+    DB::QueryBuilder: Default,
+    T: QueryFragment<DB> + Default,
+{
+    let mut builder = DB::QueryBuilder::default();
+    T::default().to_sql(&mut builder, &DB::default())?;
+    Ok(builder.finish())
+}
+
 fn decode_row<'a, M, DB, R>(
     row: &R,
     args: DecodeArgs<'_>,
@@ -103,21 +117,33 @@ pub struct Registered<DB: 'static, D: 'static> {
     pub returning: Result<String, String>,
 }
 
-/// Models by table name, with the migrations table always absent.
+/// Models by the table name as statements spell it (its parts, unquoted: `["users"]`,
+/// `["app", "users"]`), with the migrations table always absent.
 pub struct Registry<DB: 'static, D: 'static> {
-    by_table: HashMap<&'static str, Vec<Registered<DB, D>>>,
+    by_table: HashMap<Vec<String>, Vec<Registered<DB, D>>>,
 }
 
 impl<DB, D> Registry<DB, D> {
     pub(crate) fn build(entries: impl Iterator<Item = &'static ModelEntry<DB, D>>) -> Self {
-        let mut by_table: HashMap<&'static str, Vec<Registered<DB, D>>> = HashMap::new();
+        let mut by_table: HashMap<Vec<String>, Vec<Registered<DB, D>>> = HashMap::new();
         for entry in entries {
-            if entry.table == "__diesel_schema_migrations" {
+            let name = match (entry.render_table)() {
+                Ok(sql) => crate::classify::table_parts(&sql),
+                Err(_) => None,
+            };
+            let Some(name) = name else {
+                tracing::error!(
+                    model = (entry.type_name)(),
+                    "cannot render the model's table; its writes are not captured"
+                );
+                continue;
+            };
+            if name.last().is_some_and(|t| t == "__diesel_schema_migrations") {
                 continue;
             }
             let returning = (entry.render_returning)().map_err(|e| e.to_string());
             by_table
-                .entry(entry.table)
+                .entry(name)
                 .or_default()
                 .push(Registered { entry, returning });
         }
@@ -128,9 +154,14 @@ impl<DB, D> Registry<DB, D> {
         Registry { by_table }
     }
 
-    /// The models of `table`; empty when no model emits for it.
+    /// The models of the unqualified table `table`; empty when no model emits for it.
     pub fn models(&self, table: &str) -> &[Registered<DB, D>] {
-        self.by_table.get(table).map(Vec::as_slice).unwrap_or(&[])
+        self.models_of(&[table.to_owned()])
+    }
+
+    /// The models of the table named by `parts` (schema-qualified or not).
+    pub fn models_of(&self, parts: &[String]) -> &[Registered<DB, D>] {
+        self.by_table.get(parts).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Whether any model is registered at all.
@@ -155,8 +186,8 @@ mod pg {
     pub type PgModel = ModelEntry<Pg, PgDecode>;
 
     impl PgModel {
-        /// The entry of model `M`; used by `#[derive(Emits)]`.
-        pub const fn of<M: Capturable<Pg>>() -> Self
+        /// The entry of model `M` on table `T`; used by `#[derive(Emits)]`.
+        pub const fn of<M: Capturable<Pg>, T: QueryFragment<Pg> + Default>() -> Self
         where
             M::SelectExpression: QueryFragment<Pg>,
         {
@@ -165,6 +196,7 @@ mod pg {
                 columns: M::COLUMNS,
                 type_name: std::any::type_name::<M>,
                 render_returning: render_returning::<M, Pg>,
+                render_table: render_table::<T, Pg>,
                 decode: decode_row::<M, Pg, PgRow>,
                 _backend: std::marker::PhantomData,
             }
@@ -210,8 +242,8 @@ mod sqlite {
     }
 
     impl SqliteModel {
-        /// The entry of model `M`; used by `#[derive(Emits)]`.
-        pub const fn of<M: Capturable<Sqlite>>() -> Self
+        /// The entry of model `M` on table `T`; used by `#[derive(Emits)]`.
+        pub const fn of<M: Capturable<Sqlite>, T: QueryFragment<Sqlite> + Default>() -> Self
         where
             M::SelectExpression: QueryFragment<Sqlite>,
         {
@@ -220,6 +252,7 @@ mod sqlite {
                 columns: M::COLUMNS,
                 type_name: std::any::type_name::<M>,
                 render_returning: render_returning::<M, Sqlite>,
+                render_table: render_table::<T, Sqlite>,
                 decode: decode_sqlite::<M>,
                 _backend: std::marker::PhantomData,
             }

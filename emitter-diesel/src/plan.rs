@@ -1,8 +1,8 @@
 //! Capture plans: for one statement, the models to capture, the columns to append
 //! and how to read each returned row back into events.
 
-use crate::classify::{classify, OnConflict, Write, WriteKind};
-use crate::model::{DecodeArgs, ModelEntry, Registry};
+use crate::classify::{OnConflict, Write, WriteKind};
+use crate::model::{DecodeArgs, ModelEntry, Registered};
 use emitter_core::{Action, Emit};
 use std::sync::Arc;
 
@@ -26,6 +26,8 @@ pub(crate) struct Plan<DB: 'static, D: 'static> {
     pub(crate) appended_fields: usize,
     /// The last appended field is true for inserted rows (an upsert's flag).
     pub(crate) inserted_flag: bool,
+    /// A DO UPDATE upsert without the flag: rows are reported as updates.
+    pub(crate) ambiguous_upsert: bool,
 }
 
 /// Columns of `model` that appear in `assigned`, as the model's static names.
@@ -38,24 +40,21 @@ fn intersect(model: &'static [&'static str], assigned: &[String]) -> Arc<[&'stat
 }
 
 impl<DB, D> Plan<DB, D> {
-    /// Plans the capture of `sql`; `None` when it is not a write on a table with
-    /// models, or capture is impossible (then the statement runs as written).
-    pub(crate) fn build(
-        sql: &str,
-        registry: &Registry<DB, D>,
-        flag_sql: Option<&str>,
-    ) -> Option<Self> {
+    /// Plans the capture of the classified `write` on a table with `entries`;
+    /// `None` when capture is impossible (then the statement runs as written).
+    /// `flag_sql` is the backend's inserted-row flag, when the table supports it.
+    pub(crate) fn build(write: Write, entries: &[Registered<DB, D>], flag_sql: Option<&str>) -> Option<Self> {
         let Write {
             kind,
             table,
             set,
             on_conflict,
             returning,
-        } = classify(sql)?;
-        let entries = registry.models(&table);
+        } = write;
         if entries.is_empty() {
             return None;
         }
+        let table = table.join(".");
         let mut appended = String::from(if returning { ", " } else { " RETURNING " });
         let mut models = Vec::with_capacity(entries.len());
         let mut fields = 0;
@@ -85,7 +84,8 @@ impl<DB, D> Plan<DB, D> {
                 changed_on_conflict,
             });
         }
-        let inserted_flag = matches!(on_conflict, OnConflict::DoUpdate(_)) && flag_sql.is_some();
+        let do_update = matches!(on_conflict, OnConflict::DoUpdate(_));
+        let inserted_flag = do_update && flag_sql.is_some();
         if inserted_flag {
             appended.push_str(flag_sql.unwrap_or_default());
             fields += 1;
@@ -97,6 +97,7 @@ impl<DB, D> Plan<DB, D> {
             appended: appended.into(),
             appended_fields: fields,
             inserted_flag,
+            ambiguous_upsert: do_update && !inserted_flag,
         })
     }
 
@@ -104,6 +105,8 @@ impl<DB, D> Plan<DB, D> {
     pub(crate) fn action(&self, inserted: Option<bool>) -> Action {
         match (self.kind, inserted) {
             (WriteKind::Insert, Some(false)) => Action::Update,
+            // An upsert on a table that cannot say which rows it inserted.
+            (WriteKind::Insert, None) if self.ambiguous_upsert => Action::Update,
             (WriteKind::Insert, _) => Action::Insert,
             (WriteKind::Update, _) => Action::Update,
             (WriteKind::Delete, _) => Action::Delete,

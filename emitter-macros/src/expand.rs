@@ -47,12 +47,12 @@ fn expand(model: &Model) -> TokenStream {
     let primary_key = model.primary_key.iter().map(column);
 
     let registrations = match &model.backends {
-        None => vec![quote!(#krate::__register!(#ident);)],
+        None => vec![quote!(#krate::__register!(#ident, #table::table);)],
         Some(backends) => backends
             .iter()
             .map(|backend| match backend {
-                Backend::Postgres => quote!(#krate::__register_postgres!(#ident);),
-                Backend::Sqlite => quote!(#krate::__register_sqlite!(#ident);),
+                Backend::Postgres => quote!(#krate::__register_postgres!(#ident, #table::table);),
+                Backend::Sqlite => quote!(#krate::__register_sqlite!(#ident, #table::table);),
             })
             .collect(),
     };
@@ -106,7 +106,7 @@ mod tests {
                         <users::id as ::diesel_emitter::__private::diesel::Column>::NAME,
                     ];
                 }
-                ::diesel_emitter::__register!(User);
+                ::diesel_emitter::__register!(User, users::table);
             };
         };
         assert_eq!(derive(&input).to_string(), expected.to_string());
@@ -137,8 +137,8 @@ mod tests {
                         <crate::schema::memberships::group_id as reexport::emitter::__private::diesel::Column>::NAME,
                     ];
                 }
-                reexport::emitter::__register_postgres!(Membership);
-                reexport::emitter::__register_sqlite!(Membership);
+                reexport::emitter::__register_postgres!(Membership, crate::schema::memberships::table);
+                reexport::emitter::__register_sqlite!(Membership, crate::schema::memberships::table);
             };
         };
         assert_eq!(derive(&input).to_string(), expected.to_string());
@@ -158,7 +158,7 @@ mod tests {
         };
         let out = derive(&input).to_string();
         assert!(!out.contains("compile_error"), "{out}");
-        assert!(out.contains(":: __register ! (User)"), "{out}");
+        assert!(out.contains(":: __register ! (User , users :: table)"), "{out}");
         assert!(out.contains("< users :: name as"), "{out}");
     }
 
