@@ -298,7 +298,7 @@ fn parse_url(url: &str) -> Result<BrokerUrl, MqttConfigError> {
 }
 
 fn validate_prefix(prefix: &str) -> Result<(), MqttConfigError> {
-    let ok = !prefix.is_empty() && prefix.split('/').all(|level| crate::mqtt::topic::is_valid_level(level));
+    let ok = !prefix.is_empty() && prefix.split('/').all(crate::mqtt::topic::is_valid_level);
     if ok {
         Ok(())
     } else {

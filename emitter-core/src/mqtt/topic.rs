@@ -1,5 +1,6 @@
 //! Topics: `{prefix}/{table}/{action}` and what a topic level may contain.
 
+#[cfg(feature = "mqtt")]
 use crate::action::Action;
 
 /// Whether `level` can be one MQTT topic level of ours: non-empty, no `/`, no
@@ -9,16 +10,19 @@ pub(crate) fn is_valid_level(level: &str) -> bool {
 }
 
 /// The topic of an event.
+#[cfg(feature = "mqtt")]
 pub(crate) fn event_topic(prefix: &str, table: &str, action: Action) -> String {
     format!("{prefix}/{table}/{action}")
 }
 
 /// The filter that matches every action on `table`.
+#[cfg(feature = "mqtt")]
 pub(crate) fn table_filter(prefix: &str, table: &str) -> String {
     format!("{prefix}/{table}/+")
 }
 
 /// The table and action of a topic under `prefix`, if it is one of ours.
+#[cfg(feature = "mqtt")]
 pub(crate) fn parse_topic<'t>(prefix: &str, topic: &'t str) -> Option<(&'t str, Action)> {
     let rest = topic.strip_prefix(prefix)?.strip_prefix('/')?;
     let (table, action) = rest.split_once('/')?;
@@ -31,7 +35,7 @@ pub(crate) fn parse_topic<'t>(prefix: &str, topic: &'t str) -> Option<(&'t str, 
     is_valid_level(table).then_some((table, action))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "mqtt"))]
 mod tests {
     use super::*;
 
