@@ -47,7 +47,9 @@ struct Args {
 
 fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let role = it.next().ok_or("usage: multi_server listen|write [--node NAME] [--count N] [--group NAME]")?;
+    let role = it
+        .next()
+        .ok_or("usage: multi_server listen|write [--node NAME] [--count N] [--group NAME]")?;
     let mut args = Args {
         role,
         node: None,
@@ -118,7 +120,10 @@ fn listen(emitter: &Emitter, args: &Args) -> Result<(), Box<dyn std::error::Erro
 
 fn write(emitter: &Emitter, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::temp_dir().join(format!("multi-server-{}.db", emitter.node_id()));
-    let mut conn = EmittingConnection::new(SqliteConnection::establish(&path.to_string_lossy())?, emitter.clone());
+    let mut conn = EmittingConnection::new(
+        SqliteConnection::establish(&path.to_string_lossy())?,
+        emitter.clone(),
+    );
     conn.batch_execute(
         "PRAGMA journal_mode = WAL;
          DROP TABLE IF EXISTS users;
@@ -128,7 +133,10 @@ fn write(emitter: &Emitter, args: &Args) -> Result<(), Box<dyn std::error::Error
     for i in 0..args.count.unwrap_or(3) {
         let name = format!("user-{i}");
         let user: User = diesel::insert_into(users::table)
-            .values((users::name.eq(&name), users::email.eq(format!("{name}@example.com"))))
+            .values((
+                users::name.eq(&name),
+                users::email.eq(format!("{name}@example.com")),
+            ))
             .returning(User::as_returning())
             .get_result(&mut conn)?;
         diesel::update(users::table.find(user.id))
@@ -140,12 +148,19 @@ fn write(emitter: &Emitter, args: &Args) -> Result<(), Box<dyn std::error::Error
     // A rolled-back write is never published.
     let _ = conn.transaction::<(), _, _>(|conn| {
         diesel::insert_into(users::table)
-            .values((users::name.eq("ghost"), users::email.eq("ghost@example.com")))
+            .values((
+                users::name.eq("ghost"),
+                users::email.eq("ghost@example.com"),
+            ))
             .execute(conn)?;
         Err(diesel::result::Error::RollbackTransaction)
     });
     emitter.shutdown(Duration::from_secs(10))?;
     let stats = emitter.stats();
-    println!("published {} events ({} failed)", stats.published, stats.publish_failed + stats.publish_dropped);
+    println!(
+        "published {} events ({} failed)",
+        stats.published,
+        stats.publish_failed + stats.publish_dropped
+    );
     Ok(())
 }

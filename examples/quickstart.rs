@@ -33,8 +33,12 @@ struct User {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::var("DATABASE_PATH")
-        .unwrap_or_else(|_| std::env::temp_dir().join("quickstart.db").display().to_string());
+    let path = std::env::var("DATABASE_PATH").unwrap_or_else(|_| {
+        std::env::temp_dir()
+            .join("quickstart.db")
+            .display()
+            .to_string()
+    });
     let (emitter, remote) = connect_nodes();
 
     // A listener: runs on its own thread for every committed write on `users`.
@@ -51,12 +55,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inserts = emitter.on::<User>().actions([Action::Insert]).subscribe();
     // On another server: events committed elsewhere arrive through the broker.
     let _remote_listener = remote.as_ref().map(|node| {
-        let sub = node.on::<User>().remote_only(true).listen(|ev: &Event<User>| {
-            println!(
-                "  remote event on node b from {}: {} {}",
-                ev.meta.origin, ev.action, ev.row.name
-            );
-        });
+        let sub = node
+            .on::<User>()
+            .remote_only(true)
+            .listen(|ev: &Event<User>| {
+                println!(
+                    "  remote event on node b from {}: {} {}",
+                    ev.meta.origin, ev.action, ev.row.name
+                );
+            });
         let _ = node.wait_connected(Duration::from_secs(5));
         sub
     });
@@ -133,7 +140,10 @@ fn connect_nodes() -> (Emitter, Option<Emitter>) {
         }
         Err(error) => {
             println!("no broker at {url} ({error}); showing local events only");
-            let local = Emitter::builder().node_id("a").build().expect("a local emitter always builds");
+            let local = Emitter::builder()
+                .node_id("a")
+                .build()
+                .expect("a local emitter always builds");
             (local, None)
         }
     }

@@ -23,7 +23,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .listen(|ev: &Event<User>| println!("{} {:?}", ev.action, ev.row));
 
     let path = std::env::temp_dir().join("readme-example.db");
-    let mut conn = EmittingConnection::new(SqliteConnection::establish(&path.to_string_lossy())?, emitter.clone());
+    let mut conn = EmittingConnection::new(
+        SqliteConnection::establish(&path.to_string_lossy())?,
+        emitter.clone(),
+    );
     conn.batch_execute(
         "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, active BOOLEAN NOT NULL)",
     )?;

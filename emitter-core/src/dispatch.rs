@@ -77,7 +77,11 @@ fn matches<M>(shared: &Shared, slot: &Slot<M>, event: &Event<M>) -> bool {
 
 /// Queues `event` for every listener of `M` that `wants` it and whose actions and
 /// filter match.
-pub(crate) fn deliver<M: Emits>(shared: &Shared, event: Event<M>, wants: impl Fn(&Slot<M>) -> bool) {
+pub(crate) fn deliver<M: Emits>(
+    shared: &Shared,
+    event: Event<M>,
+    wants: impl Fn(&Slot<M>) -> bool,
+) {
     let Some(set) = shared.existing_listener_set::<M>() else {
         return;
     };

@@ -287,7 +287,10 @@ impl Emitter {
             }
         }
         if unsent > 0 {
-            return Err(Error::ShutdownTimeout { timeout, pending: unsent });
+            return Err(Error::ShutdownTimeout {
+                timeout,
+                pending: unsent,
+            });
         }
         tracing::debug!(node = %shared.node_id, "emitter shut down");
         Ok(())
@@ -376,7 +379,11 @@ impl EmitterBuilder {
         .into();
         #[cfg(feature = "mqtt")]
         let bridge = match self.mqtt {
-            Some(config) => Some(crate::mqtt::Bridge::start(config, node_id.clone(), random.1)?),
+            Some(config) => Some(crate::mqtt::Bridge::start(
+                config,
+                node_id.clone(),
+                random.1,
+            )?),
             None => None,
         };
         #[cfg(not(feature = "mqtt"))]

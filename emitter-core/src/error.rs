@@ -40,7 +40,9 @@ pub enum Error {
         reason: String,
     },
     /// A remote listener (`remote_only` or `group`) on an emitter without MQTT.
-    #[error("listener needs a broker (remote_only or group) but the emitter has no MQTT configured")]
+    #[error(
+        "listener needs a broker (remote_only or group) but the emitter has no MQTT configured"
+    )]
     NoBroker,
     /// A table name that cannot be an MQTT topic level.
     #[error("table name {0:?} is not a valid MQTT topic level (empty, or contains `/`, `+`, `#` or NUL)")]

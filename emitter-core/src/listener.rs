@@ -175,7 +175,8 @@ impl<M: Emits> ListenerBuilder<M> {
             .name
             .clone()
             .unwrap_or_else(|| format!("{}#{id}", M::TABLE));
-        self.register(id, label, tx, Kind::Receiver, reach)?.forget();
+        self.register(id, label, tx, Kind::Receiver, reach)?
+            .forget();
         Ok(rx)
     }
 
@@ -235,7 +236,12 @@ impl<M: Emits> ListenerBuilder<M> {
             remove_listener::<M>(shared, id);
             return Err(error);
         }
-        tracing::debug!(table = M::TABLE, listener = id, ?reach, "listener registered");
+        tracing::debug!(
+            table = M::TABLE,
+            listener = id,
+            ?reach,
+            "listener registered"
+        );
         Ok(Subscription {
             shared: Arc::downgrade(shared),
             type_id: TypeId::of::<M>(),
@@ -247,7 +253,10 @@ impl<M: Emits> ListenerBuilder<M> {
 
 /// Removes listener `id` of model `M`, releasing its broker subscription.
 pub(crate) fn remove_listener<M: Emits>(shared: &Shared, id: u64) -> bool {
-    let Some(slot) = shared.existing_listener_set::<M>().and_then(|set| set.remove(id)) else {
+    let Some(slot) = shared
+        .existing_listener_set::<M>()
+        .and_then(|set| set.remove(id))
+    else {
         return false;
     };
     shared.listener_removed();

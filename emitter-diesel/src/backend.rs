@@ -66,12 +66,41 @@ pub trait DecodeRows<B>: ModelsOf + LoadConnection<B> {
         Self: 'c;
 }
 
+/// Both backends decode through the function pointer their registry entries hold,
+/// over the concrete row type of the loading mode.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+macro_rules! decode_rows {
+    ($conn:ty, $mode:ty, $decode:ty) => {
+        impl DecodeRows<$mode> for $conn {
+            fn decode<'c, 'q>(
+                decode: $decode,
+                row: &<Self as LoadConnection<$mode>>::Row<'c, 'q>,
+                args: DecodeArgs<'_>,
+            ) -> deserialize::Result<PendingEvent>
+            where
+                Self: 'c,
+            {
+                decode(row, args)
+            }
+
+            fn read_flag<'c, 'q>(
+                row: &<Self as LoadConnection<$mode>>::Row<'c, 'q>,
+                index: usize,
+            ) -> deserialize::Result<bool>
+            where
+                Self: 'c,
+            {
+                diesel::row::Row::get_value::<diesel::sql_types::Bool, bool, usize>(row, index)
+            }
+        }
+    };
+}
+
 #[cfg(feature = "postgres")]
 mod pg {
     use super::*;
     use crate::model::{pg_registry, PgDecode};
     use diesel::pg::{PgConnection, PgRowByRowLoadingMode};
-    use diesel::row::Row;
     use diesel::sql_types::Bool;
 
     impl EmittingBackend for PgConnection {
@@ -110,33 +139,8 @@ mod pg {
         partitioned: bool,
     }
 
-    macro_rules! pg_rows {
-        ($mode:ty) => {
-            impl DecodeRows<$mode> for PgConnection {
-                fn decode<'c, 'q>(
-                    decode: PgDecode,
-                    row: &<Self as LoadConnection<$mode>>::Row<'c, 'q>,
-                    args: DecodeArgs<'_>,
-                ) -> deserialize::Result<PendingEvent>
-                where
-                    Self: 'c,
-                {
-                    decode(row, args)
-                }
-                fn read_flag<'c, 'q>(
-                    row: &<Self as LoadConnection<$mode>>::Row<'c, 'q>,
-                    index: usize,
-                ) -> deserialize::Result<bool>
-                where
-                    Self: 'c,
-                {
-                    row.get_value::<Bool, bool, usize>(index)
-                }
-            }
-        };
-    }
-    pg_rows!(DefaultLoadingMode);
-    pg_rows!(PgRowByRowLoadingMode);
+    decode_rows!(PgConnection, DefaultLoadingMode, PgDecode);
+    decode_rows!(PgConnection, PgRowByRowLoadingMode, PgDecode);
 }
 
 #[cfg(feature = "sqlite")]
@@ -144,7 +148,6 @@ mod sqlite {
     use super::*;
     use crate::model::{sqlite_registry, SqliteDecode};
     use diesel::connection::SimpleConnection;
-    use diesel::row::Row;
     use diesel::sql_types::Bool;
     use diesel::sqlite::SqliteConnection;
 
@@ -194,25 +197,5 @@ mod sqlite {
         without_rowid: bool,
     }
 
-    impl DecodeRows<DefaultLoadingMode> for SqliteConnection {
-        fn decode<'c, 'q>(
-            decode: SqliteDecode,
-            row: &<Self as LoadConnection>::Row<'c, 'q>,
-            args: DecodeArgs<'_>,
-        ) -> deserialize::Result<PendingEvent>
-        where
-            Self: 'c,
-        {
-            decode(row, args)
-        }
-        fn read_flag<'c, 'q>(
-            row: &<Self as LoadConnection>::Row<'c, 'q>,
-            index: usize,
-        ) -> deserialize::Result<bool>
-        where
-            Self: 'c,
-        {
-            row.get_value::<Bool, bool, usize>(index)
-        }
-    }
+    decode_rows!(SqliteConnection, DefaultLoadingMode, SqliteDecode);
 }

@@ -193,7 +193,10 @@ impl<'t> Cursor<'t> {
 /// The name parts of a rendered table (`"app"."users"` -> `["app", "users"]`).
 pub(crate) fn table_parts(sql: &str) -> Option<Vec<String>> {
     let tokens = tokenize(sql)?;
-    let mut cur = Cursor { tokens: &tokens, pos: 0 };
+    let mut cur = Cursor {
+        tokens: &tokens,
+        pos: 0,
+    };
     let parts = cur.table_name()?;
     (cur.pos == tokens.len()).then_some(parts)
 }
@@ -280,14 +283,26 @@ mod tests {
     #[test]
     fn schema_qualified_table_keeps_its_schema() {
         let w = classify(r#"DELETE FROM "app"."users" WHERE ("users"."id" = $1)"#).unwrap();
-        assert_eq!((w.kind, w.table), (WriteKind::Delete, vec!["app".to_owned(), "users".to_owned()]));
+        assert_eq!(
+            (w.kind, w.table),
+            (
+                WriteKind::Delete,
+                vec!["app".to_owned(), "users".to_owned()]
+            )
+        );
     }
 
     #[test]
     fn rendered_tables_parse_into_parts() {
         assert_eq!(table_parts(r#""users""#), Some(vec!["users".to_owned()]));
-        assert_eq!(table_parts("`app_accounts`"), Some(vec!["app_accounts".to_owned()]));
-        assert_eq!(table_parts(r#""app"."users""#), Some(vec!["app".to_owned(), "users".to_owned()]));
+        assert_eq!(
+            table_parts("`app_accounts`"),
+            Some(vec!["app_accounts".to_owned()])
+        );
+        assert_eq!(
+            table_parts(r#""app"."users""#),
+            Some(vec!["app".to_owned(), "users".to_owned()])
+        );
         assert_eq!(table_parts(r#""users" AS "u""#), None);
     }
 
@@ -301,7 +316,10 @@ mod tests {
     #[test]
     fn sqlite_backticks_and_insert_or_ignore() {
         let w = classify("INSERT OR IGNORE INTO `users` (`name`) VALUES (?)").unwrap();
-        assert_eq!((w.kind, w.table.join(".")), (WriteKind::Insert, "users".into()));
+        assert_eq!(
+            (w.kind, w.table.join(".")),
+            (WriteKind::Insert, "users".into())
+        );
         let w = classify("UPDATE `users` SET `active` = ? WHERE (`users`.`id` = ?)").unwrap();
         assert_eq!(w.set, vec!["active"]);
     }

@@ -197,7 +197,9 @@ impl<C: EmittingBackend> EmittingConnection<C> {
             return Ok(None);
         }
         let flag = match (C::INSERTED_FLAG, &write.on_conflict) {
-            (Some(flag), OnConflict::DoUpdate(_)) if self.flag_supported(&write.table) => Some(flag),
+            (Some(flag), OnConflict::DoUpdate(_)) if self.flag_supported(&write.table) => {
+                Some(flag)
+            }
             _ => None,
         };
         Ok(Plan::build(write, entries, flag).map(Arc::new))
@@ -213,7 +215,12 @@ impl<C: EmittingBackend> EmittingConnection<C> {
             .collect::<Vec<_>>()
             .join(".");
         let key = (TypeId::of::<C>(), rendered);
-        if let Some(known) = KNOWN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).get(&key) {
+        if let Some(known) = KNOWN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashMap::new)
+            .get(&key)
+        {
             return *known;
         }
         let supported = self.inner.supports_inserted_flag(&key.1).unwrap_or_else(|error| {
@@ -226,7 +233,11 @@ impl<C: EmittingBackend> EmittingConnection<C> {
                 "upserts on this table cannot tell inserted rows from updated ones (partitioned, or WITHOUT ROWID); their events are reported as Update"
             );
         }
-        KNOWN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(key, supported);
+        KNOWN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashMap::new)
+            .insert(key, supported);
         supported
     }
 }

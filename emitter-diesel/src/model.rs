@@ -138,7 +138,10 @@ impl<DB, D> Registry<DB, D> {
                 );
                 continue;
             };
-            if name.last().is_some_and(|t| t == "__diesel_schema_migrations") {
+            if name
+                .last()
+                .is_some_and(|t| t == "__diesel_schema_migrations")
+            {
                 continue;
             }
             let returning = (entry.render_returning)().map_err(|e| e.to_string());

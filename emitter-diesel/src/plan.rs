@@ -43,7 +43,11 @@ impl<DB, D> Plan<DB, D> {
     /// Plans the capture of the classified `write` on a table with `entries`;
     /// `None` when capture is impossible (then the statement runs as written).
     /// `flag_sql` is the backend's inserted-row flag, when the table supports it.
-    pub(crate) fn build(write: Write, entries: &[Registered<DB, D>], flag_sql: Option<&str>) -> Option<Self> {
+    pub(crate) fn build(
+        write: Write,
+        entries: &[Registered<DB, D>],
+        flag_sql: Option<&str>,
+    ) -> Option<Self> {
         let Write {
             kind,
             table,

@@ -252,7 +252,10 @@ impl MqttConfig {
                 return Err(MqttConfigError::TlsUnavailable);
             }
             let tls = self.tls.clone().unwrap_or_default();
-            for file in [&tls.ca_file, &tls.client_cert, &tls.client_key].into_iter().flatten() {
+            for file in [&tls.ca_file, &tls.client_cert, &tls.client_key]
+                .into_iter()
+                .flatten()
+            {
                 if !file.exists() {
                     return Err(MqttConfigError::TlsFile(file.clone()));
                 }
@@ -267,11 +270,17 @@ fn parse_url(url: &str) -> Result<BrokerUrl, MqttConfigError> {
         url: url.to_owned(),
         reason,
     };
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("missing scheme (mqtt://, mqtts://, tcp://, ssl://)"))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad("missing scheme (mqtt://, mqtts://, tcp://, ssl://)"))?;
     let tls = match scheme.to_ascii_lowercase().as_str() {
         "mqtt" | "tcp" => false,
         "mqtts" | "ssl" => true,
-        _ => return Err(bad("unsupported scheme; use mqtt://, mqtts://, tcp:// or ssl://")),
+        _ => {
+            return Err(bad(
+                "unsupported scheme; use mqtt://, mqtts://, tcp:// or ssl://",
+            ))
+        }
     };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.contains('/') || authority.contains('@') || authority.contains('?') {
@@ -286,7 +295,11 @@ fn parse_url(url: &str) -> Result<BrokerUrl, MqttConfigError> {
         return Err(bad("missing host"));
     }
     let port = match port {
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("port must be 1-65535"))?,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("port must be 1-65535"))?,
         None if tls => 8883,
         None => 1883,
     };
@@ -312,17 +325,38 @@ mod tests {
 
     #[test]
     fn schemes_map_to_paho_urls_with_default_ports() {
-        assert_eq!(parse_url("mqtt://localhost").unwrap().paho, "tcp://localhost:1883");
-        assert_eq!(parse_url("tcp://127.0.0.1:1884").unwrap().paho, "tcp://127.0.0.1:1884");
+        assert_eq!(
+            parse_url("mqtt://localhost").unwrap().paho,
+            "tcp://localhost:1883"
+        );
+        assert_eq!(
+            parse_url("tcp://127.0.0.1:1884").unwrap().paho,
+            "tcp://127.0.0.1:1884"
+        );
         let tls = parse_url("mqtts://broker.local").unwrap();
-        assert_eq!((tls.paho.as_str(), tls.tls), ("ssl://broker.local:8883", true));
+        assert_eq!(
+            (tls.paho.as_str(), tls.tls),
+            ("ssl://broker.local:8883", true)
+        );
         assert!(parse_url("ssl://[::1]:8883").unwrap().tls);
     }
 
     #[test]
     fn bad_urls_are_rejected() {
-        for url in ["", "localhost:1883", "http://x", "mqtt://", "mqtt://h:0", "mqtt://h:99999", "mqtt://h/x", "mqtt://u@h"] {
-            assert!(matches!(parse_url(url), Err(MqttConfigError::Url { .. })), "{url}");
+        for url in [
+            "",
+            "localhost:1883",
+            "http://x",
+            "mqtt://",
+            "mqtt://h:0",
+            "mqtt://h:99999",
+            "mqtt://h/x",
+            "mqtt://u@h",
+        ] {
+            assert!(
+                matches!(parse_url(url), Err(MqttConfigError::Url { .. })),
+                "{url}"
+            );
         }
     }
 

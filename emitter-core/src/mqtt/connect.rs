@@ -4,7 +4,11 @@ use super::config::{MqttConfig, Protocol};
 use paho_mqtt as paho;
 use std::time::Duration;
 
-pub(crate) fn client_options(paho_url: &str, client_id: &str, config: &MqttConfig) -> paho::CreateOptions {
+pub(crate) fn client_options(
+    paho_url: &str,
+    client_id: &str,
+    config: &MqttConfig,
+) -> paho::CreateOptions {
     let version = match config.protocol {
         Protocol::V5 => paho::MQTT_VERSION_5,
         Protocol::V311 => paho::MQTT_VERSION_3_1_1,
@@ -79,7 +83,9 @@ fn ssl_options(config: &MqttConfig) -> Option<paho::SslOptions> {
     if let Some(key) = &tls.client_key {
         let _ = builder.private_key(key);
     }
-    builder.enable_server_cert_auth(true).verify(tls.verify_hostname);
+    builder
+        .enable_server_cert_auth(true)
+        .verify(tls.verify_hostname);
     Some(builder.finalize())
 }
 

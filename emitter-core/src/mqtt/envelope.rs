@@ -75,7 +75,10 @@ pub(crate) enum Rejected {
     #[error("envelope action does not match its topic")]
     ActionMismatch,
     #[error("row does not decode into {model}: {error}")]
-    Row { model: &'static str, error: serde_json::Error },
+    Row {
+        model: &'static str,
+        error: serde_json::Error,
+    },
 }
 
 /// An envelope that passed the checks shared by every model.
@@ -85,7 +88,12 @@ pub(crate) struct Checked<'a> {
 }
 
 /// Parses and checks a payload received on the topic of `table`/`action`.
-pub(crate) fn check<'a>(payload: &'a [u8], table: &str, action: Action, max: usize) -> Result<Checked<'a>, Rejected> {
+pub(crate) fn check<'a>(
+    payload: &'a [u8],
+    table: &str,
+    action: Action,
+    max: usize,
+) -> Result<Checked<'a>, Rejected> {
     if payload.len() > max {
         return Err(Rejected::TooLarge(payload.len()));
     }
@@ -109,9 +117,12 @@ pub(crate) fn check<'a>(payload: &'a [u8], table: &str, action: Action, max: usi
     if inner.action != action {
         return Err(Rejected::ActionMismatch);
     }
-    let committed_at =
-        humantime::parse_rfc3339_weak(inner.committed_at).map_err(|_| Rejected::Timestamp(inner.committed_at.to_owned()))?;
-    Ok(Checked { inner, committed_at })
+    let committed_at = humantime::parse_rfc3339_weak(inner.committed_at)
+        .map_err(|_| Rejected::Timestamp(inner.committed_at.to_owned()))?;
+    Ok(Checked {
+        inner,
+        committed_at,
+    })
 }
 
 impl Checked<'_> {
@@ -121,7 +132,12 @@ impl Checked<'_> {
             model: std::any::type_name::<M>(),
             error,
         })?;
-        let changed: Arc<[&'static str]> = self.inner.changed.iter().filter_map(|c| M::column(c)).collect();
+        let changed: Arc<[&'static str]> = self
+            .inner
+            .changed
+            .iter()
+            .filter_map(|c| M::column(c))
+            .collect();
         Ok(Event {
             action: self.inner.action,
             row,

@@ -26,9 +26,9 @@ pub use envelope::WIRE_VERSION;
 #[cfg(feature = "mqtt")]
 pub(crate) use bridge::Bridge;
 #[cfg(feature = "mqtt")]
-pub(crate) use subscriber::RemoteSink;
-#[cfg(feature = "mqtt")]
 pub(crate) use envelope::{Checked, Rejected};
+#[cfg(feature = "mqtt")]
+pub(crate) use subscriber::RemoteSink;
 
 #[cfg(feature = "mqtt")]
 mod bridge {
@@ -56,7 +56,11 @@ mod bridge {
     }
 
     impl Bridge {
-        pub(crate) fn start(config: MqttConfig, node_id: Arc<str>, instance: u64) -> Result<Bridge, Error> {
+        pub(crate) fn start(
+            config: MqttConfig,
+            node_id: Arc<str>,
+            instance: u64,
+        ) -> Result<Bridge, Error> {
             let url = config.validate()?;
             let client_base = match &config.client_id {
                 Some(id) => id.clone(),
@@ -137,8 +141,18 @@ mod bridge {
             Ok(())
         }
 
-        pub(crate) fn detach(&self, group: Option<&Arc<str>>, table: &'static str, type_id: TypeId) {
-            let stream = self.streams.lock().unwrap_or_else(|e| e.into_inner()).get(&group.cloned()).cloned();
+        pub(crate) fn detach(
+            &self,
+            group: Option<&Arc<str>>,
+            table: &'static str,
+            type_id: TypeId,
+        ) {
+            let stream = self
+                .streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&group.cloned())
+                .cloned();
             if let Some(stream) = stream {
                 stream.detach(table, type_id);
             }
@@ -148,7 +162,12 @@ mod bridge {
         /// all its subscriptions in place.
         pub(crate) fn ready(&self) -> bool {
             self.counters.connected.load(Relaxed)
-                && self.streams.lock().unwrap_or_else(|e| e.into_inner()).values().all(|s| s.ready())
+                && self
+                    .streams
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .all(|s| s.ready())
         }
 
         /// Publishes what is queued, then disconnects everything. Returns the
@@ -159,7 +178,13 @@ mod bridge {
                 tracing::error!("MQTT publisher did not finish by the shutdown deadline");
                 n.max(1)
             });
-            let streams: Vec<_> = self.streams.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, s)| s).collect();
+            let streams: Vec<_> = self
+                .streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain()
+                .map(|(_, s)| s)
+                .collect();
             for stream in streams {
                 stream.stop(deadline.max(Instant::now() + Duration::from_millis(500)));
             }
@@ -183,7 +208,12 @@ mod bridge {
     /// the publisher thread sees its channel close and finishes by itself.
     impl Drop for Bridge {
         fn drop(&mut self) {
-            for stream in self.streams.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            for stream in self
+                .streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+            {
                 stream.request_stop();
             }
         }

@@ -41,7 +41,10 @@ impl<M: Emits> Outgoing for Event<M> {
 pub(crate) enum Command {
     Publish(Box<dyn Outgoing>),
     /// Publish everything before this, then disconnect; reply when done.
-    Close { deadline: Instant, done: Sender<u64> },
+    Close {
+        deadline: Instant,
+        done: Sender<u64>,
+    },
 }
 
 /// The committing side's handle.
@@ -56,9 +59,17 @@ impl PublisherHandle {
         match self.tx.try_send(Command::Publish(event)) {
             Ok(()) => {}
             Err(TrySendError::Full(Command::Publish(event))) => {
-                let n = self.counters.publish_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = self
+                    .counters
+                    .publish_dropped
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
                 if n.is_power_of_two() {
-                    tracing::error!(table = event.table(), dropped_so_far = n, "MQTT buffer full; event not published");
+                    tracing::error!(
+                        table = event.table(),
+                        dropped_so_far = n,
+                        "MQTT buffer full; event not published"
+                    );
                 }
             }
             Err(_) => {
@@ -73,8 +84,11 @@ impl PublisherHandle {
     pub(crate) fn close(&self, deadline: Instant) -> Option<u64> {
         *self.closing.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
         let (done, wait) = crossbeam_channel::bounded(1);
-        self.tx.send_deadline(Command::Close { deadline, done }, deadline).ok()?;
-        wait.recv_deadline(deadline + Duration::from_millis(500)).ok()
+        self.tx
+            .send_deadline(Command::Close { deadline, done }, deadline)
+            .ok()?;
+        wait.recv_deadline(deadline + Duration::from_millis(500))
+            .ok()
     }
 }
 
@@ -103,7 +117,11 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name("emitter-mqtt-pub".into())
         .spawn(move || worker.run(rx))?;
-    Ok(PublisherHandle { tx, counters, closing })
+    Ok(PublisherHandle {
+        tx,
+        counters,
+        closing,
+    })
 }
 
 struct Pending {
@@ -127,7 +145,11 @@ const MAX_ATTEMPTS: u32 = 5;
 
 impl Worker {
     fn run(mut self, rx: Receiver<Command>) {
-        let client = match paho::AsyncClient::new(client_options(&self.paho_url, &self.client_id, &self.config)) {
+        let client = match paho::AsyncClient::new(client_options(
+            &self.paho_url,
+            &self.client_id,
+            &self.config,
+        )) {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(%error, "cannot create the MQTT publisher client; events will not be published");
@@ -146,10 +168,16 @@ impl Worker {
                 if self.counters.connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!("MQTT publisher lost the broker; buffering events");
                 }
-                if close.as_ref().is_some_and(|(deadline, _)| Instant::now() >= *deadline) {
+                if close
+                    .as_ref()
+                    .is_some_and(|(deadline, _)| Instant::now() >= *deadline)
+                {
                     break;
                 }
-                match client.connect(options.clone()).wait_for(Duration::from_secs(5)) {
+                match client
+                    .connect(options.clone())
+                    .wait_for(Duration::from_secs(5))
+                {
                     Ok(_) => {
                         self.counters.connected.store(true, Ordering::Relaxed);
                         if backoff.failed_before() {
@@ -174,7 +202,9 @@ impl Worker {
                             if Instant::now() >= deadline {
                                 break;
                             }
-                            std::thread::sleep(wait.min(deadline.saturating_duration_since(Instant::now())));
+                            std::thread::sleep(
+                                wait.min(deadline.saturating_duration_since(Instant::now())),
+                            );
                         } else {
                             std::thread::sleep(wait);
                         }
@@ -192,16 +222,25 @@ impl Worker {
                     break;
                 }
             }
-            if self.inflight.len() >= self.config.max_inflight || (close.is_some() && self.queue.is_empty()) {
+            if self.inflight.len() >= self.config.max_inflight
+                || (close.is_some() && self.queue.is_empty())
+            {
                 // Wait for the oldest acknowledgement.
                 self.wait_front(Duration::from_millis(50));
             } else if self.queue.is_empty() && close.is_none() {
-                let idle = if self.inflight.is_empty() { Duration::from_millis(200) } else { Duration::from_micros(200) };
+                let idle = if self.inflight.is_empty() {
+                    Duration::from_millis(200)
+                } else {
+                    Duration::from_micros(200)
+                };
                 match rx.recv_timeout(idle) {
                     Ok(command) => self.accept(command, &mut close),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => {
-                        close.get_or_insert((Instant::now() + Duration::from_secs(5), crossbeam_channel::bounded(1).0));
+                        close.get_or_insert((
+                            Instant::now() + Duration::from_secs(5),
+                            crossbeam_channel::bounded(1).0,
+                        ));
                     }
                 }
             }
@@ -216,7 +255,10 @@ impl Worker {
         }
         if unsent > 0 {
             MqttCounters::add(&self.counters.unsent, unsent);
-            tracing::error!(unsent, "MQTT publisher stopped with events not acknowledged by the broker");
+            tracing::error!(
+                unsent,
+                "MQTT publisher stopped with events not acknowledged by the broker"
+            );
         }
         if client.is_connected() {
             let _ = client.disconnect(None).wait_for(Duration::from_secs(2));
@@ -231,7 +273,10 @@ impl Worker {
         match command {
             Command::Publish(event) => {
                 if let Some(message) = self.message(&*event) {
-                    self.queue.push_back(Pending { message, attempts: 0 });
+                    self.queue.push_back(Pending {
+                        message,
+                        attempts: 0,
+                    });
                 }
             }
             Command::Close { deadline, done } => *close = Some((deadline, done)),
@@ -242,7 +287,10 @@ impl Worker {
         let table = event.table();
         if !is_valid_level(table) {
             MqttCounters::add(&self.counters.publish_failed, 1);
-            tracing::error!(table, "table name is not a valid MQTT topic level; event not published");
+            tracing::error!(
+                table,
+                "table name is not a valid MQTT topic level; event not published"
+            );
             return None;
         }
         let payload = match event.encode() {
@@ -259,14 +307,22 @@ impl Worker {
             .qos(self.config.qos);
         if self.config.protocol == Protocol::V5 {
             let mut props = paho::Properties::new();
-            if props.push_string_pair(paho::PropertyCode::UserProperty, "origin", &self.origin).is_ok() {
+            if props
+                .push_string_pair(paho::PropertyCode::UserProperty, "origin", &self.origin)
+                .is_ok()
+            {
                 builder = builder.properties(props);
             }
         }
         Some(builder.finalize())
     }
 
-    fn fill(&mut self, client: &paho::AsyncClient, rx: &Receiver<Command>, close: &mut Option<(Instant, Sender<u64>)>) {
+    fn fill(
+        &mut self,
+        client: &paho::AsyncClient,
+        rx: &Receiver<Command>,
+        close: &mut Option<(Instant, Sender<u64>)>,
+    ) {
         while self.inflight.len() < self.config.max_inflight && client.is_connected() {
             if self.queue.is_empty() {
                 if close.is_some() {
@@ -285,7 +341,9 @@ impl Worker {
                     Err(_) => return,
                 }
             }
-            let Some(mut pending) = self.queue.pop_front() else { return };
+            let Some(mut pending) = self.queue.pop_front() else {
+                return;
+            };
             pending.attempts += 1;
             let token: paho::Token = client.publish(pending.message.clone()).into();
             self.inflight.push_back((pending, token));

@@ -22,7 +22,12 @@ use std::time::{Duration, Instant};
 
 /// Delivers a checked envelope to the remote listeners of one model.
 pub(crate) trait RemoteSink: Send + Sync {
-    fn deliver(&self, envelope: &Checked<'_>, origin: &Arc<str>, group: Option<&str>) -> Result<(), Rejected>;
+    fn deliver(
+        &self,
+        envelope: &Checked<'_>,
+        origin: &Arc<str>,
+        group: Option<&str>,
+    ) -> Result<(), Rejected>;
 }
 
 #[derive(Default)]
@@ -54,7 +59,8 @@ impl Stream {
         node_id: Arc<str>,
         counters: Arc<MqttCounters>,
     ) -> Result<Arc<Stream>, String> {
-        let mut client = paho::AsyncClient::new(client_options(paho_url, &client_id, config)).map_err(|e| e.to_string())?;
+        let mut client = paho::AsyncClient::new(client_options(paho_url, &client_id, config))
+            .map_err(|e| e.to_string())?;
         let events = client.start_consuming_events(None);
         let stream = Arc::new(Stream {
             group,
@@ -89,7 +95,12 @@ impl Stream {
     }
 
     /// Adds a listener of model `type_id` on `table`; subscribes on the first.
-    pub(crate) fn attach(&self, table: &'static str, type_id: TypeId, sink: impl FnOnce() -> Arc<dyn RemoteSink>) {
+    pub(crate) fn attach(
+        &self,
+        table: &'static str,
+        type_id: TypeId,
+        sink: impl FnOnce() -> Arc<dyn RemoteSink>,
+    ) {
         let first = {
             let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
             let route = routes.entry(table).or_default();
@@ -106,7 +117,9 @@ impl Stream {
     pub(crate) fn detach(&self, table: &'static str, type_id: TypeId) {
         let last = {
             let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
-            let Some(route) = routes.get_mut(table) else { return };
+            let Some(route) = routes.get_mut(table) else {
+                return;
+            };
             route.listeners = route.listeners.saturating_sub(1);
             if let Some(entry) = route.sinks.get_mut(&type_id) {
                 entry.0 = entry.0.saturating_sub(1);
@@ -124,7 +137,10 @@ impl Stream {
             let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
             active.retain(|t| *t != table);
             if self.client.is_connected() {
-                let _ = self.client.unsubscribe(self.filter(table)).wait_for(Duration::from_secs(5));
+                let _ = self
+                    .client
+                    .unsubscribe(self.filter(table))
+                    .wait_for(Duration::from_secs(5));
             }
             tracing::debug!(table, group = ?self.group, "broker subscription released");
         }
@@ -135,12 +151,18 @@ impl Stream {
         if active.contains(&table) || !self.client.is_connected() {
             return;
         }
-        match self.client.subscribe(self.filter(table), self.config.qos).wait_for(Duration::from_secs(5)) {
+        match self
+            .client
+            .subscribe(self.filter(table), self.config.qos)
+            .wait_for(Duration::from_secs(5))
+        {
             Ok(_) => {
                 active.push(table);
                 tracing::debug!(table, group = ?self.group, "broker subscription taken");
             }
-            Err(error) => tracing::warn!(table, %error, "subscribe failed; retried after the next reconnect"),
+            Err(error) => {
+                tracing::warn!(table, %error, "subscribe failed; retried after the next reconnect")
+            }
         }
     }
 
@@ -180,14 +202,26 @@ impl Stream {
         let mut connected = false;
         while !self.stop.load(Ordering::Relaxed) {
             if !connected {
-                self.active.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                match self.client.connect(options.clone()).wait_for(Duration::from_secs(5)) {
+                self.active
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+                match self
+                    .client
+                    .connect(options.clone())
+                    .wait_for(Duration::from_secs(5))
+                {
                     Ok(_) => {
                         connected = true;
                         backoff.reset();
                         tracing::info!(client = %client_id, "MQTT subscriber connected");
-                        let tables: Vec<&'static str> =
-                            self.routes.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+                        let tables: Vec<&'static str> = self
+                            .routes
+                            .read()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .keys()
+                            .copied()
+                            .collect();
                         for table in tables {
                             self.subscribe(table);
                         }
@@ -222,7 +256,10 @@ impl Stream {
             self.handle(&message, &mut recent);
         }
         if self.client.is_connected() {
-            let _ = self.client.disconnect(None).wait_for(Duration::from_secs(2));
+            let _ = self
+                .client
+                .disconnect(None)
+                .wait_for(Duration::from_secs(2));
         }
     }
 
@@ -260,7 +297,11 @@ impl Stream {
     }
 
     fn reject(&self, topic: &str, error: &dyn std::fmt::Display) {
-        let n = self.counters.remote_rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = self
+            .counters
+            .remote_rejected
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
         tracing::warn!(topic, %error, rejected_so_far = n, "remote payload dropped");
     }
 }

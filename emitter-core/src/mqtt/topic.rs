@@ -43,7 +43,10 @@ mod tests {
     fn topics_round_trip() {
         let t = event_topic("app/events", "users", Action::Update);
         assert_eq!(t, "app/events/users/update");
-        assert_eq!(parse_topic("app/events", &t), Some(("users", Action::Update)));
+        assert_eq!(
+            parse_topic("app/events", &t),
+            Some(("users", Action::Update))
+        );
     }
 
     #[test]
