@@ -73,7 +73,7 @@ impl MqttConfig {
             keep_alive: Duration::from_secs(30),
             qos: 1,
             buffer: 100_000,
-            max_inflight: 1_000,
+            max_inflight: 500,
             protocol: Protocol::V5,
             require_connection: None,
             session_expiry: Duration::from_secs(3600),
@@ -132,7 +132,9 @@ impl MqttConfig {
         self
     }
 
-    /// Publishes in flight at once, waiting for their acknowledgement (default 1,000).
+    /// Publishes in flight at once, waiting for their acknowledgement (default 500:
+    /// Paho's per-message bookkeeping grows with the window, and 500 measured faster
+    /// than 1,000 here).
     pub fn max_inflight(mut self, n: usize) -> Self {
         self.max_inflight = n;
         self

@@ -92,27 +92,20 @@ fn ssl_options(config: &MqttConfig) -> Option<paho::SslOptions> {
 /// Exponential backoff between connection attempts: 50 ms doubling to 2 s.
 pub(crate) struct Backoff {
     next: Duration,
-    failed: bool,
 }
 
 impl Backoff {
     pub(crate) fn new() -> Self {
         Backoff {
             next: Duration::from_millis(50),
-            failed: false,
         }
     }
     pub(crate) fn next(&mut self) -> Duration {
-        self.failed = true;
         let wait = self.next;
         self.next = (self.next * 2).min(Duration::from_secs(2));
         wait
     }
     pub(crate) fn reset(&mut self) {
         *self = Backoff::new();
-    }
-    /// Whether an attempt failed since the last success.
-    pub(crate) fn failed_before(&self) -> bool {
-        self.failed
     }
 }

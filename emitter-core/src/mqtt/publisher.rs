@@ -17,6 +17,9 @@ use paho_mqtt as paho;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 /// An event on its way to the broker, encoded on the publisher thread.
@@ -113,6 +116,7 @@ pub(crate) fn start(
         queue: VecDeque::new(),
         inflight: VecDeque::new(),
         first_connect,
+        origin_property: None,
     };
     std::thread::Builder::new()
         .name("emitter-mqtt-pub".into())
@@ -129,6 +133,30 @@ struct Pending {
     attempts: u32,
 }
 
+/// A publish awaiting its acknowledgement; the token keeps the message for a retry.
+struct InFlight {
+    token: paho::DeliveryToken,
+    attempts: u32,
+}
+
+impl InFlight {
+    fn into_pending(self) -> Pending {
+        Pending {
+            message: self.token.message().clone(),
+            attempts: self.attempts,
+        }
+    }
+}
+
+/// Wakes the publisher thread when Paho completes a publish it is waiting for.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
 struct Worker {
     closing: Arc<std::sync::Mutex<Option<Instant>>>,
     config: MqttConfig,
@@ -137,14 +165,26 @@ struct Worker {
     origin: Arc<str>,
     counters: Arc<MqttCounters>,
     queue: VecDeque<Pending>,
-    inflight: VecDeque<(Pending, paho::Token)>,
+    inflight: VecDeque<InFlight>,
     first_connect: Option<Sender<Result<(), String>>>,
+    /// The MQTT 5 user property naming the origin, built once.
+    origin_property: Option<paho::Properties>,
 }
 
 const MAX_ATTEMPTS: u32 = 5;
 
 impl Worker {
     fn run(mut self, rx: Receiver<Command>) {
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        if self.config.protocol == Protocol::V5 {
+            let mut props = paho::Properties::new();
+            if props
+                .push_string_pair(paho::PropertyCode::UserProperty, "origin", &self.origin)
+                .is_ok()
+            {
+                self.origin_property = Some(props);
+            }
+        }
         let client = match paho::AsyncClient::new(client_options(
             &self.paho_url,
             &self.client_id,
@@ -162,8 +202,10 @@ impl Worker {
         let options = connect_options(&self.config, true);
         let mut backoff = Backoff::new();
         let mut close: Option<(Instant, Sender<u64>)> = None;
+        let mut ever_connected = false;
         loop {
-            if !client.is_connected() {
+            let mut connected = client.is_connected();
+            if !connected {
                 self.requeue_inflight();
                 if self.counters.connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!("MQTT publisher lost the broker; buffering events");
@@ -179,10 +221,12 @@ impl Worker {
                     .wait_for(Duration::from_secs(5))
                 {
                     Ok(_) => {
+                        connected = true;
                         self.counters.connected.store(true, Ordering::Relaxed);
-                        if backoff.failed_before() {
+                        if ever_connected {
                             MqttCounters::add(&self.counters.reconnects, 1);
                         }
+                        ever_connected = true;
                         backoff.reset();
                         tracing::info!(broker = %self.paho_url, "MQTT publisher connected");
                         if let Some(tx) = self.first_connect.take() {
@@ -212,7 +256,7 @@ impl Worker {
                     }
                 }
             }
-            self.reap(false);
+            self.reap(&waker, connected, false);
             self.fill(&client, &rx, &mut close);
             if close.is_some() && self.queue.is_empty() && self.inflight.is_empty() {
                 break;
@@ -226,7 +270,7 @@ impl Worker {
                 || (close.is_some() && self.queue.is_empty())
             {
                 // Wait for the oldest acknowledgement.
-                self.wait_front(Duration::from_millis(50));
+                self.wait_front(&waker, connected, Duration::from_millis(50));
             } else if self.queue.is_empty() && close.is_none() {
                 let idle = if self.inflight.is_empty() {
                     Duration::from_millis(200)
@@ -245,7 +289,7 @@ impl Worker {
                 }
             }
         }
-        self.reap(true);
+        self.reap(&waker, client.is_connected(), true);
         let mut unsent = (self.queue.len() + self.inflight.len()) as u64;
         while let Ok(command) = rx.try_recv() {
             match command {
@@ -305,14 +349,8 @@ impl Worker {
             .topic(event.topic(&self.config.prefix))
             .payload(payload)
             .qos(self.config.qos);
-        if self.config.protocol == Protocol::V5 {
-            let mut props = paho::Properties::new();
-            if props
-                .push_string_pair(paho::PropertyCode::UserProperty, "origin", &self.origin)
-                .is_ok()
-            {
-                builder = builder.properties(props);
-            }
+        if let Some(props) = &self.origin_property {
+            builder = builder.properties(props.clone());
         }
         Some(builder.finalize())
     }
@@ -323,7 +361,10 @@ impl Worker {
         rx: &Receiver<Command>,
         close: &mut Option<(Instant, Sender<u64>)>,
     ) {
-        while self.inflight.len() < self.config.max_inflight && client.is_connected() {
+        if !client.is_connected() {
+            return;
+        }
+        while self.inflight.len() < self.config.max_inflight {
             if self.queue.is_empty() {
                 if close.is_some() {
                     // After Close nothing more is accepted from the channel.
@@ -345,19 +386,22 @@ impl Worker {
                 return;
             };
             pending.attempts += 1;
-            let token: paho::Token = client.publish(pending.message.clone()).into();
-            self.inflight.push_back((pending, token));
+            let token = client.publish(pending.message);
+            self.inflight.push_back(InFlight {
+                token,
+                attempts: pending.attempts,
+            });
         }
     }
 
     /// Collects finished publishes from the front of the window. On the final
     /// pass, waits a little for each one still outstanding.
-    fn reap(&mut self, final_pass: bool) {
-        while let Some((_, token)) = self.inflight.front_mut() {
-            match token.try_wait() {
-                Some(outcome) => self.settle_front(outcome.map(|_| ())),
+    fn reap(&mut self, waker: &Waker, connected: bool, final_pass: bool) {
+        while let Some(front) = self.inflight.front_mut() {
+            match poll(&mut front.token, waker) {
+                Some(outcome) => self.settle_front(outcome, connected),
                 None if final_pass => {
-                    if !self.wait_front(Duration::from_millis(100)) {
+                    if !self.wait_front(waker, connected, Duration::from_millis(100)) {
                         return;
                     }
                 }
@@ -367,29 +411,38 @@ impl Worker {
     }
 
     /// Waits up to `timeout` for the oldest publish; true when it settled.
-    ///
-    /// Paho hands a token's result to the first poll that sees it, so the result
-    /// of the waited-on clone is what settles the entry.
-    fn wait_front(&mut self, timeout: Duration) -> bool {
-        let Some((_, token)) = self.inflight.front() else {
-            return false;
-        };
-        match token.clone().wait_for(timeout) {
-            Err(paho::Error::Timeout) => false,
-            outcome => {
-                self.settle_front(outcome.map(|_| ()));
-                true
+    fn wait_front(&mut self, waker: &Waker, connected: bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(front) = self.inflight.front_mut() else {
+                return false;
+            };
+            if let Some(outcome) = poll(&mut front.token, waker) {
+                self.settle_front(outcome, connected);
+                return true;
             }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            std::thread::park_timeout(deadline - now);
         }
     }
 
-    fn settle_front(&mut self, outcome: Result<(), paho::Error>) {
-        let Some((pending, _)) = self.inflight.pop_front() else {
+    fn settle_front(&mut self, outcome: paho::Result<()>, connected: bool) {
+        let Some(inflight) = self.inflight.pop_front() else {
             return;
         };
         match outcome {
             Ok(()) => MqttCounters::add(&self.counters.published, 1),
-            Err(error) => self.retry(pending, &error),
+            Err(error) => {
+                let mut pending = inflight.into_pending();
+                if !connected {
+                    // A lost connection is not the message's fault.
+                    pending.attempts = pending.attempts.saturating_sub(1);
+                }
+                self.retry(pending, &error);
+            }
         }
     }
 
@@ -405,7 +458,8 @@ impl Worker {
 
     /// After a lost connection nothing in flight can be trusted: send it all again.
     fn requeue_inflight(&mut self) {
-        while let Some((mut pending, _)) = self.inflight.pop_back() {
+        while let Some(inflight) = self.inflight.pop_back() {
+            let mut pending = inflight.into_pending();
             // A lost connection is not the message's fault.
             pending.attempts = pending.attempts.saturating_sub(1);
             self.queue.push_front(pending);
@@ -422,5 +476,14 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// Polls a publish without blocking. Paho hands the result to the first poll that
+/// sees it, so each token is polled by this thread only.
+fn poll(token: &mut paho::DeliveryToken, waker: &Waker) -> Option<paho::Result<()>> {
+    match Pin::new(token).poll(&mut Context::from_waker(waker)) {
+        Poll::Ready(outcome) => Some(outcome),
+        Poll::Pending => None,
     }
 }
