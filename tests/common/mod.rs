@@ -1,14 +1,19 @@
 //! Helpers shared by the PostgreSQL and SQLite integration tests: isolated
-//! databases (a schema per test, a file per test), the models, bounded receives and
-//! a recorder of the SQL a connection runs.
+//! databases (a schema per test, a file per test) behind one [`Harness`] trait, the
+//! models, bounded receives and a recorder of the SQL a connection runs.
 //!
-//! Every test file uses a different subset of these helpers.
+//! The tests both backends share are written once, in `neutral.rs` next to this file;
+//! see there how a test binary runs them. Every test file uses a different subset of
+//! these helpers.
 #![allow(dead_code)]
 
 use diesel::connection::{InstrumentationEvent, SimpleConnection};
 use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
+use diesel_emitter::connection::EmittingBackend;
 use diesel_emitter::crossbeam_channel::{Receiver, RecvTimeoutError};
 use diesel_emitter::prelude::*;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
@@ -179,6 +184,66 @@ pub fn has_returning(sql: &str) -> bool {
     sql_part(sql).to_ascii_uppercase().contains(" RETURNING ")
 }
 
+// ---------------------------------------------------------------- the harness
+
+/// What a backend's test fixture provides: a database of its own for one test (dropped
+/// with the fixture), connections to it, and the few SQL and connection details that
+/// differ between backends. Implemented by [`PgSchema`] and [`SqliteDb`].
+pub trait Harness: Sized {
+    /// The backend's plain connection (`PgConnection`, `SqliteConnection`).
+    type Plain: EmittingBackend + R2D2Connection;
+
+    /// `CREATE TABLE users`, matching [`users`]: `id` and `active` have defaults.
+    const USERS_DDL: &'static str;
+
+    /// The SQL type of an `INT4` primary key the database fills in, for `CREATE TABLE`.
+    const AUTO_ID: &'static str;
+
+    /// The migrations of `tests/migrations/<backend>`: one, which creates `users`.
+    const MIGRATIONS: EmbeddedMigrations;
+
+    /// How many rounds each thread of the r2d2 test writes.
+    const R2D2_ROUNDS: usize;
+
+    /// An empty database for the test named `test`.
+    fn new(test: &str) -> Self;
+
+    /// A plain connection to the database.
+    fn plain(&self) -> Self::Plain;
+
+    /// An emitting connection to the database, emitting through `emitter`.
+    fn emitting(&self, emitter: &Emitter) -> EmittingConnection<Self::Plain>;
+
+    /// An r2d2 pool of emitting connections to the database; they emit through the
+    /// global emitter (`Emitter::set_global`).
+    fn pool(&self, max_size: u32) -> Pool<ConnectionManager<EmittingConnection<Self::Plain>>>;
+
+    /// Runs `f` in a transaction meant to write, as concurrent writers should begin
+    /// one on this backend.
+    fn write_transaction<T>(
+        conn: &mut EmittingConnection<Self::Plain>,
+        f: impl FnOnce(&mut EmittingConnection<Self::Plain>) -> QueryResult<T>,
+    ) -> QueryResult<T>;
+
+    /// An empty database with the `users` table.
+    fn with_users(test: &str) -> Self {
+        let db = Self::new(test);
+        db.plain().batch_execute(Self::USERS_DDL).unwrap();
+        db
+    }
+}
+
+/// Runs a batch of SQL on every connection an r2d2 pool opens.
+#[derive(Debug)]
+pub struct OnAcquire(pub String);
+
+impl<C: SimpleConnection> diesel::r2d2::CustomizeConnection<C, diesel::r2d2::Error> for OnAcquire {
+    fn on_acquire(&self, conn: &mut C) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(&self.0)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
 // ---------------------------------------------------------------- PostgreSQL
 
 /// The PostgreSQL the tests use: `DATABASE_URL`, or the local trust-auth server.
@@ -193,7 +258,26 @@ pub struct PgSchema {
 }
 
 impl PgSchema {
-    pub fn new(test: &str) -> PgSchema {
+    /// `SET search_path TO <schema>`, to run on every connection of the test.
+    pub fn search_path_sql(&self) -> String {
+        format!("SET search_path TO \"{}\"", self.name)
+    }
+}
+
+impl Harness for PgSchema {
+    type Plain = PgConnection;
+
+    const USERS_DDL: &'static str = "CREATE TABLE users (
+        id SERIAL PRIMARY KEY,
+        name TEXT NOT NULL,
+        email TEXT NOT NULL UNIQUE,
+        active BOOLEAN NOT NULL DEFAULT TRUE
+    )";
+    const AUTO_ID: &'static str = "SERIAL PRIMARY KEY";
+    const MIGRATIONS: EmbeddedMigrations = embed_migrations!("tests/migrations/postgres");
+    const R2D2_ROUNDS: usize = 20;
+
+    fn new(test: &str) -> PgSchema {
         let name = unique_name(&format!("de_{test}"))
             .chars()
             .take(63)
@@ -206,13 +290,8 @@ impl PgSchema {
         PgSchema { name }
     }
 
-    /// `SET search_path TO <schema>`, to run on every connection of the test.
-    pub fn search_path_sql(&self) -> String {
-        format!("SET search_path TO \"{}\"", self.name)
-    }
-
     /// A plain connection with the schema as its search path.
-    pub fn plain(&self) -> PgConnection {
+    fn plain(&self) -> PgConnection {
         let mut conn = PgConnection::establish(&pg_url()).expect("PostgreSQL is reachable");
         conn.batch_execute(&self.search_path_sql())
             .expect("set search_path");
@@ -220,7 +299,7 @@ impl PgSchema {
     }
 
     /// An emitting connection with the schema as its search path.
-    pub fn emitting(&self, emitter: &Emitter) -> EmittingConnection<PgConnection> {
+    fn emitting(&self, emitter: &Emitter) -> EmittingConnection<PgConnection> {
         let mut conn = EmittingConnection::new(
             PgConnection::establish(&pg_url()).expect("PostgreSQL is reachable"),
             emitter.clone(),
@@ -229,6 +308,23 @@ impl PgSchema {
         conn.batch_execute(&self.search_path_sql())
             .expect("set search_path");
         conn
+    }
+
+    /// Pooled connections get the schema as their search path.
+    fn pool(&self, max_size: u32) -> Pool<ConnectionManager<EmittingConnection<PgConnection>>> {
+        Pool::builder()
+            .max_size(max_size)
+            .connection_customizer(Box::new(OnAcquire(self.search_path_sql())))
+            .build(ConnectionManager::new(pg_url()))
+            .unwrap()
+    }
+
+    /// A plain `transaction`.
+    fn write_transaction<T>(
+        conn: &mut EmittingConnection<PgConnection>,
+        f: impl FnOnce(&mut EmittingConnection<PgConnection>) -> QueryResult<T>,
+    ) -> QueryResult<T> {
+        conn.transaction(f)
     }
 }
 
@@ -247,17 +343,6 @@ impl Drop for PgSchema {
     }
 }
 
-/// Sets the test's search path on every connection an r2d2 pool opens.
-#[derive(Debug)]
-pub struct SearchPath(pub String);
-
-impl<C: SimpleConnection> diesel::r2d2::CustomizeConnection<C, diesel::r2d2::Error> for SearchPath {
-    fn on_acquire(&self, conn: &mut C) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(&self.0)
-            .map_err(diesel::r2d2::Error::QueryError)
-    }
-}
-
 // ---------------------------------------------------------------- SQLite
 
 /// A SQLite database file of its own for one test (WAL); removed when the guard drops.
@@ -266,7 +351,27 @@ pub struct SqliteDb {
 }
 
 impl SqliteDb {
-    pub fn new(test: &str) -> SqliteDb {
+    /// The file's path, which is its connection URL.
+    pub fn url(&self) -> &str {
+        self.path.to_str().expect("a UTF-8 temp path")
+    }
+}
+
+impl Harness for SqliteDb {
+    type Plain = SqliteConnection;
+
+    const USERS_DDL: &'static str = "CREATE TABLE users (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        email TEXT NOT NULL UNIQUE,
+        active BOOLEAN NOT NULL DEFAULT 1
+    )";
+    const AUTO_ID: &'static str = "INTEGER PRIMARY KEY";
+    const MIGRATIONS: EmbeddedMigrations = embed_migrations!("tests/migrations/sqlite");
+    // SQLite runs one writer at a time.
+    const R2D2_ROUNDS: usize = 15;
+
+    fn new(test: &str) -> SqliteDb {
         let dir = std::env::temp_dir().join("diesel-emitter-tests");
         std::fs::create_dir_all(&dir).expect("create the temp dir");
         let path = dir.join(format!("{}.db", unique_name(test)));
@@ -278,12 +383,8 @@ impl SqliteDb {
         db
     }
 
-    pub fn url(&self) -> &str {
-        self.path.to_str().expect("a UTF-8 temp path")
-    }
-
     /// A plain connection to the file.
-    pub fn plain(&self) -> SqliteConnection {
+    fn plain(&self) -> SqliteConnection {
         let mut conn = SqliteConnection::establish(self.url()).expect("open the SQLite file");
         conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
             .expect("pragmas");
@@ -291,7 +392,7 @@ impl SqliteDb {
     }
 
     /// An emitting connection to the file.
-    pub fn emitting(&self, emitter: &Emitter) -> EmittingConnection<SqliteConnection> {
+    fn emitting(&self, emitter: &Emitter) -> EmittingConnection<SqliteConnection> {
         let mut conn = EmittingConnection::new(
             SqliteConnection::establish(self.url()).expect("open the SQLite file"),
             emitter.clone(),
@@ -299,6 +400,24 @@ impl SqliteDb {
         conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
             .expect("pragmas");
         conn
+    }
+
+    /// Pooled connections wait up to 10 s for the write lock.
+    fn pool(&self, max_size: u32) -> Pool<ConnectionManager<EmittingConnection<SqliteConnection>>> {
+        Pool::builder()
+            .max_size(max_size)
+            .connection_customizer(Box::new(OnAcquire("PRAGMA busy_timeout = 10000;".into())))
+            .build(ConnectionManager::new(self.url()))
+            .unwrap()
+    }
+
+    /// `immediate_transaction`: it takes the write lock at BEGIN, so concurrent writers
+    /// wait for it (busy_timeout) instead of failing to upgrade a read lock.
+    fn write_transaction<T>(
+        conn: &mut EmittingConnection<SqliteConnection>,
+        f: impl FnOnce(&mut EmittingConnection<SqliteConnection>) -> QueryResult<T>,
+    ) -> QueryResult<T> {
+        conn.immediate_transaction(f)
     }
 }
 
