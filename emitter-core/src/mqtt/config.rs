@@ -15,7 +15,10 @@ pub enum Protocol {
 }
 
 /// TLS settings for `mqtts://` and `ssl://` brokers (feature `tls`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// `TlsConfig::default()` checks the broker's host name; start from it:
+/// `TlsConfig { ca_file: Some(path), ..TlsConfig::default() }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsConfig {
     /// PEM file of the certificate authorities that sign the broker's certificate.
     pub ca_file: Option<PathBuf>,
@@ -25,6 +28,17 @@ pub struct TlsConfig {
     pub client_key: Option<PathBuf>,
     /// Check that the broker's certificate names the host in the URL (default true).
     pub verify_hostname: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            verify_hostname: true,
+        }
+    }
 }
 
 /// How to reach the MQTT broker that carries events between servers.

@@ -23,8 +23,9 @@ pub(crate) fn client_options(
         .finalize()
 }
 
-/// Connection options. `clean` is false for subscribers whose broker session
-/// should survive disconnects (explicit client id).
+/// Connection options. `clean` is false for a broker session that survives
+/// disconnects: the publisher's always (see `publisher`), a subscriber's when its
+/// client id is explicit.
 pub(crate) fn connect_options(config: &MqttConfig, clean: bool) -> paho::ConnectOptions {
     let mut builder = match config.protocol {
         Protocol::V5 => paho::ConnectOptionsBuilder::new_v5(),
@@ -68,10 +69,7 @@ fn ssl_options(config: &MqttConfig) -> Option<paho::SslOptions> {
     if config.tls.is_none() && !(url_tls.starts_with("mqtts://") || url_tls.starts_with("ssl://")) {
         return None;
     }
-    let tls = config.tls.clone().unwrap_or(super::config::TlsConfig {
-        verify_hostname: true,
-        ..Default::default()
-    });
+    let tls = config.tls.clone().unwrap_or_default();
     let mut builder = paho::SslOptionsBuilder::new();
     // Files were checked to exist by `validate`, so these only fail on odd paths.
     if let Some(ca) = &tls.ca_file {

@@ -174,9 +174,8 @@ mod bridge {
         /// number of events not acknowledged by the broker by `deadline`.
         pub(crate) fn close(&self, deadline: Instant) -> u64 {
             let unsent = self.publisher.close(deadline).unwrap_or_else(|| {
-                let n = self.counters.unsent.load(Relaxed);
-                tracing::error!("MQTT publisher did not finish by the shutdown deadline");
-                n.max(1)
+                tracing::error!("MQTT publisher did not answer the shutdown request");
+                self.counters.unsent.load(Relaxed).max(1)
             });
             let streams: Vec<_> = self
                 .streams

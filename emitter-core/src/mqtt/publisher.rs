@@ -3,8 +3,14 @@
 //! Committing threads hand events over a bounded channel (the offline buffer) and
 //! never wait for the broker. The thread encodes each event, keeps up to
 //! `max_inflight` publishes awaiting their acknowledgement, and when the connection
-//! drops puts every unacknowledged message back at the head of the queue to be sent
-//! again after reconnecting: at least once, with receivers deduplicating by id.
+//! drops puts every unacknowledged message back, in commit order, to be sent again
+//! after reconnecting: at least once, with receivers deduplicating by id.
+//!
+//! The publisher keeps a broker session across reconnects (no clean start): Paho C
+//! 1.3.16 can free an in-flight publication twice when it cleans a session on
+//! connection loss (eclipse-paho/paho.mqtt.c #1532, #1621, #1622), which aborts the
+//! process. Without a clean session Paho resends its own unacknowledged publishes
+//! after reconnecting; together with ours, receivers drop the copies by id.
 
 use super::config::{MqttConfig, Protocol};
 use super::connect::{client_options, connect_options, Backoff};
@@ -15,10 +21,10 @@ use crate::event::Event;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use paho_mqtt as paho;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -41,32 +47,35 @@ impl<M: Emits> Outgoing for Event<M> {
     }
 }
 
-pub(crate) enum Command {
-    Publish(Box<dyn Outgoing>),
-    /// Publish everything before this, then disconnect; reply when done.
-    Close {
-        deadline: Instant,
-        done: Sender<u64>,
-    },
+/// Shutdown coordination, outside the data channel so that a full buffer never
+/// delays it.
+struct Control {
+    /// Set by `close`: publish what is queued until then, then stop.
+    closing: Mutex<Option<Instant>>,
+    /// The worker's answer: how many events it could not get acknowledged.
+    done_tx: Sender<u64>,
+    done_rx: Receiver<u64>,
+}
+
+impl Control {
+    fn closing(&self) -> Option<Instant> {
+        *self.closing.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The committing side's handle.
 pub(crate) struct PublisherHandle {
-    tx: Sender<Command>,
+    tx: Sender<Box<dyn Outgoing>>,
     counters: Arc<MqttCounters>,
-    closing: Arc<std::sync::Mutex<Option<Instant>>>,
+    control: Arc<Control>,
 }
 
 impl PublisherHandle {
     pub(crate) fn publish(&self, event: Box<dyn Outgoing>) {
-        match self.tx.try_send(Command::Publish(event)) {
+        match self.tx.try_send(event) {
             Ok(()) => {}
-            Err(TrySendError::Full(Command::Publish(event))) => {
-                let n = self
-                    .counters
-                    .publish_dropped
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
+            Err(TrySendError::Full(event)) => {
+                let n = self.counters.publish_dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     tracing::error!(
                         table = event.table(),
@@ -75,22 +84,25 @@ impl PublisherHandle {
                     );
                 }
             }
-            Err(_) => {
+            Err(TrySendError::Disconnected(event)) => {
                 MqttCounters::add(&self.counters.publish_dropped, 1);
-                tracing::error!("MQTT publisher stopped; event not published");
+                tracing::error!(
+                    table = event.table(),
+                    "MQTT publisher stopped; event not published"
+                );
             }
         }
     }
 
-    /// Asks the thread to publish what is queued and disconnect; returns the
-    /// number of events that could not be sent by `deadline`.
+    /// Asks the thread to publish what is queued by `deadline` and disconnect;
+    /// returns how many events were not acknowledged (also counted as failed), or
+    /// `None` when the thread did not answer.
     pub(crate) fn close(&self, deadline: Instant) -> Option<u64> {
-        *self.closing.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
-        let (done, wait) = crossbeam_channel::bounded(1);
-        self.tx
-            .send_deadline(Command::Close { deadline, done }, deadline)
-            .ok()?;
-        wait.recv_deadline(deadline + Duration::from_millis(500))
+        *self.control.closing.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        // The thread notices within one short wait and answers once it stopped.
+        self.control
+            .done_rx
+            .recv_deadline(deadline + Duration::from_secs(6))
             .ok()
     }
 }
@@ -105,18 +117,25 @@ pub(crate) fn start(
     first_connect: Option<Sender<Result<(), String>>>,
 ) -> std::io::Result<PublisherHandle> {
     let (tx, rx) = crossbeam_channel::bounded(config.buffer);
-    let closing = Arc::new(std::sync::Mutex::new(None));
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let control = Arc::new(Control {
+        closing: Mutex::new(None),
+        done_tx,
+        done_rx,
+    });
     let worker = Worker {
-        closing: closing.clone(),
+        control: control.clone(),
         config: config.clone(),
         paho_url: paho_url.to_owned(),
         client_id,
         origin,
         counters: counters.clone(),
         queue: VecDeque::new(),
+        retries: VecDeque::new(),
         inflight: VecDeque::new(),
         first_connect,
         origin_property: None,
+        abandoned: None,
     };
     std::thread::Builder::new()
         .name("emitter-mqtt-pub".into())
@@ -124,7 +143,7 @@ pub(crate) fn start(
     Ok(PublisherHandle {
         tx,
         counters,
-        closing,
+        control,
     })
 }
 
@@ -158,23 +177,29 @@ impl Wake for Unpark {
 }
 
 struct Worker {
-    closing: Arc<std::sync::Mutex<Option<Instant>>>,
+    control: Arc<Control>,
     config: MqttConfig,
     paho_url: String,
     client_id: String,
     origin: Arc<str>,
     counters: Arc<MqttCounters>,
+    /// Encoded, not yet sent, in commit order.
     queue: VecDeque<Pending>,
+    /// To send again before `queue`: failed or cut off by a lost connection.
+    retries: VecDeque<Pending>,
     inflight: VecDeque<InFlight>,
     first_connect: Option<Sender<Result<(), String>>>,
     /// The MQTT 5 user property naming the origin, built once.
     origin_property: Option<paho::Properties>,
+    /// When every handle is gone (the emitter was dropped without shutdown): the
+    /// deadline for what is queued.
+    abandoned: Option<Instant>,
 }
 
 const MAX_ATTEMPTS: u32 = 5;
 
 impl Worker {
-    fn run(mut self, rx: Receiver<Command>) {
+    fn run(mut self, rx: Receiver<Box<dyn Outgoing>>) {
         let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
         if self.config.protocol == Protocol::V5 {
             let mut props = paho::Properties::new();
@@ -185,43 +210,42 @@ impl Worker {
                 self.origin_property = Some(props);
             }
         }
-        let client = match paho::AsyncClient::new(client_options(
-            &self.paho_url,
-            &self.client_id,
-            &self.config,
-        )) {
+        let options = client_options(&self.paho_url, &self.client_id, &self.config);
+        let client = match paho::AsyncClient::new(options) {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(%error, "cannot create the MQTT publisher client; events will not be published");
                 if let Some(tx) = self.first_connect.take() {
                     let _ = tx.send(Err(error.to_string()));
                 }
-                return self.drain_after_failure(rx);
+                return self.finish(None, &rx);
             }
         };
-        let options = connect_options(&self.config, true);
+        // Stop handing Paho publishes the moment the connection drops: publishing
+        // into a session Paho is tearing down is where its C code goes wrong.
+        let lost = Arc::new(AtomicBool::new(true));
+        client.set_connection_lost_callback({
+            let lost = lost.clone();
+            move |_| lost.store(true, Ordering::SeqCst)
+        });
+        let options = connect_options(&self.config, false);
         let mut backoff = Backoff::new();
-        let mut close: Option<(Instant, Sender<u64>)> = None;
         let mut ever_connected = false;
         loop {
-            let mut connected = client.is_connected();
-            if !connected {
+            let deadline = self.deadline();
+            let past_deadline = deadline.is_some_and(|d| Instant::now() >= d);
+            if lost.load(Ordering::SeqCst) || !client.is_connected() {
                 self.requeue_inflight();
                 if self.counters.connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!("MQTT publisher lost the broker; buffering events");
                 }
-                if close
-                    .as_ref()
-                    .is_some_and(|(deadline, _)| Instant::now() >= *deadline)
-                {
+                if past_deadline {
                     break;
                 }
-                match client
-                    .connect(options.clone())
-                    .wait_for(Duration::from_secs(5))
-                {
+                let wait = remaining(deadline, Duration::from_secs(5));
+                match client.connect(options.clone()).wait_for(wait) {
                     Ok(_) => {
-                        connected = true;
+                        lost.store(false, Ordering::SeqCst);
                         self.counters.connected.store(true, Ordering::Relaxed);
                         if ever_connected {
                             MqttCounters::add(&self.counters.reconnects, 1);
@@ -237,66 +261,58 @@ impl Worker {
                         if let Some(tx) = self.first_connect.take() {
                             let _ = tx.send(Err(error.to_string()));
                         }
-                        let wait = backoff.next();
-                        tracing::debug!(%error, retry_in = ?wait, "MQTT publisher cannot connect");
+                        let pause = backoff.next();
+                        tracing::debug!(%error, retry_in = ?pause, "MQTT publisher cannot connect");
                         // Publishes wait in the bounded channel meanwhile, so the
                         // configured buffer bound holds while the broker is away.
-                        let closing = *self.closing.lock().unwrap_or_else(|e| e.into_inner());
-                        if let Some(deadline) = closing {
-                            if Instant::now() >= deadline {
-                                break;
-                            }
-                            std::thread::sleep(
-                                wait.min(deadline.saturating_duration_since(Instant::now())),
-                            );
-                        } else {
-                            std::thread::sleep(wait);
-                        }
+                        std::thread::sleep(remaining(deadline, pause));
                         continue;
                     }
                 }
             }
-            self.reap(&waker, connected, false);
-            self.fill(&client, &rx, &mut close);
-            if close.is_some() && self.queue.is_empty() && self.inflight.is_empty() {
+            self.reap(&waker, true, false);
+            self.fill(&client, &rx, &lost);
+            let drained = self.queue.is_empty() && self.retries.is_empty() && rx.is_empty();
+            if deadline.is_some() && drained && self.inflight.is_empty() {
                 break;
             }
-            if let Some((deadline, _)) = &close {
-                if Instant::now() >= *deadline {
-                    break;
-                }
+            if past_deadline {
+                break;
             }
-            if self.inflight.len() >= self.config.max_inflight
-                || (close.is_some() && self.queue.is_empty())
-            {
-                // Wait for the oldest acknowledgement.
-                self.wait_front(&waker, connected, Duration::from_millis(50));
-            } else if self.queue.is_empty() && close.is_none() {
+            if self.inflight.len() >= self.config.max_inflight || (drained && deadline.is_some()) {
+                self.wait_front(&waker, true, Duration::from_millis(50));
+            } else if drained {
                 let idle = if self.inflight.is_empty() {
-                    Duration::from_millis(200)
+                    Duration::from_millis(50)
                 } else {
                     Duration::from_micros(200)
                 };
                 match rx.recv_timeout(idle) {
-                    Ok(command) => self.accept(command, &mut close),
+                    Ok(event) => self.enqueue(&*event),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => {
-                        close.get_or_insert((
-                            Instant::now() + Duration::from_secs(5),
-                            crossbeam_channel::bounded(1).0,
-                        ));
+                        self.abandoned
+                            .get_or_insert(Instant::now() + Duration::from_secs(5));
                     }
                 }
             }
         }
-        self.reap(&waker, client.is_connected(), true);
-        let mut unsent = (self.queue.len() + self.inflight.len()) as u64;
-        while let Ok(command) = rx.try_recv() {
-            match command {
-                Command::Publish(_) => unsent += 1,
-                Command::Close { deadline, done } => close = Some((deadline, done)),
-            }
+        self.finish(Some(&client), &rx);
+    }
+
+    /// The shutdown deadline, if shutting down.
+    fn deadline(&self) -> Option<Instant> {
+        self.control.closing().or(self.abandoned)
+    }
+
+    /// Counts what was not acknowledged, disconnects, and answers `close`.
+    fn finish(mut self, client: Option<&paho::AsyncClient>, rx: &Receiver<Box<dyn Outgoing>>) {
+        if let Some(client) = client {
+            let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+            self.reap(&waker, client.is_connected(), true);
         }
+        let unsent = (self.queue.len() + self.retries.len() + self.inflight.len()) as u64
+            + rx.try_iter().count() as u64;
         if unsent > 0 {
             MqttCounters::add(&self.counters.unsent, unsent);
             tracing::error!(
@@ -304,26 +320,19 @@ impl Worker {
                 "MQTT publisher stopped with events not acknowledged by the broker"
             );
         }
-        if client.is_connected() {
-            let _ = client.disconnect(None).wait_for(Duration::from_secs(2));
+        if let Some(client) = client.filter(|c| c.is_connected()) {
+            let _ = client.disconnect(None).wait_for(Duration::from_secs(1));
         }
         self.counters.connected.store(false, Ordering::Relaxed);
-        if let Some((_, done)) = close {
-            let _ = done.send(unsent);
-        }
+        let _ = self.control.done_tx.try_send(unsent);
     }
 
-    fn accept(&mut self, command: Command, close: &mut Option<(Instant, Sender<u64>)>) {
-        match command {
-            Command::Publish(event) => {
-                if let Some(message) = self.message(&*event) {
-                    self.queue.push_back(Pending {
-                        message,
-                        attempts: 0,
-                    });
-                }
-            }
-            Command::Close { deadline, done } => *close = Some((deadline, done)),
+    fn enqueue(&mut self, event: &dyn Outgoing) {
+        if let Some(message) = self.message(event) {
+            self.queue.push_back(Pending {
+                message,
+                attempts: 0,
+            });
         }
     }
 
@@ -355,41 +364,24 @@ impl Worker {
         Some(builder.finalize())
     }
 
-    fn fill(
-        &mut self,
-        client: &paho::AsyncClient,
-        rx: &Receiver<Command>,
-        close: &mut Option<(Instant, Sender<u64>)>,
-    ) {
-        if !client.is_connected() {
-            return;
-        }
-        while self.inflight.len() < self.config.max_inflight {
-            if self.queue.is_empty() {
-                if close.is_some() {
-                    // After Close nothing more is accepted from the channel.
-                    if let Ok(command) = rx.try_recv() {
-                        self.accept(command, close);
-                        continue;
-                    }
-                    return;
-                }
-                match rx.try_recv() {
-                    Ok(command) => {
-                        self.accept(command, close);
+    /// Publishes retries, then queued events, then new ones from the channel, until
+    /// the window is full.
+    fn fill(&mut self, client: &paho::AsyncClient, rx: &Receiver<Box<dyn Outgoing>>, lost: &AtomicBool) {
+        while self.inflight.len() < self.config.max_inflight && !lost.load(Ordering::SeqCst) {
+            let next = match self.retries.pop_front().or_else(|| self.queue.pop_front()) {
+                Some(pending) => pending,
+                None => match rx.try_recv() {
+                    Ok(event) => {
+                        self.enqueue(&*event);
                         continue;
                     }
                     Err(_) => return,
-                }
-            }
-            let Some(mut pending) = self.queue.pop_front() else {
-                return;
+                },
             };
-            pending.attempts += 1;
-            let token = client.publish(pending.message);
+            let token = client.publish(next.message);
             self.inflight.push_back(InFlight {
                 token,
-                attempts: pending.attempts,
+                attempts: next.attempts + 1,
             });
         }
     }
@@ -433,49 +425,40 @@ impl Worker {
         let Some(inflight) = self.inflight.pop_front() else {
             return;
         };
-        match outcome {
-            Ok(()) => MqttCounters::add(&self.counters.published, 1),
-            Err(error) => {
-                let mut pending = inflight.into_pending();
-                if !connected {
-                    // A lost connection is not the message's fault.
-                    pending.attempts = pending.attempts.saturating_sub(1);
-                }
-                self.retry(pending, &error);
-            }
+        let error = match outcome {
+            Ok(()) => return MqttCounters::add(&self.counters.published, 1),
+            Err(error) => error,
+        };
+        let mut pending = inflight.into_pending();
+        if !connected {
+            // A lost connection is not the message's fault.
+            pending.attempts = pending.attempts.saturating_sub(1);
         }
-    }
-
-    fn retry(&mut self, pending: Pending, error: &paho::Error) {
         if pending.attempts >= MAX_ATTEMPTS {
             MqttCounters::add(&self.counters.publish_failed, 1);
             tracing::error!(topic = pending.message.topic(), %error, attempts = pending.attempts, "publish failed; event not published");
         } else {
             tracing::debug!(topic = pending.message.topic(), %error, "publish failed; will retry");
-            self.queue.push_front(pending);
+            self.retries.push_back(pending);
         }
     }
 
-    /// After a lost connection nothing in flight can be trusted: send it all again.
+    /// After a lost connection nothing in flight can be trusted: send it all again,
+    /// after the retries that are older still.
     fn requeue_inflight(&mut self) {
-        while let Some(inflight) = self.inflight.pop_back() {
+        for inflight in self.inflight.drain(..) {
             let mut pending = inflight.into_pending();
-            // A lost connection is not the message's fault.
             pending.attempts = pending.attempts.saturating_sub(1);
-            self.queue.push_front(pending);
+            self.retries.push_back(pending);
         }
     }
+}
 
-    fn drain_after_failure(self, rx: Receiver<Command>) {
-        for command in rx {
-            match command {
-                Command::Publish(_) => MqttCounters::add(&self.counters.publish_failed, 1),
-                Command::Close { done, .. } => {
-                    let _ = done.send(0);
-                    return;
-                }
-            }
-        }
+/// What is left of `limit` before `deadline` (all of it without one).
+fn remaining(deadline: Option<Instant>, limit: Duration) -> Duration {
+    match deadline {
+        Some(deadline) => limit.min(deadline.saturating_duration_since(Instant::now())),
+        None => limit,
     }
 }
 

@@ -256,10 +256,11 @@ impl Stream {
             self.handle(&message, &mut recent);
         }
         if self.client.is_connected() {
+            // Nothing of ours is in flight on a subscriber: do not linger.
             let _ = self
                 .client
                 .disconnect(None)
-                .wait_for(Duration::from_secs(2));
+                .wait_for(Duration::from_millis(250));
         }
     }
 

@@ -1,0 +1,392 @@
+//! Broker authentication, TLS and protocol versions, each against a Mosquitto of the
+//! test's own (killed when the test ends, also on failure).
+
+mod broker;
+
+use broker::*;
+use diesel_emitter::prelude::*;
+use diesel_emitter::{Error, MqttConfigError, Protocol, TlsConfig};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Runs a command to completion, panicking with its output if it fails.
+fn run(cmd: &mut Command) {
+    let output = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Expects `build()` to fail with `BrokerUnreachable` within the timeout (plus slack).
+#[track_caller]
+fn assert_unreachable(config: MqttConfig, timeout: Duration) {
+    let started = Instant::now();
+    let result = Emitter::builder()
+        .node_id(node_name("x"))
+        .mqtt(config.require_connection(timeout))
+        .build();
+    match result {
+        Err(Error::BrokerUnreachable { .. }) => {}
+        Err(other) => panic!("expected BrokerUnreachable, got {other:?}"),
+        Ok(e) => {
+            let stats = e.stats();
+            let _ = e.shutdown(Duration::from_secs(1));
+            panic!("expected BrokerUnreachable, but build() connected: {stats:?}");
+        }
+    }
+    assert!(
+        started.elapsed() < timeout + Duration::from_secs(3),
+        "build() took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A writes one row, B (remote_only) receives it from A.
+#[track_caller]
+fn assert_events_flow(
+    a: &Emitter,
+    b: &Emitter,
+    rx: &diesel_emitter::crossbeam_channel::Receiver<Event<User>>,
+) {
+    connected(&[a, b]);
+    let db = Db::new("sec");
+    let mut conn = db.conn(a);
+    let row = insert(&mut conn, "secure", true);
+    let ev = recv(rx);
+    assert_eq!(
+        (&ev.row, &*ev.meta.origin, ev.meta.source),
+        (&row, a.node_id(), Source::Remote)
+    );
+}
+
+// ---------------------------------------------------------------- 15
+
+#[test]
+fn username_and_password_right_credentials_deliver_wrong_ones_are_unreachable() {
+    let secrets = TempDir::new("passwd");
+    let passwd = secrets.join("passwd");
+    run(Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg("-c")
+        .arg(&passwd)
+        .args(["emitter", "s3cret"]));
+    let broker = Broker::start_with(BrokerConfig {
+        allow_anonymous: false,
+        global_lines: vec![format!("password_file {}", passwd.display())],
+        ..BrokerConfig::default()
+    });
+    let prefix = unique_prefix("auth");
+    let config = MqttConfig::new(broker.url()).topic_prefix(&prefix);
+
+    let a = node("a", config.clone().credentials("emitter", "s3cret"));
+    let b = node(
+        "b",
+        config
+            .clone()
+            .credentials("emitter", "s3cret")
+            .require_connection(TIMEOUT),
+    );
+    let rx = b.on::<User>().remote_only(true).subscribe();
+    assert_events_flow(&a, &b, &rx);
+
+    assert_unreachable(
+        config.clone().credentials("emitter", "wrong"),
+        Duration::from_secs(2),
+    );
+    assert_unreachable(
+        config.clone().credentials("nobody", "s3cret"),
+        Duration::from_secs(2),
+    );
+    assert_unreachable(config, Duration::from_secs(2));
+    shutdown_all(&[&a, &b]);
+}
+
+// ---------------------------------------------------------------- 16
+
+/// A CA and a server certificate signed by it for `san`, made with the openssl CLI.
+struct Pki {
+    dir: TempDir,
+}
+
+impl Pki {
+    fn new(san: &str) -> Pki {
+        let dir = TempDir::new("pki");
+        let p = |name: &str| dir.join(name);
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=diesel-emitter test CA",
+            ])
+            .arg("-keyout")
+            .arg(p("ca.key"))
+            .arg("-out")
+            .arg(p("ca.crt")));
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=diesel-emitter test server",
+            ])
+            .arg("-keyout")
+            .arg(p("server.key"))
+            .arg("-out")
+            .arg(p("server.csr")));
+        std::fs::write(
+            p("ext.cnf"),
+            format!(
+                "subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+            ),
+        )
+        .unwrap();
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+            .arg("-in")
+            .arg(p("server.csr"))
+            .arg("-CA")
+            .arg(p("ca.crt"))
+            .arg("-CAkey")
+            .arg(p("ca.key"))
+            .arg("-extfile")
+            .arg(p("ext.cnf"))
+            .arg("-out")
+            .arg(p("server.crt")));
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn broker(&self) -> Broker {
+        Broker::start_with(BrokerConfig {
+            listener_lines: vec![
+                format!("cafile {}", self.path("ca.crt").display()),
+                format!("certfile {}", self.path("server.crt").display()),
+                format!("keyfile {}", self.path("server.key").display()),
+            ],
+            ..BrokerConfig::default()
+        })
+    }
+}
+
+fn tls(ca: Option<&Path>, verify_hostname: bool) -> TlsConfig {
+    TlsConfig {
+        ca_file: ca.map(Path::to_path_buf),
+        verify_hostname,
+        ..TlsConfig::default()
+    }
+}
+
+#[test]
+fn tls_with_the_ca_delivers_without_it_is_unreachable_and_a_missing_ca_file_is_a_config_error() {
+    let pki = Pki::new("IP:127.0.0.1,DNS:localhost");
+    let broker = pki.broker();
+    let prefix = unique_prefix("tls");
+    let url = format!("mqtts://127.0.0.1:{}", broker.port);
+    let ca = pki.path("ca.crt");
+    let config = MqttConfig::new(&url).topic_prefix(&prefix);
+
+    let a = node(
+        "a",
+        config
+            .clone()
+            .tls(tls(Some(&ca), true))
+            .require_connection(TIMEOUT),
+    );
+    let b = node(
+        "b",
+        config
+            .clone()
+            .tls(tls(Some(&ca), true))
+            .require_connection(TIMEOUT),
+    );
+    let rx = b.on::<User>().remote_only(true).subscribe();
+    assert_events_flow(&a, &b, &rx);
+    // The certificate also names `localhost`.
+    let c = node(
+        "c",
+        MqttConfig::new(format!("mqtts://localhost:{}", broker.port))
+            .topic_prefix(&prefix)
+            .tls(tls(Some(&ca), true))
+            .require_connection(TIMEOUT),
+    );
+    assert!(c.stats().broker_connected);
+
+    // Without the CA the broker's certificate is not trusted.
+    assert_unreachable(config.clone(), Duration::from_secs(3));
+    assert_unreachable(config.clone().tls(tls(None, true)), Duration::from_secs(3));
+    assert_unreachable(config.clone().tls(tls(None, false)), Duration::from_secs(3));
+
+    // A CA path that does not exist is caught by build(), before any connection.
+    let missing = pki.path("no-such-ca.crt");
+    match Emitter::builder()
+        .mqtt(config.clone().tls(tls(Some(&missing), true)))
+        .build()
+    {
+        Err(Error::Mqtt(MqttConfigError::TlsFile(path))) => assert_eq!(path, missing),
+        other => panic!("expected MqttConfigError::TlsFile, got {other:?}"),
+    }
+    shutdown_all(&[&a, &b, &c]);
+}
+
+#[test]
+fn tls_hostname_verification_rejects_a_certificate_for_another_host() {
+    let pki = Pki::new("DNS:wrong.example");
+    let broker = pki.broker();
+    let ca = pki.path("ca.crt");
+    let config = MqttConfig::new(format!("mqtts://127.0.0.1:{}", broker.port))
+        .topic_prefix(unique_prefix("tls_host"));
+
+    assert_unreachable(
+        config.clone().tls(tls(Some(&ca), true)),
+        Duration::from_secs(3),
+    );
+    // Opting out of the host check (but not of the chain check) connects.
+    let lax = node(
+        "lax",
+        config
+            .clone()
+            .tls(tls(Some(&ca), false))
+            .require_connection(TIMEOUT),
+    );
+    assert!(lax.stats().broker_connected);
+    shutdown_all(&[&lax]);
+}
+
+#[test]
+fn tls_config_verifies_the_hostname_by_default() {
+    // `TlsConfig::verify_hostname` is documented "(default true)", so filling the
+    // rest of a TlsConfig with `..Default::default()` must keep the host check.
+    let pki = Pki::new("DNS:wrong.example");
+    let broker = pki.broker();
+    let ca = pki.path("ca.crt");
+    let config = MqttConfig::new(format!("mqtts://127.0.0.1:{}", broker.port))
+        .topic_prefix(unique_prefix("tls_default"))
+        .tls(TlsConfig {
+            ca_file: Some(ca),
+            ..TlsConfig::default()
+        });
+    assert_unreachable(config, Duration::from_secs(3));
+    assert!(
+        TlsConfig::default().verify_hostname,
+        "TlsConfig::default() must verify the broker's host name, as documented"
+    );
+}
+
+#[test]
+fn mutual_tls_presents_the_client_certificate() {
+    let pki = Pki::new("IP:127.0.0.1,DNS:localhost");
+    let p = |name: &str| pki.path(name);
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=emitter-client",
+        ])
+        .arg("-keyout")
+        .arg(p("client.key"))
+        .arg("-out")
+        .arg(p("client.csr")));
+    std::fs::write(
+        p("client.cnf"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+        .arg("-in")
+        .arg(p("client.csr"))
+        .arg("-CA")
+        .arg(p("ca.crt"))
+        .arg("-CAkey")
+        .arg(p("ca.key"))
+        .arg("-extfile")
+        .arg(p("client.cnf"))
+        .arg("-out")
+        .arg(p("client.crt")));
+    let broker = Broker::start_with(BrokerConfig {
+        listener_lines: vec![
+            format!("cafile {}", p("ca.crt").display()),
+            format!("certfile {}", p("server.crt").display()),
+            format!("keyfile {}", p("server.key").display()),
+            "require_certificate true".to_owned(),
+        ],
+        ..BrokerConfig::default()
+    });
+    let prefix = unique_prefix("mtls");
+    let config =
+        MqttConfig::new(format!("mqtts://127.0.0.1:{}", broker.port)).topic_prefix(&prefix);
+    let with_cert = TlsConfig {
+        ca_file: Some(p("ca.crt")),
+        client_cert: Some(p("client.crt")),
+        client_key: Some(p("client.key")),
+        verify_hostname: true,
+    };
+    let a = node(
+        "a",
+        config
+            .clone()
+            .tls(with_cert.clone())
+            .require_connection(TIMEOUT),
+    );
+    let b = node(
+        "b",
+        config.clone().tls(with_cert).require_connection(TIMEOUT),
+    );
+    let rx = b.on::<User>().remote_only(true).subscribe();
+    assert_events_flow(&a, &b, &rx);
+    assert_unreachable(
+        config.tls(tls(Some(&p("ca.crt")), true)),
+        Duration::from_secs(3),
+    );
+    shutdown_all(&[&a, &b]);
+}
+
+// ---------------------------------------------------------------- 17
+
+#[test]
+fn mqtt_311_delivers_remote_events() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("v311");
+    let config = MqttConfig::new(broker.url())
+        .topic_prefix(&prefix)
+        .protocol(Protocol::V311)
+        .require_connection(TIMEOUT);
+    let a = node("a", config.clone());
+    let b = node("b", config.clone().client_id(node_name("b311")));
+    let a_all = a.on::<User>().allow_remote(true).subscribe();
+    let rx = b.on::<User>().remote_only(true).subscribe();
+    assert_events_flow(&a, &b, &rx);
+    let local = recv(&a_all);
+    assert_eq!(local.meta.source, Source::Local);
+
+    // Without the MQTT 5 user property, the origin in the envelope still keeps A
+    // from hearing its own event: B's sentinel is the next thing A sees.
+    let db = Db::new("v311");
+    let mut conn = db.conn(&b);
+    insert(&mut conn, "sentinel", true);
+    let next = recv(&a_all);
+    assert_eq!(
+        (next.row.name.as_str(), next.meta.source),
+        ("sentinel", Source::Remote)
+    );
+    assert_empty(&a_all);
+    shutdown_all(&[&a, &b]);
+}
