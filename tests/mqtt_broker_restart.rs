@@ -188,4 +188,3 @@ fn events_resent_after_a_broker_restart_arrive_at_most_one_window_late() {
     a.shutdown(Duration::from_secs(10)).expect("A shuts down");
     b.shutdown(Duration::from_secs(5)).expect("B shuts down");
 }
-

@@ -216,6 +216,9 @@ impl Emitter {
         if events.peek().is_none() {
             return;
         }
+        let committed_at = SystemTime::now();
+        let mut next_seq = shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock: shutdown takes it before clearing listeners.
         if shared.shut_down.load(Ordering::Acquire) {
             let n = events.count() as u64;
             shared.counters.emitted(n);
@@ -223,8 +226,6 @@ impl Emitter {
             tracing::warn!(events = n, "emitter is shut down; committed events dropped");
             return;
         }
-        let committed_at = SystemTime::now();
-        let mut next_seq = shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut dispatch = Dispatch {
             shared,
             next_seq: &mut next_seq,
@@ -251,8 +252,20 @@ impl Emitter {
         let shared = &*self.shared;
         let deadline = Instant::now() + timeout;
         shared.shut_down.store(true, Ordering::Release);
-        // Waiting for the commit lock lets an in-flight dispatch finish first.
-        drop(shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner()));
+        // Waiting for the commit lock lets an in-flight dispatch finish first; one
+        // blocked on a full queue nobody reads may never finish, so not past the
+        // deadline.
+        let dispatch_finished = loop {
+            match shared.commit_lock.try_lock() {
+                Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => break true,
+                Err(std::sync::TryLockError::WouldBlock) if Instant::now() >= deadline => {
+                    break false
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+            }
+        };
         #[allow(unused_mut)]
         let mut unsent = 0;
         #[cfg(feature = "mqtt")]
@@ -286,10 +299,10 @@ impl Emitter {
                 }
             }
         }
-        if unsent > 0 {
+        if unsent > 0 || !dispatch_finished {
             return Err(Error::ShutdownTimeout {
                 timeout,
-                pending: unsent,
+                pending: unsent + shared.counters.queued(),
             });
         }
         tracing::debug!(node = %shared.node_id, "emitter shut down");

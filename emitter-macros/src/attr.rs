@@ -42,7 +42,8 @@ pub(crate) enum Backend {
     Sqlite,
 }
 
-const MISSING_TABLE_NAME: &str = "#[derive(Emits)] needs #[diesel(table_name = ...)] naming the table whose writes it emits";
+const MISSING_TABLE_NAME: &str =
+    "#[derive(Emits)] needs #[diesel(table_name = ...)] naming the table whose writes it emits";
 const NEEDS_NAMED_FIELDS: &str =
     "#[derive(Emits)] needs a struct with named fields, one per column";
 const NO_GENERICS: &str = "#[derive(Emits)] does not support generic models";

@@ -158,7 +158,10 @@ mod tests {
         };
         let out = derive(&input).to_string();
         assert!(!out.contains("compile_error"), "{out}");
-        assert!(out.contains(":: __register ! (User , users :: table)"), "{out}");
+        assert!(
+            out.contains(":: __register ! (User , users :: table)"),
+            "{out}"
+        );
         assert!(out.contains("< users :: name as"), "{out}");
     }
 

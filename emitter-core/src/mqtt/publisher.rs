@@ -75,7 +75,11 @@ impl PublisherHandle {
         match self.tx.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(event)) => {
-                let n = self.counters.publish_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = self
+                    .counters
+                    .publish_dropped
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
                 if n.is_power_of_two() {
                     tracing::error!(
                         table = event.table(),
@@ -98,7 +102,11 @@ impl PublisherHandle {
     /// returns how many events were not acknowledged (also counted as failed), or
     /// `None` when the thread did not answer.
     pub(crate) fn close(&self, deadline: Instant) -> Option<u64> {
-        *self.control.closing.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        *self
+            .control
+            .closing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(deadline);
         // The thread notices within one short wait and answers once it stopped.
         self.control
             .done_rx
@@ -366,7 +374,12 @@ impl Worker {
 
     /// Publishes retries, then queued events, then new ones from the channel, until
     /// the window is full.
-    fn fill(&mut self, client: &paho::AsyncClient, rx: &Receiver<Box<dyn Outgoing>>, lost: &AtomicBool) {
+    fn fill(
+        &mut self,
+        client: &paho::AsyncClient,
+        rx: &Receiver<Box<dyn Outgoing>>,
+        lost: &AtomicBool,
+    ) {
         while self.inflight.len() < self.config.max_inflight && !lost.load(Ordering::SeqCst) {
             let next = match self.retries.pop_front().or_else(|| self.queue.pop_front()) {
                 Some(pending) => pending,
