@@ -6,23 +6,9 @@
 mod broker;
 
 use broker::*;
-use diesel::prelude::*;
 use diesel_emitter::prelude::*;
 use diesel_emitter::{Error, Stats};
 use std::time::{Duration, Instant};
-
-/// Inserts without RETURNING (the emitting connection captures the row itself).
-fn write(conn: &mut Conn, name: &str) {
-    let n = diesel::insert_into(users::table)
-        .values((
-            users::name.eq(name),
-            users::email.eq(format!("{name}@example.com")),
-            users::active.eq(true),
-        ))
-        .execute(conn)
-        .expect("the database write succeeds whatever the broker does");
-    assert_eq!(n, 1);
-}
 
 #[test]
 fn a_remote_listener_registered_while_the_broker_is_down_subscribes_once_it_is_up() {

@@ -28,7 +28,8 @@ impl<T, ST> Capturing<T, ST> {
     }
 }
 
-/// The query id of [`Capturing`] over a statement whose id is `Q`.
+/// The query id of a captured write over a statement whose id is `Q`: its own,
+/// so the prepared-statement cache never confuses the two.
 pub struct CapturingId<Q>(PhantomData<Q>);
 
 impl<T: QueryId, ST> QueryId for Capturing<T, ST> {

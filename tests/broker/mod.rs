@@ -767,3 +767,16 @@ pub fn user_row(id: i32, name: &str) -> serde_json::Value {
 pub fn is_file(path: &Path) -> bool {
     path.is_file()
 }
+
+/// Inserts a user without RETURNING (the emitting connection captures the row itself).
+pub fn write(conn: &mut Conn, name: &str) {
+    let n = diesel::insert_into(users::table)
+        .values((
+            users::name.eq(name),
+            users::email.eq(format!("{name}@example.com")),
+            users::active.eq(true),
+        ))
+        .execute(conn)
+        .expect("the database write succeeds whatever the broker does");
+    assert_eq!(n, 1);
+}
