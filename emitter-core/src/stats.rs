@@ -20,7 +20,8 @@ pub struct Stats {
     pub dropped: u64,
     /// Listener calls (or filters) that panicked. The listener keeps receiving.
     pub panics: u64,
-    /// Events waiting in listener queues right now.
+    /// Events queued for closure listeners or being handled by one right now
+    /// (`subscribe()` receivers are not counted: their queue is the caller's).
     pub queued: u64,
     /// Committed rows that could not be turned into events (a row that did not
     /// decode into its model). Each is logged with its table.
