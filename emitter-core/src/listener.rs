@@ -270,7 +270,7 @@ fn run_listener<M: Emits>(
     label: &str,
     listener: &mut impl FnMut(&Event<M>),
 ) {
-    while let Ok(event) = rx.recv() {
+    while let Some(event) = next_event(&rx) {
         let outcome = catch_unwind(AssertUnwindSafe(|| listener(&event)));
         let Some(shared) = shared.upgrade() else {
             continue;
@@ -286,6 +286,30 @@ fn run_listener<M: Emits>(
                 "listener panicked; it keeps receiving"
             );
         }
+    }
+}
+
+/// How long a listener thread stays awake for the next event before it sleeps.
+///
+/// A committer that hands an event to a sleeping listener pays for waking it (a
+/// system call, then a context switch on the other core): measured here, most of
+/// the cost of a single-row write's event. A listener that polls briefly after each
+/// event is awake when writes come in a stream, and costs at most this much CPU
+/// after the last one.
+const STAY_AWAKE: std::time::Duration = std::time::Duration::from_micros(50);
+
+fn next_event<T>(rx: &Receiver<T>) -> Option<T> {
+    let awake_until = std::time::Instant::now() + STAY_AWAKE;
+    loop {
+        match rx.try_recv() {
+            Ok(event) => return Some(event),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+        if std::time::Instant::now() >= awake_until {
+            return rx.recv().ok();
+        }
+        std::hint::spin_loop();
     }
 }
 
