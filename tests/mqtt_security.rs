@@ -132,39 +132,40 @@ impl Pki {
             .arg(p("ca.key"))
             .arg("-out")
             .arg(p("ca.crt")));
-        run(Command::new("openssl")
-            .args([
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=diesel-emitter test server",
-            ])
-            .arg("-keyout")
-            .arg(p("server.key"))
-            .arg("-out")
-            .arg(p("server.csr")));
-        std::fs::write(
-            p("ext.cnf"),
-            format!(
+        let pki = Pki { dir };
+        pki.issue(
+            "server",
+            "/CN=diesel-emitter test server",
+            &format!(
                 "subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
             ),
-        )
-        .unwrap();
+        );
+        pki
+    }
+
+    /// A key `<name>.key` and a certificate `<name>.crt` for `subject`, signed by
+    /// the CA with the x509 extensions `extensions`.
+    fn issue(&self, name: &str, subject: &str, extensions: &str) {
+        let p = |file: &str| self.path(&format!("{name}.{file}"));
+        run(Command::new("openssl")
+            .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject])
+            .arg("-keyout")
+            .arg(p("key"))
+            .arg("-out")
+            .arg(p("csr")));
+        std::fs::write(p("cnf"), extensions).unwrap();
         run(Command::new("openssl")
             .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
             .arg("-in")
-            .arg(p("server.csr"))
+            .arg(p("csr"))
             .arg("-CA")
-            .arg(p("ca.crt"))
+            .arg(self.path("ca.crt"))
             .arg("-CAkey")
-            .arg(p("ca.key"))
+            .arg(self.path("ca.key"))
             .arg("-extfile")
-            .arg(p("ext.cnf"))
+            .arg(p("cnf"))
             .arg("-out")
-            .arg(p("server.crt")));
-        Pki { dir }
+            .arg(p("crt")));
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -291,36 +292,11 @@ fn tls_config_verifies_the_hostname_by_default() {
 fn mutual_tls_presents_the_client_certificate() {
     let pki = Pki::new("IP:127.0.0.1,DNS:localhost");
     let p = |name: &str| pki.path(name);
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=emitter-client",
-        ])
-        .arg("-keyout")
-        .arg(p("client.key"))
-        .arg("-out")
-        .arg(p("client.csr")));
-    std::fs::write(
-        p("client.cnf"),
+    pki.issue(
+        "client",
+        "/CN=emitter-client",
         "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    run(Command::new("openssl")
-        .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
-        .arg("-in")
-        .arg(p("client.csr"))
-        .arg("-CA")
-        .arg(p("ca.crt"))
-        .arg("-CAkey")
-        .arg(p("ca.key"))
-        .arg("-extfile")
-        .arg(p("client.cnf"))
-        .arg("-out")
-        .arg(p("client.crt")));
+    );
     let broker = Broker::start_with(BrokerConfig {
         listener_lines: vec![
             format!("cafile {}", p("ca.crt").display()),

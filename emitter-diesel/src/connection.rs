@@ -136,6 +136,16 @@ impl<C: EmittingBackend> EmittingConnection<C> {
             .map(|d| d.map_or(0, |d| d.get() as usize))
     }
 
+    /// Readies a captured statement: the backend's upsert preparation when the
+    /// plan reads the inserted-row flag. Returns the transaction depth the
+    /// statement runs at (a statement never changes it).
+    fn prepare_capture(&mut self, plan: &PlanOf<C>) -> QueryResult<usize> {
+        if plan.inserted_flag {
+            self.inner.before_flagged_upsert()?;
+        }
+        Ok(self.depth().unwrap_or(0))
+    }
+
     pub(crate) fn align_frames(&mut self, committed: bool) {
         // A manager in error keeps no transaction we could still commit.
         let depth = self.depth().unwrap_or(0);
@@ -302,10 +312,7 @@ impl<C: EmittingBackend> Connection for EmittingConnection<C> {
         let Some(plan) = self.plan(source)? else {
             return self.inner.execute_returning_count(source);
         };
-        if plan.inserted_flag {
-            self.inner.before_flagged_upsert()?;
-        }
-        let depth = self.depth().unwrap_or(0);
+        let depth = self.prepare_capture(&plan)?;
         let Self {
             inner,
             emitter,
@@ -370,10 +377,7 @@ where
                 source,
             )?));
         };
-        if plan.inserted_flag {
-            self.inner.before_flagged_upsert()?;
-        }
-        let depth = self.depth().unwrap_or(0);
+        let depth = self.prepare_capture(&plan)?;
         let Self {
             inner,
             emitter,

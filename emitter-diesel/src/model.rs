@@ -166,11 +166,6 @@ impl<DB, D> Registry<DB, D> {
     pub fn models_of(&self, parts: &[String]) -> &[Registered<DB, D>] {
         self.by_table.get(parts).map(Vec::as_slice).unwrap_or(&[])
     }
-
-    /// Whether any model is registered at all.
-    pub fn is_empty(&self) -> bool {
-        self.by_table.is_empty()
-    }
 }
 
 #[cfg(feature = "postgres")]

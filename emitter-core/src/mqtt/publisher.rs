@@ -226,7 +226,7 @@ impl Worker {
                 if let Some(tx) = self.first_connect.take() {
                     let _ = tx.send(Err(error.to_string()));
                 }
-                return self.finish(None, &rx);
+                return self.finish(None, &waker, &rx);
             }
         };
         // Stop handing Paho publishes the moment the connection drops: publishing
@@ -305,7 +305,7 @@ impl Worker {
                 }
             }
         }
-        self.finish(Some(&client), &rx);
+        self.finish(Some(&client), &waker, &rx);
     }
 
     /// The shutdown deadline, if shutting down.
@@ -314,10 +314,14 @@ impl Worker {
     }
 
     /// Counts what was not acknowledged, disconnects, and answers `close`.
-    fn finish(mut self, client: Option<&paho::AsyncClient>, rx: &Receiver<Box<dyn Outgoing>>) {
+    fn finish(
+        mut self,
+        client: Option<&paho::AsyncClient>,
+        waker: &Waker,
+        rx: &Receiver<Box<dyn Outgoing>>,
+    ) {
         if let Some(client) = client {
-            let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-            self.reap(&waker, client.is_connected(), true);
+            self.reap(waker, client.is_connected(), true);
         }
         let unsent = (self.queue.len() + self.retries.len() + self.inflight.len()) as u64
             + rx.try_iter().count() as u64;
