@@ -1,13 +1,15 @@
 //! Broker restarts in the middle of a stream of committed writes: every event must
 //! reach the remote listener exactly once (by id), resent events at most one
-//! publish window late. Each test runs a Mosquitto of its own.
+//! publish window late. The restart tests run a Mosquitto of their own; the reset
+//! test a minimal broker in this process.
 //!
-//! KNOWN FAILING, not part of `cargo test`: Paho C 1.3.16 (bundled by paho-mqtt
-//! 0.14) corrupts its heap when the broker goes away with QoS 1 publishes in flight
-//! (eclipse-paho/paho.mqtt.c #1532, #1621, #1622), and the process aborts in about
-//! one run in four. Run it by hand with
-//! `cargo test --test mqtt_broker_restart`; it is declared `test = false` in
-//! Cargo.toml until the bridge no longer depends on that code path.
+//! These used to abort the process in about one run in four: Paho C 1.3.16 (bundled
+//! by paho-mqtt 0.14) frees a QoS 1 publish's topic and payload when writing it
+//! fails on a connection the broker reset (`MQTTAsync_processCommand`), although
+//! the session's in-flight list still owns them; they were then resent from freed
+//! memory and freed again (eclipse-paho/paho.mqtt.c #1621, #1622, #1532). The
+//! publisher's Paho client now reaches the broker through a loopback relay that
+//! never lets such a write fail (`emitter-core/src/mqtt/publisher.rs`, `relay`).
 
 mod broker;
 
@@ -117,6 +119,48 @@ fn broker_restart_mid_stream_loses_nothing_and_duplicates_nothing() {
     );
     assert!(stats.broker_reconnects >= 1, "{stats:?}");
     b.shutdown(Duration::from_secs(5)).expect("B shuts down");
+}
+
+/// The exact path of the Paho C bug the publisher's relay guards against: a broker
+/// whose connections end with a TCP reset while QoS 1 publishes stream out, so
+/// that writes fail before Paho notices the connection is gone. Each reset used to
+/// leave Paho's session owning freed memory (see `publisher::relay`).
+#[test]
+fn connections_reset_with_publishes_in_flight_lose_nothing() {
+    const TOTAL: usize = 5_000;
+    const RESETS: usize = 8;
+    let broker = ResettingBroker::start(RESETS, 300);
+    let a = node(
+        "a",
+        MqttConfig::new(broker.url()).topic_prefix(unique_prefix("reset")),
+    );
+    let a_local = a.on::<User>().capacity(TOTAL).subscribe();
+    let db = Db::new("reset");
+    let mut conn = db.conn(&a);
+    for i in 0..TOTAL {
+        write(&mut conn, &format!("u{i}"));
+    }
+    a.shutdown(Duration::from_secs(30))
+        .expect("A shuts down with everything acknowledged");
+    let stats = a.stats();
+    assert_eq!(stats.published, TOTAL as u64, "{stats:?}");
+    assert_eq!(
+        (stats.publish_dropped, stats.publish_failed),
+        (0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(broker.resets(), RESETS, "{stats:?}");
+    let acked = broker.acked();
+    let missing = (0..TOTAL)
+        .map(|_| recv(&a_local).meta.id.to_string())
+        .filter(|id| !acked.contains(id))
+        .count();
+    assert_eq!(missing, 0, "events the broker never acknowledged");
+    eprintln!(
+        "connection resets: {RESETS} resets over {} connections, {} reconnects",
+        broker.connections(),
+        stats.broker_reconnects
+    );
 }
 
 #[test]

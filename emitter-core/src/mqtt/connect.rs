@@ -1,8 +1,50 @@
 //! Paho client and connection options from an [`MqttConfig`], and reconnect backoff.
 
-use super::config::{MqttConfig, Protocol};
+use super::config::{MqttConfig, MqttConfigError, Protocol};
 use paho_mqtt as paho;
 use std::time::Duration;
+
+impl MqttConfig {
+    /// Checks this configuration and turns it into the Paho options of one client:
+    /// for programs that talk to the broker themselves with `paho-mqtt` 0.14 (the
+    /// `diesel-emitter tail` tool does) and should accept the same URLs, credentials,
+    /// TLS settings and protocol versions as the emitter.
+    ///
+    /// The client id is the configuration's [`client_id`](Self::client_id) when set,
+    /// with a broker session that outlives disconnects (as the emitter's subscribers
+    /// have), otherwise `default_client_id` with a clean session. `connect_timeout`
+    /// bounds each connection attempt (Paho counts whole seconds, at least one).
+    ///
+    /// ```
+    /// use emitter_core::MqttConfig;
+    /// use std::time::Duration;
+    ///
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").credentials("tail", "secret");
+    /// let (create, connect) = config.paho_options("tail-1", Duration::from_secs(5))?;
+    /// let client = paho_mqtt::AsyncClient::new(create)?;
+    /// assert!(connect.clean_start());
+    /// # drop(client);
+    ///
+    /// assert!(MqttConfig::new("http://x").paho_options("tail-1", Duration::from_secs(5)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    // Hidden: its types are paho-mqtt 0.14's, so it cannot follow this crate's semver;
+    // it serves the workspace's own `diesel-emitter tail`.
+    #[doc(hidden)]
+    pub fn paho_options(
+        &self,
+        default_client_id: &str,
+        connect_timeout: Duration,
+    ) -> Result<(paho::CreateOptions, paho::ConnectOptions), MqttConfigError> {
+        let url = self.validate()?;
+        let client_id = self.client_id.as_deref().unwrap_or(default_client_id);
+        let clean = self.client_id.is_none();
+        Ok((
+            client_options(&url.paho, client_id, self),
+            connect_options_with(self, clean, connect_timeout),
+        ))
+    }
+}
 
 pub(crate) fn client_options(
     paho_url: &str,
@@ -24,16 +66,44 @@ pub(crate) fn client_options(
 }
 
 /// Connection options. `clean` is false for a broker session that survives
-/// disconnects: the publisher's always (see `publisher`), a subscriber's when its
-/// client id is explicit.
+/// disconnects: a subscriber's when its client id is explicit.
 pub(crate) fn connect_options(config: &MqttConfig, clean: bool) -> paho::ConnectOptions {
+    connect_options_with(config, clean, Duration::from_secs(5))
+}
+
+/// The publisher's connection options: a clean session (it resends what was cut
+/// off itself), and for TLS brokers its relay as the HTTPS proxy (see `publisher`).
+pub(crate) fn publisher_connect_options(
+    config: &MqttConfig,
+    https_proxy: Option<&str>,
+) -> paho::ConnectOptions {
+    let mut builder = connect_builder(config, true, Duration::from_secs(5));
+    if let Some(proxy) = https_proxy {
+        builder.https_proxy(proxy);
+    }
+    builder.finalize()
+}
+
+fn connect_options_with(
+    config: &MqttConfig,
+    clean: bool,
+    connect_timeout: Duration,
+) -> paho::ConnectOptions {
+    connect_builder(config, clean, connect_timeout).finalize()
+}
+
+fn connect_builder(
+    config: &MqttConfig,
+    clean: bool,
+    connect_timeout: Duration,
+) -> paho::ConnectOptionsBuilder {
     let mut builder = match config.protocol {
         Protocol::V5 => paho::ConnectOptionsBuilder::new_v5(),
         Protocol::V311 => paho::ConnectOptionsBuilder::new_v3(),
     };
     builder
         .keep_alive_interval(config.keep_alive)
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(connect_timeout)
         .max_inflight(config.max_inflight.min(65_535) as i32);
     match config.protocol {
         Protocol::V5 => {
@@ -60,7 +130,7 @@ pub(crate) fn connect_options(config: &MqttConfig, clean: bool) -> paho::Connect
     if let Some(ssl) = ssl_options(config) {
         builder.ssl_options(ssl);
     }
-    builder.finalize()
+    builder
 }
 
 #[cfg(feature = "tls")]

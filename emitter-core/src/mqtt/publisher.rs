@@ -6,14 +6,15 @@
 //! drops puts every unacknowledged message back, in commit order, to be sent again
 //! after reconnecting: at least once, with receivers deduplicating by id.
 //!
-//! The publisher keeps a broker session across reconnects (no clean start): Paho C
-//! 1.3.16 can free an in-flight publication twice when it cleans a session on
-//! connection loss (eclipse-paho/paho.mqtt.c #1532, #1621, #1622), which aborts the
-//! process. Without a clean session Paho resends its own unacknowledged publishes
-//! after reconnecting; together with ours, receivers drop the copies by id.
+//! The session is clean: when the connection drops Paho forgets its in-flight
+//! messages, and the thread sends everything unacknowledged again (publishes Paho
+//! had not written yet go out after reconnecting too; receivers drop the copies by
+//! id). Paho reaches the broker through a loopback `relay` that never lets a
+//! socket write of Paho's fail, because Paho C 1.3.16 corrupts its heap when a QoS 1
+//! publish fails that way.
 
 use super::config::{MqttConfig, Protocol};
-use super::connect::{client_options, connect_options, Backoff};
+use super::connect::{client_options, publisher_connect_options, Backoff};
 use super::counters::MqttCounters;
 use super::topic::{event_topic, is_valid_level};
 use crate::emits::Emits;
@@ -218,25 +219,26 @@ impl Worker {
                 self.origin_property = Some(props);
             }
         }
-        let options = client_options(&self.paho_url, &self.client_id, &self.config);
+        // Declared before the client, so dropped after it: the client's socket
+        // must be gone before the relay stops accepting.
+        let stall = (self.config.keep_alive * 2).max(Duration::from_secs(10));
+        let relay = match super::relay::Relay::start(&self.paho_url, stall) {
+            Ok(relay) => relay,
+            Err(error) => return self.cannot_start(&error, &waker, &rx),
+        };
+        let options = client_options(relay.server_uri(), &self.client_id, &self.config);
         let client = match paho::AsyncClient::new(options) {
             Ok(client) => client,
-            Err(error) => {
-                tracing::error!(%error, "cannot create the MQTT publisher client; events will not be published");
-                if let Some(tx) = self.first_connect.take() {
-                    let _ = tx.send(Err(error.to_string()));
-                }
-                return self.finish(None, &waker, &rx);
-            }
+            Err(error) => return self.cannot_start(&error, &waker, &rx),
         };
-        // Stop handing Paho publishes the moment the connection drops: publishing
-        // into a session Paho is tearing down is where its C code goes wrong.
+        // Stop handing Paho publishes the moment the connection drops: they could
+        // only fail, and are sent again after reconnecting anyway.
         let lost = Arc::new(AtomicBool::new(true));
         client.set_connection_lost_callback({
             let lost = lost.clone();
             move |_| lost.store(true, Ordering::SeqCst)
         });
-        let options = connect_options(&self.config, false);
+        let options = publisher_connect_options(&self.config, relay.https_proxy());
         let mut backoff = Backoff::new();
         let mut ever_connected = false;
         loop {
@@ -308,6 +310,19 @@ impl Worker {
         self.finish(Some(&client), &waker, &rx);
     }
 
+    fn cannot_start(
+        mut self,
+        error: &dyn std::fmt::Display,
+        waker: &Waker,
+        rx: &Receiver<Box<dyn Outgoing>>,
+    ) {
+        tracing::error!(%error, "cannot create the MQTT publisher client; events will not be published");
+        if let Some(tx) = self.first_connect.take() {
+            let _ = tx.send(Err(error.to_string()));
+        }
+        self.finish(None, waker, rx)
+    }
+
     /// The shutdown deadline, if shutting down.
     fn deadline(&self) -> Option<Instant> {
         self.control.closing().or(self.abandoned)
@@ -366,8 +381,13 @@ impl Worker {
                 return None;
             }
         };
+        let topic = event.topic(&self.config.prefix);
+        let payload = match &self.config.signing_key {
+            Some(key) => key.sign(&topic, payload),
+            None => payload,
+        };
         let mut builder = paho::MessageBuilder::new()
-            .topic(event.topic(&self.config.prefix))
+            .topic(topic)
             .payload(payload)
             .qos(self.config.qos);
         if let Some(props) = &self.origin_property {

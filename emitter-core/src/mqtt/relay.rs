@@ -1,0 +1,387 @@
+//! A loopback TCP relay between the publisher's Paho client and the broker, so that
+//! Paho's socket writes never fail.
+//!
+//! Paho C 1.3.16 mishandles a QoS 1 or 2 publish whose write fails on the socket:
+//! `MQTTAsync_processCommand` frees the command's topic and payload although the
+//! message it has just put in the session's in-flight list owns the same two
+//! buffers. The message is then resent from freed memory after a reconnect, and
+//! freed a second time when the session is cleaned or acknowledged: heap
+//! corruption (eclipse-paho/paho.mqtt.c #1621, #1622, #1532). Such a write fails
+//! whenever the broker resets the connection before Paho's receive thread notices,
+//! which a broker that goes away with publishes in flight makes likely.
+//!
+//! Paho connects to the relay instead of the broker (for TLS through Paho's HTTP
+//! CONNECT proxy support, so that Paho still checks the broker's own host name; the
+//! bytes stay encrypted end to end). When the broker's side ends, the relay ends
+//! Paho's side the orderly way, with a FIN: Paho's receive thread sees the stream
+//! end and closes the connection. Until Paho closes its socket the relay keeps
+//! reading and dropping what Paho writes, so no write of Paho's ever sees a reset.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the relay waits for the broker to accept a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest tunnel request (Paho's `CONNECT host:port HTTP/1.1`) accepted.
+const MAX_REQUEST: usize = 8 * 1024;
+const BUFFER: usize = 64 * 1024;
+
+pub(super) struct Relay {
+    listening: SocketAddr,
+    server_uri: String,
+    https_proxy: Option<String>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    /// Listens on a free loopback port; each connection accepted there is
+    /// relayed to the broker of `paho_url` (`tcp://host:port` or
+    /// `ssl://host:port`). A write to the broker that makes no progress for
+    /// `stall` ends the connection.
+    pub(super) fn start(paho_url: &str, stall: Duration) -> io::Result<Relay> {
+        let (scheme, authority) = paho_url
+            .split_once("://")
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no scheme"))?;
+        let tunnel = scheme == "ssl";
+        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        let listening = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let route = Arc::new(Route {
+            broker: authority.to_owned(),
+            tunnel,
+            stall,
+        });
+        let accept = std::thread::Builder::new()
+            .name("emitter-mqtt-relay".into())
+            .spawn({
+                let stop = stop.clone();
+                move || accept_loop(listener, route, stop)
+            })?;
+        let (server_uri, https_proxy) = if tunnel {
+            (paho_url.to_owned(), Some(format!("http://{listening}")))
+        } else {
+            (format!("tcp://{listening}"), None)
+        };
+        Ok(Relay {
+            listening,
+            server_uri,
+            https_proxy,
+            stop,
+            accept: Some(accept),
+        })
+    }
+
+    /// The server URI to give Paho.
+    pub(super) fn server_uri(&self) -> &str {
+        &self.server_uri
+    }
+
+    /// The HTTPS proxy to give Paho (TLS brokers only).
+    pub(super) fn https_proxy(&self) -> Option<&str> {
+        self.https_proxy.as_deref()
+    }
+}
+
+/// Stops accepting. Relayed connections end with their Paho socket, which the
+/// client closes when it disconnects or is dropped.
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop; without a wake-up it would linger until the
+        // next connection, so only then wait for it.
+        if TcpStream::connect_timeout(&self.listening, Duration::from_secs(1)).is_ok() {
+            if let Some(accept) = self.accept.take() {
+                let _ = accept.join();
+            }
+        }
+    }
+}
+
+struct Route {
+    /// `host:port` of the broker.
+    broker: String,
+    /// Connections start with an HTTP CONNECT request (TLS brokers).
+    tunnel: bool,
+    stall: Duration,
+}
+
+fn accept_loop(listener: TcpListener, route: Arc<Route>, stop: Arc<AtomicBool>) {
+    for paho in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let paho = match paho {
+            Ok(paho) => paho,
+            Err(error) => {
+                tracing::warn!(%error, "MQTT relay cannot accept a connection");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let route = route.clone();
+        let spawned = std::thread::Builder::new()
+            .name("emitter-mqtt-relay".into())
+            .spawn(move || relay(paho, &route));
+        if let Err(error) = spawned {
+            // The connection was dropped with the closure: Paho sees it end
+            // before it sent anything that could fail.
+            tracing::error!(%error, "MQTT relay cannot start a thread");
+        }
+    }
+}
+
+/// Relays one Paho connection until Paho closes it.
+fn relay(paho: TcpStream, route: &Route) {
+    let _ = paho.set_nodelay(true);
+    let early = if route.tunnel {
+        match tunnel_request(&paho) {
+            Ok(early) => early,
+            Err(error) => {
+                tracing::warn!(%error, "MQTT relay: unexpected proxy request");
+                return refuse(paho);
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let mut broker = match connect(&route.broker) {
+        Ok(broker) => broker,
+        Err(error) => {
+            tracing::debug!(broker = %route.broker, %error, "MQTT relay cannot reach the broker");
+            return refuse(paho);
+        }
+    };
+    let _ = broker.set_nodelay(true);
+    let _ = broker.set_write_timeout(Some(route.stall));
+    if broker.write_all(&early).is_err() {
+        let _ = broker.shutdown(Shutdown::Both);
+        return refuse(paho);
+    }
+    let (paho_out, broker_in) = match (paho.try_clone(), broker.try_clone()) {
+        (Ok(p), Ok(b)) => (p, b),
+        _ => {
+            let _ = broker.shutdown(Shutdown::Both);
+            return refuse(paho);
+        }
+    };
+    let downstream = std::thread::Builder::new()
+        .name("emitter-mqtt-relay".into())
+        .spawn(move || downstream(broker_in, paho_out));
+    if downstream.is_err() {
+        let _ = broker.shutdown(Shutdown::Both);
+        return refuse(paho);
+    }
+    upstream(paho, broker);
+}
+
+/// Broker to Paho. When the broker's side ends, ends Paho's side with a FIN
+/// (never a reset: `upstream` goes on reading it).
+fn downstream(mut broker: TcpStream, mut paho: TcpStream) {
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        match broker.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if paho.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = paho.shutdown(Shutdown::Write);
+    let _ = broker.shutdown(Shutdown::Both);
+}
+
+/// Paho to broker, until Paho closes its socket. Once the broker's side has
+/// ended, what Paho still writes is read and dropped: it was never
+/// acknowledged, and the publisher sends it again after reconnecting.
+fn upstream(mut paho: TcpStream, mut broker: TcpStream) {
+    let mut buf = vec![0u8; BUFFER];
+    let mut forwarding = true;
+    loop {
+        match paho.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if forwarding && broker.write_all(&buf[..n]).is_err() {
+                    forwarding = false;
+                    // Also ends `downstream`, which ends Paho's side.
+                    let _ = broker.shutdown(Shutdown::Both);
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = broker.shutdown(Shutdown::Both);
+}
+
+/// Ends Paho's side with a FIN and reads until Paho closes it.
+fn refuse(mut paho: TcpStream) {
+    let _ = paho.shutdown(Shutdown::Write);
+    let _ = paho.set_read_timeout(None);
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        match paho.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn connect(broker: &str) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for addr in broker.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last = error,
+        }
+    }
+    Err(last)
+}
+
+/// Answers Paho's `CONNECT host:port HTTP/1.1` request and reads it; returns
+/// the bytes Paho sent after it, for the broker.
+///
+/// The answer goes out first: Paho reads it right after writing its request
+/// and sleeps 250 ms if it is not there yet. Paho sends its request with a
+/// trailing NUL byte, which is dropped; so that it is not taken for the first
+/// byte of the TLS handshake, this returns only once a byte past the request
+/// arrived (Paho sends its TLS ClientHello right after reading the answer).
+fn tunnel_request(paho: &TcpStream) -> io::Result<Vec<u8>> {
+    let mut stream = paho;
+    stream.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut request = Vec::with_capacity(256);
+    let mut buf = [0u8; 1024];
+    loop {
+        if let Some(end) = find(&request, b"\r\n\r\n") {
+            let mut rest = request.split_off(end + 4);
+            if !rest.is_empty() {
+                if !request.starts_with(b"CONNECT ") {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "not CONNECT"));
+                }
+                if rest[0] == 0 {
+                    rest.remove(0);
+                }
+                stream.set_read_timeout(None)?;
+                return Ok(rest);
+            }
+            request.truncate(end + 4);
+        }
+        if request.len() > MAX_REQUEST {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request too long",
+            ));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no request"));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker() -> (TcpListener, String) {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        (listener, authority)
+    }
+
+    #[test]
+    fn writes_keep_succeeding_after_the_broker_resets_and_the_stream_ends() {
+        let (broker, authority) = broker();
+        let relay = Relay::start(&format!("tcp://{authority}"), Duration::from_secs(10)).unwrap();
+        assert_eq!(relay.server_uri(), format!("tcp://{}", relay.listening));
+        assert_eq!(relay.https_proxy(), None);
+        let mut client = TcpStream::connect(relay.listening).unwrap();
+        client.write_all(b"hello").unwrap();
+        let (mut server, _) = broker.accept().unwrap();
+        let mut hello = [0u8; 5];
+        server.read_exact(&mut hello).unwrap();
+        assert_eq!(&hello, b"hello");
+        // Closed with input unread: the kernel resets the connection.
+        client.write_all(&[1u8; 4096]).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        drop(server);
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        for _ in 0..50 {
+            client
+                .write_all(&[2u8; 4096])
+                .expect("writes to the relay succeed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut buf = [0u8; 16];
+        assert_eq!(client.read(&mut buf).expect("an orderly end"), 0);
+        client.write_all(b"after the end").expect("still no reset");
+    }
+
+    #[test]
+    fn an_unreachable_broker_ends_the_stream_without_a_reset() {
+        let (broker, authority) = broker();
+        drop(broker);
+        let relay = Relay::start(&format!("tcp://{authority}"), Duration::from_secs(10)).unwrap();
+        let mut client = TcpStream::connect(relay.listening).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client.write_all(b"connect").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(client.read(&mut buf).unwrap(), 0);
+        client.write_all(b"more").expect("no reset");
+    }
+
+    #[test]
+    fn tls_connections_are_tunnelled_after_an_answer_sent_first() {
+        let (broker, authority) = broker();
+        let relay = Relay::start(&format!("ssl://{authority}"), Duration::from_secs(10)).unwrap();
+        assert_eq!(relay.server_uri(), format!("ssl://{authority}"));
+        assert_eq!(
+            relay.https_proxy(),
+            Some(format!("http://{}", relay.listening).as_str())
+        );
+        let mut client = TcpStream::connect(relay.listening).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let answer = b"HTTP/1.1 200 Connection established\r\n\r\n";
+        let mut got = vec![0u8; answer.len()];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, answer);
+        // Paho's request ends with a NUL byte; the TLS handshake follows.
+        let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n\0");
+        client.write_all(request.as_bytes()).unwrap();
+        client.write_all(b"\x16hello").unwrap();
+        let (mut server, _) = broker.accept().unwrap();
+        let mut first = [0u8; 6];
+        server.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"\x16hello");
+        server.write_all(b"back").unwrap();
+        let mut back = [0u8; 4];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"back");
+    }
+}
