@@ -3,11 +3,17 @@
 //! `{"v":1,"id":"<uuid>","origin":"<node>","seq":42,"table":"users","action":"update",
 //!   "committed_at":"<RFC 3339>","changed":["name"],"row":{...}}`
 
-use crate::action::{Action, Source};
-use crate::emits::Emits;
-use crate::event::{Event, EventMeta};
-use serde::{Deserialize, Serialize};
+use crate::action::Action;
+#[cfg(feature = "mqtt")]
+use crate::{
+    action::Source,
+    emits::Emits,
+    event::{Event, EventMeta},
+};
+use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
+#[cfg(feature = "mqtt")]
 use std::sync::Arc;
 use std::time::SystemTime;
 use uuid::Uuid;
@@ -15,7 +21,8 @@ use uuid::Uuid;
 /// The envelope version this crate writes and reads.
 pub const WIRE_VERSION: u32 = 1;
 
-#[derive(Serialize)]
+#[cfg(feature = "mqtt")]
+#[derive(serde::Serialize)]
 struct Outgoing<'a, T> {
     v: u32,
     id: &'a Uuid,
@@ -29,7 +36,18 @@ struct Outgoing<'a, T> {
 }
 
 /// Encodes an event as its JSON envelope.
+#[cfg(feature = "mqtt")]
 pub(crate) fn encode<M: Emits>(event: &Event<M>) -> serde_json::Result<Vec<u8>> {
+    // `#[emits(skip)]` fields leave the process as their `Default`.
+    let redacted;
+    let row = if M::SKIPPED.is_empty() {
+        &event.row
+    } else {
+        let mut copy = event.row.clone();
+        copy.redact();
+        redacted = copy;
+        &redacted
+    };
     serde_json::to_vec(&Outgoing {
         v: WIRE_VERSION,
         id: &event.meta.id,
@@ -39,47 +57,106 @@ pub(crate) fn encode<M: Emits>(event: &Event<M>) -> serde_json::Result<Vec<u8>> 
         action: event.action,
         committed_at: humantime::format_rfc3339_micros(event.meta.committed_at).to_string(),
         changed: event.changed(),
-        row: &event.row,
+        row,
     })
 }
 
 /// The parts of an envelope every model shares, with the row left undecoded.
+///
+/// Strings borrow from the payload unless they carry JSON escapes (`\t`, or the
+/// `\u00e9` other encoders write for non-ASCII text); those are unescaped into owned
+/// strings.
 #[derive(Deserialize)]
 pub(crate) struct Incoming<'a> {
     v: u32,
     pub(crate) id: Uuid,
-    pub(crate) origin: &'a str,
+    #[serde(borrow)]
+    pub(crate) origin: Cow<'a, str>,
     pub(crate) seq: u64,
-    pub(crate) table: &'a str,
+    #[serde(borrow)]
+    pub(crate) table: Cow<'a, str>,
     pub(crate) action: Action,
-    committed_at: &'a str,
-    #[serde(default)]
-    changed: Vec<&'a str>,
+    #[serde(borrow)]
+    committed_at: Cow<'a, str>,
+    #[serde(default, borrow)]
+    changed: Vec<Cow<'a, str>>,
     #[serde(borrow)]
     row: &'a RawValue,
 }
 
-/// Why a received payload was not delivered.
+/// Why a payload is not an event envelope (or not one for a given topic or model).
+///
+/// [`Envelope::decode`] and [`Envelope::row_as`] return it; the emitter's own
+/// subscriber drops (and counts in `Stats::remote_rejected`) the payloads it
+/// describes.
+///
+/// ```
+/// use emitter_core::mqtt::{Envelope, EnvelopeError};
+/// let payload = br#"{"v":2,"id":"8cdbf11c-eb97-8211-8000-000000000001"}"#;
+/// let error = Envelope::decode("diesel/events", "diesel/events/users/insert", payload)
+///     .unwrap_err();
+/// assert!(matches!(error, EnvelopeError::Version(2)));
+/// assert_eq!(
+///     error.to_string(),
+///     "envelope version 2 is not supported (this build reads version 1)"
+/// );
+/// ```
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum Rejected {
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// The topic is not `{prefix}/{table}/{action}` under the expected prefix.
+    #[error(
+        "topic {topic:?} is not `{prefix}/{{table}}/{{action}}` (action insert, update or delete)"
+    )]
+    Topic {
+        /// The topic the payload arrived on.
+        topic: String,
+        /// The prefix that was expected.
+        prefix: String,
+    },
+    /// The payload is larger than the receiver accepts (the emitter's
+    /// `MqttConfig::max_payload`; [`Envelope::decode`] sets no limit).
     #[error("payload of {0} bytes is over the limit")]
     TooLarge(usize),
+    /// The payload is not UTF-8 JSON of the envelope's shape (a field is missing,
+    /// has the wrong type, the id is not a UUID, the action is unknown, ...).
     #[error("not an event envelope: {0}")]
     Malformed(serde_json::Error),
-    #[error("envelope version {0} is not supported (this node reads version 1)")]
+    /// The envelope's `v` is not [`WIRE_VERSION`].
+    #[error("envelope version {0} is not supported (this build reads version 1)")]
     Version(u32),
+    /// `committed_at` is not an RFC 3339 timestamp.
     #[error("committed_at {0:?} is not RFC 3339")]
     Timestamp(String),
+    /// The envelope names another table than its topic.
     #[error("envelope for table {envelope:?} arrived on the topic of {topic:?}")]
-    TableMismatch { envelope: String, topic: String },
-    #[error("envelope action does not match its topic")]
-    ActionMismatch,
+    TableMismatch {
+        /// The table in the envelope.
+        envelope: String,
+        /// The table in the topic.
+        topic: String,
+    },
+    /// The envelope names another action than its topic.
+    #[error("envelope action {envelope} arrived on a topic of action {topic}")]
+    ActionMismatch {
+        /// The action in the envelope.
+        envelope: Action,
+        /// The action in the topic.
+        topic: Action,
+    },
+    /// The row does not deserialize into the requested type.
     #[error("row does not decode into {model}: {error}")]
     Row {
+        /// The type the row was decoded into.
         model: &'static str,
+        /// What serde_json reported.
         error: serde_json::Error,
     },
 }
+
+/// The name the emitter's internals use for a payload they drop.
+#[cfg(feature = "mqtt")]
+pub(crate) type Rejected = EnvelopeError;
 
 /// An envelope that passed the checks shared by every model.
 pub(crate) struct Checked<'a> {
@@ -93,45 +170,50 @@ pub(crate) fn check<'a>(
     table: &str,
     action: Action,
     max: usize,
-) -> Result<Checked<'a>, Rejected> {
+) -> Result<Checked<'a>, EnvelopeError> {
     if payload.len() > max {
-        return Err(Rejected::TooLarge(payload.len()));
+        return Err(EnvelopeError::TooLarge(payload.len()));
     }
     // Read the version first, so a future envelope shape is reported as such.
     #[derive(Deserialize)]
     struct Version {
         v: u32,
     }
-    let version: Version = serde_json::from_slice(payload).map_err(Rejected::Malformed)?;
+    let version: Version = serde_json::from_slice(payload).map_err(EnvelopeError::Malformed)?;
     if version.v != WIRE_VERSION {
-        return Err(Rejected::Version(version.v));
+        return Err(EnvelopeError::Version(version.v));
     }
-    let inner: Incoming<'a> = serde_json::from_slice(payload).map_err(Rejected::Malformed)?;
+    let inner: Incoming<'a> = serde_json::from_slice(payload).map_err(EnvelopeError::Malformed)?;
     debug_assert_eq!(inner.v, WIRE_VERSION);
     if inner.table != table {
-        return Err(Rejected::TableMismatch {
-            envelope: inner.table.to_owned(),
+        return Err(EnvelopeError::TableMismatch {
+            envelope: inner.table.to_string(),
             topic: table.to_owned(),
         });
     }
     if inner.action != action {
-        return Err(Rejected::ActionMismatch);
+        return Err(EnvelopeError::ActionMismatch {
+            envelope: inner.action,
+            topic: action,
+        });
     }
-    let committed_at = humantime::parse_rfc3339_weak(inner.committed_at)
-        .map_err(|_| Rejected::Timestamp(inner.committed_at.to_owned()))?;
+    let committed_at = humantime::parse_rfc3339_weak(&inner.committed_at)
+        .map_err(|_| EnvelopeError::Timestamp(inner.committed_at.to_string()))?;
     Ok(Checked {
         inner,
         committed_at,
     })
 }
 
+#[cfg(feature = "mqtt")]
 impl Checked<'_> {
     /// Decodes the row into `M` and builds the remote event.
-    pub(crate) fn to_event<M: Emits>(&self, origin: &Arc<str>) -> Result<Event<M>, Rejected> {
-        let row: M = serde_json::from_str(self.inner.row.get()).map_err(|error| Rejected::Row {
-            model: std::any::type_name::<M>(),
-            error,
-        })?;
+    pub(crate) fn to_event<M: Emits>(&self, origin: &Arc<str>) -> Result<Event<M>, EnvelopeError> {
+        let row: M =
+            serde_json::from_str(self.inner.row.get()).map_err(|error| EnvelopeError::Row {
+                model: std::any::type_name::<M>(),
+                error,
+            })?;
         let changed: Arc<[&'static str]> = self
             .inner
             .changed
@@ -151,5 +233,234 @@ impl Checked<'_> {
                 committed_at: self.committed_at,
             },
         })
+    }
+}
+
+/// One event as it travels over MQTT, decoded without a model: what any Rust
+/// consumer of the wire format reads (the `diesel-emitter tail` tool is one).
+///
+/// The row stays the JSON text it arrived as; read it with [`row_as`](Self::row_as)
+/// or `serde_json`. Listeners that know the model get typed
+/// [`Event`](crate::Event)s from the emitter instead.
+///
+/// ```
+/// use emitter_core::mqtt::Envelope;
+/// use emitter_core::Action;
+///
+/// let payload = br#"{"v":1,"id":"8cdbf11c-eb97-8211-8000-000000000001","origin":"api-1",
+///   "seq":42,"table":"users","action":"update","committed_at":"2026-11-26T20:00:00.123456Z",
+///   "changed":["name"],"row":{"id":7,"name":"Ada","active":true}}"#;
+/// let envelope = Envelope::decode("diesel/events", "diesel/events/users/update", payload)?;
+/// assert_eq!((envelope.table.as_str(), envelope.action), ("users", Action::Update));
+/// assert_eq!((envelope.origin.as_str(), envelope.seq), ("api-1", 42));
+/// assert_eq!(envelope.changed, ["name"]);
+/// assert_eq!(envelope.row.get(), r#"{"id":7,"name":"Ada","active":true}"#);
+/// # Ok::<(), emitter_core::mqtt::EnvelopeError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Envelope {
+    /// The event's id, unique across nodes: deduplicate by it (QoS 1 is at least once).
+    pub id: Uuid,
+    /// The node id of the emitter that committed the write.
+    pub origin: String,
+    /// The per-origin sequence number, increasing in commit order.
+    pub seq: u64,
+    /// The table that was written.
+    pub table: String,
+    /// The kind of write.
+    pub action: Action,
+    /// When the write was committed.
+    pub committed_at: SystemTime,
+    /// The columns the statement assigned (empty if the sender left them out).
+    pub changed: Vec<String>,
+    /// The row after the write (the deleted row for `delete`), as JSON text exactly
+    /// as received.
+    pub row: Box<RawValue>,
+}
+
+impl Envelope {
+    /// Decodes `payload`, received on `topic`, and checks it as the emitter's own
+    /// subscriber does: the topic is `{prefix}/{table}/{action}`, the payload is a
+    /// version-1 envelope, its table and action are the topic's, `committed_at` is
+    /// RFC 3339. No size limit is applied.
+    ///
+    /// ```
+    /// use emitter_core::mqtt::{Envelope, EnvelopeError};
+    ///
+    /// let error = Envelope::decode("app/events", "app/events/users/insert", b"{oops")
+    ///     .unwrap_err();
+    /// assert!(matches!(error, EnvelopeError::Malformed(_)));
+    ///
+    /// let error = Envelope::decode("app/events", "other/users/insert", b"{}").unwrap_err();
+    /// assert!(matches!(error, EnvelopeError::Topic { .. }));
+    /// ```
+    pub fn decode(prefix: &str, topic: &str, payload: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let (table, action) =
+            super::topic::parse_topic(prefix, topic).ok_or_else(|| EnvelopeError::Topic {
+                topic: topic.to_owned(),
+                prefix: prefix.to_owned(),
+            })?;
+        let checked = check(payload, table, action, usize::MAX)?;
+        let inner = &checked.inner;
+        Ok(Envelope {
+            id: inner.id,
+            origin: inner.origin.to_string(),
+            seq: inner.seq,
+            table: inner.table.to_string(),
+            action: inner.action,
+            committed_at: checked.committed_at,
+            changed: inner.changed.iter().map(|c| c.to_string()).collect(),
+            row: inner.row.to_owned(),
+        })
+    }
+
+    /// Deserializes the row into `T` (the model, or any type of the same serde form).
+    ///
+    /// ```
+    /// use emitter_core::mqtt::Envelope;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct User { id: i32, name: String }
+    ///
+    /// let payload = br#"{"v":1,"id":"8cdbf11c-eb97-8211-8000-000000000001","origin":"api-1",
+    ///   "seq":1,"table":"users","action":"insert","committed_at":"2026-11-26T20:00:00Z",
+    ///   "changed":["id","name"],"row":{"id":7,"name":"Ada"}}"#;
+    /// let envelope = Envelope::decode("diesel/events", "diesel/events/users/insert", payload)?;
+    /// let user: User = envelope.row_as()?;
+    /// assert_eq!((user.id, user.name.as_str()), (7, "Ada"));
+    /// assert!(envelope.row_as::<Vec<i32>>().is_err());
+    /// # Ok::<(), emitter_core::mqtt::EnvelopeError>(())
+    /// ```
+    pub fn row_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, EnvelopeError> {
+        serde_json::from_str(self.row.get()).map_err(|error| EnvelopeError::Row {
+            model: std::any::type_name::<T>(),
+            error,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREFIX: &str = "diesel/events";
+
+    fn payload(v: u32, table: &str, action: &str) -> Vec<u8> {
+        format!(
+            r#"{{"v":{v},"id":"8cdbf11c-eb97-8211-8000-000000000001","origin":"api-1","seq":42,"table":"{table}","action":"{action}","committed_at":"2026-11-26T20:00:00.123456Z","changed":["name"],"row":{{"id":7,"name":"Ada"}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn strings_escaped_by_other_encoders_decode_to_their_text() {
+        // Python's json.dumps, for one, writes non-ASCII text as \u escapes.
+        let payload = br#"{"v":1,"id":"8cdbf11c-eb97-8211-8000-000000000001","origin":"caf\u00e9-1","seq":1,"table":"users","action":"insert","committed_at":"2026-11-26T20:00:00Z","changed":["na\u006de"],"row":{}}"#;
+        let envelope = Envelope::decode(PREFIX, "diesel/events/users/insert", payload).unwrap();
+        assert_eq!(
+            (envelope.origin.as_str(), envelope.changed),
+            ("café-1", vec!["name".to_owned()])
+        );
+    }
+
+    #[test]
+    fn decode_reads_every_field_of_a_valid_envelope() {
+        let envelope = Envelope::decode(
+            PREFIX,
+            "diesel/events/users/update",
+            &payload(1, "users", "update"),
+        )
+        .unwrap();
+        assert_eq!(
+            envelope.id.to_string(),
+            "8cdbf11c-eb97-8211-8000-000000000001"
+        );
+        assert_eq!(envelope.origin, "api-1");
+        assert_eq!(envelope.seq, 42);
+        assert_eq!(envelope.table, "users");
+        assert_eq!(envelope.action, Action::Update);
+        assert_eq!(
+            humantime::format_rfc3339_micros(envelope.committed_at).to_string(),
+            "2026-11-26T20:00:00.123456Z"
+        );
+        assert_eq!(envelope.changed, ["name"]);
+        assert_eq!(envelope.row.get(), r#"{"id":7,"name":"Ada"}"#);
+    }
+
+    #[test]
+    fn decode_rejects_another_version() {
+        let error = Envelope::decode(
+            PREFIX,
+            "diesel/events/users/update",
+            &payload(2, "users", "update"),
+        )
+        .unwrap_err();
+        assert!(matches!(error, EnvelopeError::Version(2)), "{error}");
+    }
+
+    #[test]
+    fn decode_rejects_malformed_json() {
+        let error =
+            Envelope::decode(PREFIX, "diesel/events/users/update", br#"{"v":1,"id":"#).unwrap_err();
+        assert!(matches!(error, EnvelopeError::Malformed(_)), "{error}");
+    }
+
+    #[test]
+    fn decode_rejects_an_envelope_missing_a_field() {
+        let error =
+            Envelope::decode(PREFIX, "diesel/events/users/update", br#"{"v":1}"#).unwrap_err();
+        assert!(error.to_string().contains("missing field"), "{error}");
+    }
+
+    #[test]
+    fn decode_rejects_a_table_other_than_the_topics() {
+        let error = Envelope::decode(
+            PREFIX,
+            "diesel/events/posts/update",
+            &payload(1, "users", "update"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            r#"envelope for table "users" arrived on the topic of "posts""#
+        );
+    }
+
+    #[test]
+    fn decode_rejects_an_action_other_than_the_topics() {
+        let error = Envelope::decode(
+            PREFIX,
+            "diesel/events/users/delete",
+            &payload(1, "users", "update"),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                EnvelopeError::ActionMismatch {
+                    envelope: Action::Update,
+                    topic: Action::Delete
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn decode_rejects_a_topic_outside_the_prefix() {
+        let error = Envelope::decode(PREFIX, "other/users/update", &payload(1, "users", "update"))
+            .unwrap_err();
+        assert!(matches!(error, EnvelopeError::Topic { .. }), "{error}");
+    }
+
+    #[test]
+    fn decode_rejects_a_bad_timestamp() {
+        let text = String::from_utf8(payload(1, "users", "update"))
+            .unwrap()
+            .replace("2026-11-26T20:00:00.123456Z", "yesterday");
+        let error =
+            Envelope::decode(PREFIX, "diesel/events/users/update", text.as_bytes()).unwrap_err();
+        assert!(matches!(error, EnvelopeError::Timestamp(_)), "{error}");
     }
 }

@@ -1,6 +1,5 @@
 //! Topics: `{prefix}/{table}/{action}` and what a topic level may contain.
 
-#[cfg(feature = "mqtt")]
 use crate::action::Action;
 
 /// Whether `level` can be one MQTT topic level of ours: non-empty, no `/`, no
@@ -22,7 +21,6 @@ pub(crate) fn table_filter(prefix: &str, table: &str) -> String {
 }
 
 /// The table and action of a topic under `prefix`, if it is one of ours.
-#[cfg(feature = "mqtt")]
 pub(crate) fn parse_topic<'t>(prefix: &str, topic: &'t str) -> Option<(&'t str, Action)> {
     let rest = topic.strip_prefix(prefix)?.strip_prefix('/')?;
     let (table, action) = rest.split_once('/')?;

@@ -1,0 +1,497 @@
+//! `diesel-emitter tail` end to end, against the Mosquitto at 127.0.0.1:1883: the
+//! binary runs as a child process, real emitters (and `mosquitto_pub`) publish, and
+//! each test has a topic prefix of its own.
+
+use emitter_core::mqtt::Envelope;
+use emitter_core::{Action, Emit, Emits, Emitter, MqttConfig, PendingEvent};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const BROKER: &str = "mqtt://127.0.0.1:1883";
+const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct User {
+    id: i32,
+    name: String,
+}
+
+impl Emits for User {
+    const TABLE: &'static str = "users";
+    const COLUMNS: &'static [&'static str] = &["id", "name"];
+    const PRIMARY_KEY: &'static [&'static str] = &["id"];
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Post {
+    id: i32,
+    title: String,
+}
+
+impl Emits for Post {
+    const TABLE: &'static str = "posts";
+    const COLUMNS: &'static [&'static str] = &["id", "title"];
+    const PRIMARY_KEY: &'static [&'static str] = &["id"];
+}
+
+fn user(action: Action, id: i32, name: &str, changed: &[&'static str]) -> PendingEvent {
+    let row = User {
+        id,
+        name: name.to_owned(),
+    };
+    PendingEvent::new(action, row, changed.into(), Emit::All)
+}
+
+fn post(action: Action, id: i32, title: &str) -> PendingEvent {
+    let row = Post {
+        id,
+        title: title.to_owned(),
+    };
+    PendingEvent::new(action, row, Post::COLUMNS.into(), Emit::All)
+}
+
+/// A topic prefix no other test (or run) uses.
+fn unique_prefix(test: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "test/tail/{test}/{}-{nanos:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Commits `events` on an emitter of node `origin` and waits until the broker has
+/// taken every publish.
+fn publish(prefix: &str, origin: &str, events: Vec<PendingEvent>) {
+    let emitter = Emitter::builder()
+        .node_id(origin)
+        .mqtt(
+            MqttConfig::new(BROKER)
+                .topic_prefix(prefix)
+                .require_connection(WAIT),
+        )
+        .build()
+        .expect("emitter connects to the broker");
+    emitter.commit(events);
+    emitter.shutdown(WAIT).expect("every event published");
+}
+
+/// Publishes one raw payload with `mosquitto_pub`, at QoS 1.
+fn mosquitto_pub(topic: &str, payload: &str) {
+    let status = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "1883",
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ])
+        .status()
+        .expect("mosquitto_pub runs");
+    assert!(status.success(), "mosquitto_pub failed: {status}");
+}
+
+/// The README's example envelope, on table `users`, action `update`.
+const README_ENVELOPE: &str = r#"{"v":1,"id":"8cdbf11c-eb97-8211-8000-000000000001","origin":"api-1","seq":42,"table":"users","action":"update","committed_at":"2026-11-26T20:00:00.123456Z","changed":["name"],"row":{"id":7,"name":"Ada","active":true}}"#;
+
+/// Lines of a child's output, read by a thread of their own.
+fn lines(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            match line {
+                Ok(line) => {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    rx
+}
+
+/// A running `diesel-emitter tail`.
+struct Tail {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    /// Every stderr line read so far.
+    stderr_seen: Vec<String>,
+}
+
+impl Tail {
+    /// Starts `diesel-emitter tail --prefix {prefix} {args}` and waits until it
+    /// says its subscription is in place.
+    fn start(prefix: &str, args: &[&str]) -> Tail {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_diesel-emitter"))
+            .args(["tail", "--url", BROKER, "--prefix", prefix])
+            .args(args)
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr = lines(child.stderr.take().unwrap());
+        let mut tail = Tail {
+            child,
+            stdout,
+            stderr,
+            stderr_seen: Vec::new(),
+        };
+        tail.wait_stderr(|line| line.starts_with("subscribed to "));
+        tail
+    }
+
+    /// Reads stderr until a line satisfies `pred`; returns it.
+    fn wait_stderr(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "stderr line not seen ({e:?}); stderr so far: {:?}",
+                        self.stderr_seen
+                    )
+                }
+            }
+        }
+    }
+
+    /// The next stdout line.
+    fn line(&mut self) -> String {
+        match self.stdout.recv_timeout(WAIT) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = self.child.kill();
+                panic!("no stdout line ({e:?}); stderr: {:?}", self.stderr_seen)
+            }
+        }
+    }
+
+    /// Sends SIGINT, waits for the exit; returns the status, the stdout lines not
+    /// read yet and every stderr line.
+    fn interrupt(mut self) -> (ExitStatus, Vec<String>, Vec<String>) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("tail did not exit after SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let rest = drain(&self.stdout);
+        self.stderr_seen.extend(drain(&self.stderr));
+        (status, rest, std::mem::take(&mut self.stderr_seen))
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What is left in a finished child's stream (its reader thread sees EOF).
+fn drain(rx: &Receiver<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        match rx.recv_timeout(WAIT) {
+            Ok(line) => out.push(line),
+            Err(RecvTimeoutError::Disconnected) => return out,
+            Err(RecvTimeoutError::Timeout) => panic!("output did not end"),
+        }
+    }
+}
+
+/// Whitespace runs as one space, to compare aligned text.
+fn squeeze(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Runs the binary to its end; returns the status, stderr and how long it took.
+fn run_to_end(args: &[&str]) -> (ExitStatus, String, Duration) {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_diesel-emitter"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    assert!(output.stdout.is_empty(), "nothing on stdout");
+    (
+        output.status,
+        String::from_utf8(output.stderr).unwrap(),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn json_prints_each_payload_exactly_as_received_one_per_line() {
+    let prefix = unique_prefix("json_exact");
+    let mut tail = Tail::start(&prefix, &["--json"]);
+    // A sender's own spacing is kept: the line is the payload, byte for byte.
+    let spaced = README_ENVELOPE.replace(r#""seq":42,"#, r#""seq": 43, "#);
+    mosquitto_pub(&format!("{prefix}/users/update"), README_ENVELOPE);
+    mosquitto_pub(&format!("{prefix}/users/update"), &spaced);
+    assert_eq!(tail.line(), README_ENVELOPE);
+    assert_eq!(tail.line(), spaced);
+    let (status, rest, _) = tail.interrupt();
+    assert!(status.success());
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn json_prints_an_emitters_events_as_envelopes_in_commit_order() {
+    let prefix = unique_prefix("json_emitter");
+    let mut tail = Tail::start(&prefix, &["--json"]);
+    publish(
+        &prefix,
+        "api-1",
+        vec![
+            user(Action::Insert, 1, "Ada", User::COLUMNS),
+            user(Action::Update, 1, "Ada L.", &["name"]),
+            post(Action::Delete, 9, "old"),
+        ],
+    );
+    let expected = [
+        ("users", Action::Insert, 1),
+        ("users", Action::Update, 2),
+        ("posts", Action::Delete, 3),
+    ];
+    for (table, action, seq) in expected {
+        let line = tail.line();
+        let topic = format!("{prefix}/{table}/{action}");
+        let envelope = Envelope::decode(&prefix, &topic, line.as_bytes()).unwrap();
+        assert_eq!(
+            (envelope.origin.as_str(), envelope.seq),
+            ("api-1", seq),
+            "{line}"
+        );
+    }
+    let (status, rest, _) = tail.interrupt();
+    assert!(status.success());
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn table_filter_prints_only_that_tables_events() {
+    let prefix = unique_prefix("table_filter");
+    let mut tail = Tail::start(&prefix, &["--json", "--table", "users"]);
+    publish(
+        &prefix,
+        "api-1",
+        vec![
+            post(Action::Insert, 1, "first"),
+            user(Action::Insert, 1, "Ada", User::COLUMNS),
+            post(Action::Insert, 2, "second"),
+        ],
+    );
+    assert!(tail.line().contains(r#""table":"users""#));
+    // A later event of a table we see: had the second post been printed, it would
+    // come first.
+    publish(
+        &prefix,
+        "api-1",
+        vec![user(Action::Delete, 1, "Ada", User::COLUMNS)],
+    );
+    assert!(tail.line().contains(r#""action":"delete""#));
+    let (status, rest, stderr) = tail.interrupt();
+    assert!(status.success());
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(!stderr.iter().any(|l| l.contains("posts")), "{stderr:?}");
+}
+
+#[test]
+fn action_filter_prints_only_those_actions() {
+    let prefix = unique_prefix("action_filter");
+    let mut tail = Tail::start(&prefix, &["--json", "--action", "delete"]);
+    publish(
+        &prefix,
+        "api-1",
+        vec![
+            user(Action::Insert, 1, "Ada", User::COLUMNS),
+            user(Action::Update, 1, "Ada L.", &["name"]),
+            user(Action::Delete, 1, "Ada L.", User::COLUMNS),
+        ],
+    );
+    assert!(tail.line().contains(r#""action":"delete""#));
+    let (status, rest, stderr) = tail.interrupt();
+    assert!(status.success());
+    assert!(rest.is_empty(), "{rest:?}");
+    let stderr = squeeze(&stderr.join("\n"));
+    assert!(stderr.contains("1 event, 2 filtered out"), "{stderr}");
+}
+
+#[test]
+fn origin_filter_prints_only_that_nodes_events() {
+    let prefix = unique_prefix("origin_filter");
+    let mut tail = Tail::start(&prefix, &["--json", "--origin", "node-b"]);
+    publish(
+        &prefix,
+        "node-a",
+        vec![user(Action::Insert, 1, "from a", User::COLUMNS)],
+    );
+    publish(
+        &prefix,
+        "node-b",
+        vec![user(Action::Insert, 2, "from b", User::COLUMNS)],
+    );
+    let line = tail.line();
+    assert!(line.contains(r#""origin":"node-b""#), "{line}");
+    let (status, rest, stderr) = tail.interrupt();
+    assert!(status.success());
+    assert!(rest.is_empty(), "{rest:?}");
+    let stderr = squeeze(&stderr.join("\n"));
+    assert!(stderr.contains("1 event, 1 filtered out"), "{stderr}");
+}
+
+#[test]
+fn human_format_shows_time_origin_seq_table_action_changed_and_row() {
+    let prefix = unique_prefix("human");
+    let mut tail = Tail::start(&prefix, &[]);
+    mosquitto_pub(&format!("{prefix}/users/update"), README_ENVELOPE);
+    assert_eq!(
+        tail.line(),
+        r#"2026-11-26T20:00:00.123456Z api-1 #42 users update [name] {"id":7,"name":"Ada","active":true}"#
+    );
+}
+
+#[test]
+fn human_format_is_plain_on_a_pipe_and_coloured_with_color_always() {
+    let prefix = unique_prefix("colour");
+    let mut plain = Tail::start(&prefix, &[]);
+    let mut coloured = Tail::start(&prefix, &["--color", "always"]);
+    mosquitto_pub(&format!("{prefix}/users/update"), README_ENVELOPE);
+    assert!(!plain.line().contains('\x1b'));
+    let line = coloured.line();
+    assert!(line.contains("\x1b[1;33mupdate\x1b[0m"), "{line:?}");
+}
+
+#[test]
+fn a_bad_payload_is_reported_on_stderr_and_tail_goes_on() {
+    let prefix = unique_prefix("bad_payload");
+    let mut tail = Tail::start(&prefix, &["--json"]);
+    let topic = format!("{prefix}/users/update");
+    mosquitto_pub(&topic, "not json");
+    mosquitto_pub(&topic, README_ENVELOPE);
+    let report = tail.wait_stderr(|l| l.starts_with("rejected payload"));
+    assert!(
+        report.starts_with(&format!(
+            "rejected payload on {topic}: not an event envelope:"
+        )),
+        "{report}"
+    );
+    assert_eq!(tail.line(), README_ENVELOPE);
+    let (status, _, stderr) = tail.interrupt();
+    assert!(status.success());
+    let stderr = squeeze(&stderr.join("\n"));
+    assert!(stderr.contains("1 event, 1 rejected payload"), "{stderr}");
+}
+
+#[test]
+fn sigint_prints_counts_per_table_and_action_and_exits_zero() {
+    let prefix = unique_prefix("sigint");
+    let mut tail = Tail::start(&prefix, &["--json"]);
+    publish(
+        &prefix,
+        "api-1",
+        vec![
+            user(Action::Insert, 1, "Ada", User::COLUMNS),
+            user(Action::Insert, 2, "Grace", User::COLUMNS),
+            user(Action::Update, 1, "Ada L.", &["name"]),
+            post(Action::Delete, 9, "old"),
+        ],
+    );
+    for _ in 0..4 {
+        tail.line();
+    }
+    let (status, rest, stderr) = tail.interrupt();
+    assert_eq!(status.code(), Some(0));
+    assert!(rest.is_empty(), "{rest:?}");
+    let summary: Vec<String> = stderr
+        .iter()
+        .skip_while(|l| !l.starts_with("diesel-emitter tail:"))
+        .map(|l| squeeze(l))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "diesel-emitter tail: 4 events",
+            "posts 1 (delete 1)",
+            "users 3 (insert 2, update 1)",
+        ]
+    );
+}
+
+#[test]
+fn an_unreachable_broker_fails_fast_with_one_clear_line() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let (status, stderr, took) = run_to_end(&["tail", "--url", &url, "--connect-timeout", "2"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "diesel-emitter: cannot reach the broker at {url}: "
+        )),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
+fn a_bad_url_fails_with_one_clear_line() {
+    let (status, stderr, _) = run_to_end(&["tail", "--url", "http://x"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "diesel-emitter: bad broker URL \"http://x\": unsupported scheme; use mqtt://, mqtts://, tcp:// or ssl://\n"
+    );
+}
+
+#[test]
+fn a_table_that_is_not_one_topic_level_is_refused() {
+    let (status, stderr, _) = run_to_end(&["tail", "--table", "users/+"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--table \"users/+\" is not a table name"),
+        "{stderr}"
+    );
+}
