@@ -366,3 +366,84 @@ fn mqtt_311_delivers_remote_events() {
     assert_empty(&a_all);
     shutdown_all(&[&a, &b]);
 }
+
+// ---------------------------------------------------------------- ACL example
+
+/// A broker run with the README's ACL example (`docs/mosquitto/acl`) and two
+/// services, `shop` and `billing`, each with a password.
+fn acl_broker(secrets: &TempDir) -> Broker {
+    let passwd = secrets.join("passwd");
+    run(Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&passwd)
+        .args(["shop", "shop-secret"]));
+    run(Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg(&passwd)
+        .args(["billing", "billing-secret"]));
+    let acl = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/mosquitto/acl");
+    Broker::start_with(BrokerConfig {
+        allow_anonymous: false,
+        global_lines: vec![
+            format!("password_file {}", passwd.display()),
+            format!("acl_file {}", acl.display()),
+        ],
+        ..BrokerConfig::default()
+    })
+}
+
+#[test]
+fn acl_example_lets_a_service_read_another_services_events() {
+    let secrets = TempDir::new("acl_read");
+    let broker = acl_broker(&secrets);
+    let shop_events = MqttConfig::new(broker.url()).topic_prefix("shop/events");
+
+    let shop = node(
+        "shop",
+        shop_events.clone().credentials("shop", "shop-secret"),
+    );
+    let billing = node(
+        "billing",
+        shop_events.credentials("billing", "billing-secret"),
+    );
+    let heard = billing.on::<User>().remote_only(true).subscribe();
+
+    assert_events_flow(&shop, &billing, &heard);
+    shutdown_all(&[&shop, &billing]);
+}
+
+#[test]
+fn acl_example_refuses_a_service_publishing_under_another_services_prefix() {
+    let secrets = TempDir::new("acl_write");
+    let broker = acl_broker(&secrets);
+    let shop_events = MqttConfig::new(broker.url()).topic_prefix("shop/events");
+    let shop = node(
+        "shop",
+        shop_events.clone().credentials("shop", "shop-secret"),
+    );
+    let shop_listener = shop.on::<User>().remote_only(true).subscribe();
+    let other_shop = node(
+        "shop",
+        shop_events.clone().credentials("shop", "shop-secret"),
+    );
+    let forger = node(
+        "billing",
+        shop_events.credentials("billing", "billing-secret"),
+    );
+    connected(&[&shop, &other_shop, &forger]);
+    let db = Db::new("acl");
+
+    insert(&mut db.conn(&forger), "forged", true);
+    assert!(
+        eventually(TIMEOUT, || forger.stats().publish_failed == 1),
+        "the broker refuses the publish and the forger counts it: {:?}",
+        forger.stats()
+    );
+    // Published after the refusal: had the forged event been accepted, it would
+    // have reached the listener first.
+    let genuine = insert(&mut db.conn(&other_shop), "genuine", true);
+
+    assert_eq!(recv(&shop_listener).row, genuine);
+    assert_eq!(forger.stats().published, 0);
+    shutdown_all(&[&shop, &other_shop, &forger]);
+}

@@ -29,6 +29,18 @@ pub trait Emits: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The primary key's columns.
     const PRIMARY_KEY: &'static [&'static str];
 
+    /// The columns of the fields marked `#[emits(skip)]`: they never leave the
+    /// process. Empty unless the derive says otherwise.
+    const SKIPPED: &'static [&'static str] = &[];
+
+    /// Resets the `#[emits(skip)]` fields to their type's `Default`.
+    ///
+    /// Called on a copy of the row before it leaves the process (the MQTT payload),
+    /// so remote listeners see `Default` there; local listeners see the row as the
+    /// database returned it. The derive implements it; by hand, reset what
+    /// [`SKIPPED`](Emits::SKIPPED) names.
+    fn redact(&mut self) {}
+
     /// Looks up `name` among [`COLUMNS`](Emits::COLUMNS), returning the static name.
     fn column(name: &str) -> Option<&'static str> {
         Self::COLUMNS.iter().copied().find(|c| *c == name)

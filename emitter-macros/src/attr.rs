@@ -27,10 +27,22 @@ pub(crate) struct Model {
     pub table: Path,
     /// One column per field, in field order: the field's name or its `column_name`.
     pub columns: Vec<Ident>,
+    /// The fields marked `#[emits(skip)]`, kept out of payloads that leave the process.
+    pub skipped: Vec<Skipped>,
     /// The primary key's columns: `primary_key(...)`, else `id`.
     pub primary_key: Vec<Ident>,
     /// The backends to register with: `None` means every backend the facade enables.
     pub backends: Option<Vec<Backend>>,
+}
+
+/// A field marked `#[emits(skip)]`.
+pub(crate) struct Skipped {
+    /// The field, reset to its type's `Default` before the row leaves the process.
+    pub field: Ident,
+    /// Its column.
+    pub column: Ident,
+    /// Its type, where a missing `Default` is reported.
+    pub ty: Type,
 }
 
 /// A backend named in `#[diesel(check_for_backend(...))]` that events can be captured on.
@@ -87,11 +99,21 @@ impl Model {
             errors.push(syn::Error::new_spanned(&input.generics, NO_GENERICS));
         }
 
-        let columns: Vec<Ident> = fields
-            .into_iter()
-            .flatten()
-            .filter_map(|field| field_column(field, &mut errors))
-            .collect();
+        let mut columns = Vec::new();
+        let mut skipped = Vec::new();
+        for field in fields.into_iter().flatten() {
+            let skip = field_skip(field, &mut errors);
+            if let Some(column) = field_column(field, &mut errors) {
+                if let (true, Some(ident)) = (skip, &field.ident) {
+                    skipped.push(Skipped {
+                        field: ident.clone(),
+                        column: column.clone(),
+                        ty: field.ty.clone(),
+                    });
+                }
+                columns.push(column);
+            }
+        }
 
         // An enum or union needs rewriting as a struct first; asking it for a table
         // as well would only be noise.
@@ -108,6 +130,7 @@ impl Model {
                 .table
                 .expect("a missing table_name is reported above"),
             columns,
+            skipped,
             // The default key is blamed on the model: adding `primary_key(...)` to it is the fix.
             primary_key: diesel
                 .primary_key
@@ -159,7 +182,7 @@ fn parse_emits_attrs(attrs: &[Attribute], errors: &mut Errors) -> Option<Path> {
             } else {
                 let key = meta.path.to_token_stream().to_string().replace(' ', "");
                 errors.push(meta.error(format!(
-                    "unknown #[emits] attribute `{key}`; the only one is `crate = \"path::to::diesel_emitter\"`"
+                    "unknown #[emits] attribute `{key}`; on the struct the only one is `crate = \"path::to::diesel_emitter\"`"
                 )));
                 // Step over its value so the keys after it are still checked.
                 skip_item(&meta)?;
@@ -255,22 +278,35 @@ fn parse_check_for_backend(
     })
 }
 
+/// Reads a field's `#[emits(...)]`: whether it says `skip`.
+fn field_skip(field: &Field, errors: &mut Errors) -> bool {
+    let mut skip = false;
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("emits")) {
+        let parsed = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("skip") {
+                skip = true;
+            } else {
+                let key = meta.path.to_token_stream().to_string().replace(' ', "");
+                errors.push(meta.error(format!(
+                    "unknown #[emits] attribute `{key}`; on a field the only one is `skip`"
+                )));
+                skip_item(&meta)?;
+            }
+            Ok(())
+        });
+        if let Err(error) = parsed {
+            errors.push(error);
+        }
+    }
+    skip
+}
+
 /// The column a field reads, or `None` (with an error pushed) for a field that is not
 /// a plain column.
 fn field_column(field: &Field, errors: &mut Errors) -> Option<Ident> {
     let mut column = field.ident.clone()?;
     let mut plain = true;
-    for attr in field.attrs.iter() {
-        if attr.path().is_ident("emits") {
-            errors.push(syn::Error::new_spanned(
-                attr,
-                "#[emits(...)] goes on the struct; fields take no #[emits] attributes",
-            ));
-            continue;
-        }
-        if !attr.path().is_ident("diesel") {
-            continue;
-        }
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("diesel")) {
         let parsed = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("column_name") {
                 // As in Diesel, the last `column_name` wins.

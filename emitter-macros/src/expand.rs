@@ -5,10 +5,11 @@
 //! backend, both inside `const _: () = { ... };` so nothing leaks into the user's
 //! namespace.
 
-use crate::attr::{Backend, Model};
+use crate::attr::{Backend, Model, Skipped};
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident, LitStr};
 
 /// Expands `#[derive(Emits)]` on `input`: the impl and its registration, or the
@@ -45,6 +46,7 @@ fn expand(model: &Model) -> TokenStream {
     };
     let columns = model.columns.iter().map(column);
     let primary_key = model.primary_key.iter().map(column);
+    let redaction = redaction(model, column);
 
     let registrations = match &model.backends {
         None => vec![quote!(#krate::__register!(#ident, #table::table);)],
@@ -67,9 +69,33 @@ fn expand(model: &Model) -> TokenStream {
                 const PRIMARY_KEY: &'static [&'static str] = &[
                     #(#primary_key,)*
                 ];
+                #redaction
             }
             #(#registrations)*
         };
+    }
+}
+
+/// `SKIPPED` and `redact` for the `#[emits(skip)]` fields; nothing when there are none,
+/// so the trait's defaults apply.
+fn redaction(model: &Model, column: impl Fn(&Ident) -> TokenStream) -> TokenStream {
+    if model.skipped.is_empty() {
+        return TokenStream::new();
+    }
+    let names = model.skipped.iter().map(|s| column(&s.column));
+    // Spanned at the field's type, so a type without `Default` is reported there.
+    let resets = model.skipped.iter().map(|Skipped { field, ty, .. }| {
+        quote_spanned! {ty.span()=>
+            self.#field = <#ty as ::core::default::Default>::default();
+        }
+    });
+    quote! {
+        const SKIPPED: &'static [&'static str] = &[
+            #(#names,)*
+        ];
+        fn redact(&mut self) {
+            #(#resets)*
+        }
     }
 }
 
@@ -107,6 +133,46 @@ mod tests {
                     ];
                 }
                 ::diesel_emitter::__register!(User, users::table);
+            };
+        };
+        assert_eq!(derive(&input).to_string(), expected.to_string());
+    }
+
+    #[test]
+    fn skipped_fields_get_their_columns_listed_and_a_redact_that_resets_them() {
+        let input = parse_quote! {
+            #[diesel(table_name = accounts)]
+            struct Account {
+                id: i32,
+                #[emits(skip)]
+                password_hash: String,
+                #[diesel(column_name = recovery_codes)]
+                #[emits(skip)]
+                codes: Option<String>,
+            }
+        };
+        let expected = quote! {
+            const _: () = {
+                impl ::diesel_emitter::Emits for Account {
+                    const TABLE: &'static str = "accounts";
+                    const COLUMNS: &'static [&'static str] = &[
+                        <accounts::id as ::diesel_emitter::__private::diesel::Column>::NAME,
+                        <accounts::password_hash as ::diesel_emitter::__private::diesel::Column>::NAME,
+                        <accounts::recovery_codes as ::diesel_emitter::__private::diesel::Column>::NAME,
+                    ];
+                    const PRIMARY_KEY: &'static [&'static str] = &[
+                        <accounts::id as ::diesel_emitter::__private::diesel::Column>::NAME,
+                    ];
+                    const SKIPPED: &'static [&'static str] = &[
+                        <accounts::password_hash as ::diesel_emitter::__private::diesel::Column>::NAME,
+                        <accounts::recovery_codes as ::diesel_emitter::__private::diesel::Column>::NAME,
+                    ];
+                    fn redact(&mut self) {
+                        self.password_hash = <String as ::core::default::Default>::default();
+                        self.codes = <Option<String> as ::core::default::Default>::default();
+                    }
+                }
+                ::diesel_emitter::__register!(Account, accounts::table);
             };
         };
         assert_eq!(derive(&input).to_string(), expected.to_string());

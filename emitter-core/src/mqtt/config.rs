@@ -5,6 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The MQTT protocol version.
+///
+/// ```
+/// use diesel_emitter::{MqttConfig, Protocol};
+/// let config = MqttConfig::new("mqtt://old-broker:1883").protocol(Protocol::V311);
+/// # drop(config);
+/// ```
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub enum Protocol {
     /// MQTT 5 (the default): the event's origin also travels as a user property.
@@ -18,6 +24,18 @@ pub enum Protocol {
 ///
 /// `TlsConfig::default()` checks the broker's host name; start from it:
 /// `TlsConfig { ca_file: Some(path), ..TlsConfig::default() }`.
+///
+/// ```
+/// use diesel_emitter::{MqttConfig, TlsConfig};
+///
+/// let config = MqttConfig::new("mqtts://broker.internal:8883").tls(TlsConfig {
+///     ca_file: Some("/etc/ssl/broker-ca.pem".into()),
+///     client_cert: Some("/etc/ssl/api.pem".into()),
+///     client_key: Some("/etc/ssl/api.key".into()),
+///     ..TlsConfig::default()
+/// });
+/// # drop(config);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsConfig {
     /// PEM file of the certificate authorities that sign the broker's certificate.
@@ -44,7 +62,7 @@ impl Default for TlsConfig {
 /// How to reach the MQTT broker that carries events between servers.
 ///
 /// ```
-/// use emitter_core::MqttConfig;
+/// use diesel_emitter::MqttConfig;
 /// let config = MqttConfig::new("mqtt://127.0.0.1:1883")
 ///     .topic_prefix("app/events")
 ///     .credentials("api", "secret")
@@ -68,14 +86,42 @@ pub struct MqttConfig {
     pub(crate) session_expiry: Duration,
     pub(crate) max_payload: usize,
     pub(crate) dedup_window: usize,
+    pub(crate) signing_key: Option<SigningKey>,
+    pub(crate) replay_window: Duration,
 }
 
+/// A shared secret for signing envelopes; its bytes never appear in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SigningKey(pub(crate) Vec<u8>);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({} bytes)", self.0.len())
+    }
+}
+
+/// The shortest signing key `build()` accepts, in bytes.
+pub const MIN_SIGNING_KEY_LEN: usize = 16;
+
 /// The default topic prefix.
+///
+/// ```
+/// use diesel_emitter::MqttConfig;
+/// assert_eq!(MqttConfig::new("mqtt://127.0.0.1:1883").prefix(), "diesel/events");
+/// ```
 pub const DEFAULT_PREFIX: &str = "diesel/events";
 
 impl MqttConfig {
     /// A broker at `url`: `mqtt://host:port`, `tcp://host:port`, or with TLS
     /// `mqtts://host:port`, `ssl://host:port`.
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// let local = MqttConfig::new("mqtt://127.0.0.1:1883");
+    /// let secured = MqttConfig::new("mqtts://broker.internal:8883");
+    /// assert_eq!(local.url(), "mqtt://127.0.0.1:1883");
+    /// # drop(secured);
+    /// ```
     pub fn new(url: impl Into<String>) -> Self {
         MqttConfig {
             url: url.into(),
@@ -93,11 +139,34 @@ impl MqttConfig {
             session_expiry: Duration::from_secs(3600),
             max_payload: 1 << 20,
             dedup_window: 100_000,
+            signing_key: None,
+            replay_window: Duration::from_secs(3600),
         }
     }
 
     /// The first topic levels of every event: `{prefix}/{table}/{action}`.
     /// Default `diesel/events`; no wildcards, no empty levels.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use diesel_emitter::{Error, MqttConfigError};
+    ///
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").topic_prefix("shop/events");
+    /// assert_eq!(config.prefix(), "shop/events");
+    ///
+    /// let wildcard = MqttConfig::new("mqtt://127.0.0.1:1883").topic_prefix("shop/#");
+    /// let refused = Emitter::builder().mqtt(wildcard).build();
+    /// assert!(matches!(refused, Err(Error::Mqtt(MqttConfigError::TopicPrefix(_)))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn topic_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -108,12 +177,25 @@ impl MqttConfig {
     /// `{client_id}-sub` (and `{client_id}-{group}` per group). Setting it makes the
     /// subscriber's broker session outlive restarts of this process (MQTT 5: for
     /// [`session_expiry`](Self::session_expiry); 3.1.1: until the broker expires it).
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// // A stable id per server: the broker keeps this server's events while it restarts.
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").client_id("billing-1");
+    /// # drop(config);
+    /// ```
     pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
         self.client_id = Some(client_id.into());
         self
     }
 
     /// Username and password for the broker.
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").credentials("api", "secret");
+    /// # drop(config);
+    /// ```
     pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
         self.username = Some(username.into());
         self.password = Some(password.into());
@@ -121,18 +203,48 @@ impl MqttConfig {
     }
 
     /// TLS settings; implied (with defaults) by an `mqtts://` or `ssl://` URL.
+    ///
+    /// ```
+    /// use diesel_emitter::{MqttConfig, TlsConfig};
+    /// let config = MqttConfig::new("mqtts://broker.internal:8883")
+    ///     .tls(TlsConfig { ca_file: Some("/etc/ssl/broker-ca.pem".into()), ..TlsConfig::default() });
+    /// # drop(config);
+    /// ```
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
     }
 
     /// The keep-alive interval (default 30 s).
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// use std::time::Duration;
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").keep_alive(Duration::from_secs(10));
+    /// # drop(config);
+    /// ```
     pub fn keep_alive(mut self, interval: Duration) -> Self {
         self.keep_alive = interval;
         self
     }
 
     /// QoS of publishes and subscriptions: 0, 1 (default) or 2.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use diesel_emitter::{Error, MqttConfigError};
+    /// let refused = Emitter::builder().mqtt(MqttConfig::new("mqtt://127.0.0.1:1883").qos(3)).build();
+    /// assert!(matches!(refused, Err(Error::Mqtt(MqttConfigError::Qos(3)))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn qos(mut self, qos: i32) -> Self {
         self.qos = qos;
         self
@@ -141,6 +253,13 @@ impl MqttConfig {
     /// How many committed events wait for the broker while it is slow or away
     /// (default 100,000). Beyond it events are not published, and are counted in
     /// `Stats::publish_dropped` and logged.
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// // Room for a ten-minute broker outage at 500 events per second.
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").buffer(300_000);
+    /// # drop(config);
+    /// ```
     pub fn buffer(mut self, events: usize) -> Self {
         self.buffer = events;
         self
@@ -149,12 +268,24 @@ impl MqttConfig {
     /// Publishes in flight at once, waiting for their acknowledgement (default 500:
     /// Paho's per-message bookkeeping grows with the window, and 500 measured faster
     /// than 1,000 here).
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").max_inflight(100);
+    /// # drop(config);
+    /// ```
     pub fn max_inflight(mut self, n: usize) -> Self {
         self.max_inflight = n;
         self
     }
 
     /// The protocol version (default MQTT 5).
+    ///
+    /// ```
+    /// use diesel_emitter::{MqttConfig, Protocol};
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").protocol(Protocol::V311);
+    /// # drop(config);
+    /// ```
     pub fn protocol(mut self, protocol: Protocol) -> Self {
         self.protocol = protocol;
         self
@@ -163,6 +294,25 @@ impl MqttConfig {
     /// Makes `build()` fail with [`Error::BrokerUnreachable`](crate::Error) unless the
     /// broker accepts a connection within `timeout`. By default a broker that is down
     /// at start is not an error: the emitter keeps trying in the background.
+    ///
+    /// ```no_run
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// // Refuse to start a server whose events could not leave it.
+    /// let emitter = Emitter::builder()
+    ///     .mqtt(MqttConfig::new("mqtt://127.0.0.1:1883").require_connection(Duration::from_secs(5)))
+    ///     .build()?;
+    /// # drop(emitter);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn require_connection(mut self, timeout: Duration) -> Self {
         self.require_connection = Some(timeout);
         self
@@ -171,6 +321,15 @@ impl MqttConfig {
     /// How long the broker keeps a subscriber's session (and queues its events)
     /// while it is away, with MQTT 5 and an explicit [`client_id`](Self::client_id).
     /// Default one hour.
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// use std::time::Duration;
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883")
+    ///     .client_id("billing-1")
+    ///     .session_expiry(Duration::from_secs(24 * 3600));
+    /// # drop(config);
+    /// ```
     pub fn session_expiry(mut self, expiry: Duration) -> Self {
         self.session_expiry = expiry;
         self
@@ -178,6 +337,12 @@ impl MqttConfig {
 
     /// Largest payload accepted from the broker, in bytes (default 1 MiB); larger
     /// ones are dropped and counted.
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").max_payload(64 * 1024);
+    /// # drop(config);
+    /// ```
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
         self
@@ -185,23 +350,102 @@ impl MqttConfig {
 
     /// How many recent event ids each subscriber remembers to drop QoS 1
     /// redeliveries (default 100,000).
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").dedup_window(1_000_000);
+    /// # drop(config);
+    /// ```
     pub fn dedup_window(mut self, ids: usize) -> Self {
         self.dedup_window = ids;
         self
     }
 
+    /// Signs every published envelope with HMAC-SHA256 under `key`, and accepts
+    /// only envelopes signed with it: unsigned, altered and forged payloads are
+    /// dropped and counted (`Stats::remote_unsigned`, `Stats::remote_bad_signature`).
+    /// Every node of a deployment needs the same key, at least
+    /// [`MIN_SIGNING_KEY_LEN`] bytes (32 random bytes is the usual choice).
+    ///
+    /// The signature is the envelope's last member, `"sig"`: 64 hex digits of the
+    /// HMAC over the topic, a NUL byte and the envelope without that member.
+    /// Signed events older than the [`replay_window`](Self::replay_window) are
+    /// refused as replays (`Stats::remote_replayed`), as are ids seen before.
+    ///
+    /// ```
+    /// use diesel_emitter::{Emitter, Error, MqttConfig, MqttConfigError};
+    ///
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").signing_key(b"too short");
+    /// let refused = Emitter::builder().mqtt(config).build();
+    /// assert!(matches!(refused, Err(Error::Mqtt(MqttConfigError::SigningKey { .. }))));
+    /// ```
+    pub fn signing_key(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.signing_key = Some(SigningKey(key.as_ref().to_vec()));
+        self
+    }
+
+    /// How old a signed event may be and still be accepted (default one hour, the
+    /// default [`session_expiry`](Self::session_expiry): a broker session does not
+    /// hold events longer). Only with a [`signing_key`](Self::signing_key).
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// use std::time::Duration;
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883")
+    ///     .signing_key([7u8; 32])
+    ///     .replay_window(Duration::from_secs(600));
+    /// # drop(config);
+    /// ```
+    pub fn replay_window(mut self, window: Duration) -> Self {
+        self.replay_window = window;
+        self
+    }
+
     /// The broker URL as given.
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// assert_eq!(MqttConfig::new("mqtt://127.0.0.1:1883").url(), "mqtt://127.0.0.1:1883");
+    /// ```
     pub fn url(&self) -> &str {
         &self.url
     }
 
     /// The topic prefix.
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// assert_eq!(MqttConfig::new("mqtt://h:1883").topic_prefix("a/b").prefix(), "a/b");
+    /// ```
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 }
 
 /// A configuration problem found by `build()`.
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use diesel_emitter::{Error, MqttConfigError};
+///
+/// let refused = Emitter::builder().mqtt(MqttConfig::new("http://127.0.0.1:1883")).build();
+/// match refused {
+///     Err(Error::Mqtt(MqttConfigError::Url { url, reason })) => {
+///         assert_eq!(url, "http://127.0.0.1:1883");
+///         eprintln!("{reason}");
+///     }
+///     other => panic!("expected a URL error, got {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MqttConfigError {
@@ -228,6 +472,14 @@ pub enum MqttConfigError {
     /// A TLS URL or setting without the `tls` feature.
     #[error("TLS needs the `tls` feature of diesel-emitter")]
     TlsUnavailable,
+    /// The signing key is shorter than [`MIN_SIGNING_KEY_LEN`] bytes.
+    #[error("signing key of {len} bytes is too short: use at least {min} bytes")]
+    SigningKey {
+        /// The key's length.
+        len: usize,
+        /// The minimum.
+        min: usize,
+    },
     /// A TLS file that does not exist.
     #[error("TLS file {0:?} does not exist")]
     TlsFile(PathBuf),
@@ -261,6 +513,14 @@ impl MqttConfig {
         ] {
             if value == 0 {
                 return Err(MqttConfigError::Zero(name));
+            }
+        }
+        if let Some(key) = &self.signing_key {
+            if key.0.len() < MIN_SIGNING_KEY_LEN {
+                return Err(MqttConfigError::SigningKey {
+                    len: key.0.len(),
+                    min: MIN_SIGNING_KEY_LEN,
+                });
             }
         }
         if url.tls || self.tls.is_some() {

@@ -11,6 +11,9 @@ pub(crate) struct MqttCounters {
     pub(crate) remote_received: AtomicU64,
     pub(crate) remote_rejected: AtomicU64,
     pub(crate) remote_duplicates: AtomicU64,
+    pub(crate) remote_unsigned: AtomicU64,
+    pub(crate) remote_bad_signature: AtomicU64,
+    pub(crate) remote_replayed: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) connected: AtomicBool,
 }

@@ -12,13 +12,14 @@ use super::connect::{client_options, connect_options, Backoff};
 use super::counters::MqttCounters;
 use super::dedup::RecentIds;
 use super::envelope::{check, Checked, Rejected};
+use super::signing::SignatureError;
 use super::topic::{parse_topic, table_filter};
 use paho_mqtt as paho;
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Delivers a checked envelope to the remote listeners of one model.
 pub(crate) trait RemoteSink: Send + Sync {
@@ -270,12 +271,32 @@ impl Stream {
         let Some((table, action)) = parse_topic(&self.config.prefix, topic) else {
             return self.reject(topic, &"topic is not `{prefix}/{table}/{action}`");
         };
-        let envelope = match check(message.payload(), table, action, self.config.max_payload) {
+        let payload = message.payload();
+        if let (Some(key), true) = (
+            &self.config.signing_key,
+            payload.len() <= self.config.max_payload,
+        ) {
+            if let Err(error) = key.verify(topic, payload) {
+                let counter = match error {
+                    SignatureError::Unsigned => &self.counters.remote_unsigned,
+                    SignatureError::Mismatch => &self.counters.remote_bad_signature,
+                };
+                MqttCounters::add(counter, 1);
+                tracing::warn!(topic, %error, "remote payload dropped");
+                return;
+            }
+        }
+        let envelope = match check(payload, table, action, self.config.max_payload) {
             Ok(envelope) => envelope,
             Err(error) => return self.reject(topic, &error),
         };
+        if self.config.signing_key.is_some() && self.is_stale(envelope.committed_at) {
+            MqttCounters::add(&self.counters.remote_replayed, 1);
+            tracing::warn!(topic, id = %envelope.inner.id, "signed event older than the replay window dropped as a replay");
+            return;
+        }
         // Our own events reached local listeners already; groups take every origin.
-        if self.group.is_none() && envelope.inner.origin == &*self.node_id {
+        if self.group.is_none() && *envelope.inner.origin == *self.node_id {
             return;
         }
         if !recent.first_time(envelope.inner.id) {
@@ -289,12 +310,19 @@ impl Stream {
                 None => return,
             }
         };
-        let origin: Arc<str> = envelope.inner.origin.into();
+        let origin: Arc<str> = Arc::from(&*envelope.inner.origin);
         for sink in sinks {
             if let Err(error) = sink.deliver(&envelope, &origin, self.group.as_deref()) {
                 self.reject(topic, &error);
             }
         }
+    }
+
+    /// Whether an event committed at `committed_at` is older than the replay window.
+    fn is_stale(&self, committed_at: SystemTime) -> bool {
+        SystemTime::now()
+            .duration_since(committed_at)
+            .is_ok_and(|age| age > self.config.replay_window)
     }
 
     fn reject(&self, topic: &str, error: &dyn std::fmt::Display) {
