@@ -39,16 +39,116 @@
 //! # }
 //! ```
 //!
-//! Listeners: [`Emitter::on`] returns a [`ListenerBuilder`] with `actions`, `filter`,
-//! `capacity`, `when_full`, `allow_remote`, `remote_only` and `group`, ending in
-//! `listen(closure)` (a [`Subscription`]) or `subscribe()` (a crossbeam receiver).
-//! Scopes on the connection replace Prisma's per-query `emit`:
-//! [`EmittingConnection::without_events`] and [`EmittingConnection::with_emit`].
+//! ## A tour, from derive to remote listener
 //!
-//! See the README for the wire format, the broker settings and the feature flags.
+//! **1. The model.** `#[derive(Emits)]` goes next to Diesel's own derives and reads
+//! Diesel's attributes (`table_name`, `column_name`, `primary_key`). The model also
+//! needs serde's `Serialize` and `Deserialize`: that is the form its rows travel in
+//! between servers. Nothing is registered by hand.
+//!
+//! **2. The emitter and its listeners.** One [`Emitter`] per process. [`Emitter::on`]
+//! returns a [`ListenerBuilder`]: narrow it with `actions` and `filter`, bound it with
+//! `capacity` and [`WhenFull`], then either `listen(closure)` (the closure runs on a
+//! thread of its own and returns a [`Subscription`]) or `subscribe()` (a crossbeam
+//! `Receiver` you drain yourself).
+//!
+//! ```
+//! # use diesel::prelude::*;
+//! # use diesel_emitter::prelude::*;
+//! # diesel::table! { users (id) { id -> Integer, name -> Text } }
+//! # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+//! # #[diesel(table_name = users)]
+//! # struct User { id: i32, name: String }
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let emitter = Emitter::builder().node_id("api-1").build()?;
+//! let welcome = emitter
+//!     .on::<User>()
+//!     .actions([Action::Insert])
+//!     .listen(|event| tracing::info!(user = event.row.id, "send a welcome mail"));
+//! let renames = emitter
+//!     .on::<User>()
+//!     .filter(|event| event.did_change("name"))
+//!     .when_full(WhenFull::Drop)
+//!     .subscribe();
+//! # drop(renames); welcome.unsubscribe();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **3. The connection.** [`EmittingConnection`] wraps a `PgConnection` or a
+//! `SqliteConnection` and is used exactly like it. Events wait for the outermost
+//! commit: a rolled-back transaction or savepoint delivers nothing of its own, a
+//! failed statement nothing at all. Pools take the emitter from
+//! [`Emitter::set_global`]:
+//!
+//! ```no_run
+//! # use diesel::prelude::*;
+//! # use diesel_emitter::prelude::*;
+//! use diesel::r2d2::{ConnectionManager, Pool};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! Emitter::set_global(Emitter::builder().node_id("api-1").build()?);
+//! let pool = Pool::builder()
+//!     .build(ConnectionManager::<EmittingConnection<PgConnection>>::new("postgres://localhost/app"))?;
+//! let mut conn = pool.get()?;
+//! # let _ = &mut conn;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **4. Scopes.** Prisma's per-query `emit` becomes a scope on the connection:
+//! [`EmittingConnection::with_emit`] with [`Emit::LocalOnly`], [`Emit::RemoteOnly`]
+//! or [`Emit::Off`], and [`EmittingConnection::without_events`] for the last.
+//!
+//! **5. Other servers.** Give the builder an [`MqttConfig`] and every committed event
+//! is also published to the broker (from a thread of its own; the committing thread
+//! never waits for the network). Listeners opt in to other servers' events with
+//! `allow_remote(true)` or `remote_only(true)`; `group("name")` shares the work of a
+//! group across servers, each event handled once.
+//!
+//! ```no_run
+//! # use diesel::prelude::*;
+//! # use diesel_emitter::prelude::*;
+//! # diesel::table! { users (id) { id -> Integer, name -> Text } }
+//! # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+//! # #[diesel(table_name = users)]
+//! # struct User { id: i32, name: String }
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//!
+//! let emitter = Emitter::builder()
+//!     .node_id("api-1")
+//!     .mqtt(MqttConfig::new("mqtt://127.0.0.1:1883"))
+//!     .build()?;
+//! let cache = emitter.on::<User>().allow_remote(true).listen(|event| {
+//!     if event.meta.source == Source::Remote {
+//!         tracing::info!(origin = %event.meta.origin, user = event.row.id, "evict");
+//!     }
+//! });
+//! let mailer = emitter.on::<User>().actions([Action::Insert]).group("mailer").listen(|_| {});
+//! emitter.wait_connected(Duration::from_secs(5))?;
+//! # drop((cache, mailer));
+//!
+//! // ... serve requests ...
+//!
+//! // Deliver what is queued and publish what is committed before exiting.
+//! emitter.shutdown(Duration::from_secs(10))?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **6. Watching it.** [`Emitter::stats`] counts what was emitted, delivered, dropped,
+//! published and received; nothing is dropped without being counted and logged
+//! through `tracing`.
+//!
+//! The README documents the wire format, the broker settings and the feature flags;
+//! `docs/how-it-works.md` in the repository explains the statement rewrite, the
+//! transaction frames and the threads, and the limits.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use emitter_core::crossbeam_channel;
+pub use emitter_core::mqtt;
 pub use emitter_core::{
     Action, Emit, Emits, Emitter, EmitterBuilder, Error, Event, EventMeta, ListenerBuilder,
     MqttConfig, MqttConfigError, PendingEvent, Protocol, Source, Stats, Subscription, TlsConfig,
@@ -57,6 +157,45 @@ pub use emitter_core::{
 #[cfg(feature = "postgres")]
 pub use emitter_diesel::TransactionBuilder;
 pub use emitter_diesel::{EmittingConnection, EmittingCursor, EmittingTransactionManager};
+/// Model attributes and their checks: see [`emitter_macros`]. In short, the derive
+/// reads Diesel's `table_name`, `column_name`, `primary_key` and `check_for_backend`;
+/// `#[emits(skip)]` keeps a field out of published payloads.
+///
+/// ```
+/// use diesel::prelude::*;
+/// use diesel_emitter::prelude::*;
+///
+/// diesel::table! { users (id) { id -> Int4, name -> Text, email -> Text, token -> Text } }
+///
+/// #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// #[diesel(table_name = users)]
+/// struct User {
+///     id: i32,
+///     name: String,
+///     #[diesel(column_name = email)]
+///     mail: String,
+///     #[emits(skip)]
+///     token: String,
+/// }
+///
+/// assert_eq!(User::TABLE, "users");
+/// assert_eq!(User::COLUMNS, ["id", "name", "email", "token"]);
+/// assert_eq!((User::PRIMARY_KEY, User::SKIPPED), (&["id"][..], &["token"][..]));
+/// ```
+///
+/// ```
+/// use diesel::prelude::*;
+/// use diesel_emitter::prelude::*;
+///
+/// diesel::table! { orders (shop, number) { shop -> Integer, number -> Integer, total -> BigInt } }
+///
+/// #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// #[diesel(table_name = orders, primary_key(shop, number))]
+/// #[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+/// struct Order { shop: i32, number: i32, total: i64 }
+///
+/// assert_eq!(Order::PRIMARY_KEY, ["shop", "number"]);
+/// ```
 pub use emitter_macros::Emits;
 
 /// The connection side, for what the facade does not re-export (the model registry,

@@ -5,6 +5,14 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The kind of write that produced an event.
+///
+/// ```
+/// use diesel_emitter::Action;
+///
+/// assert_eq!(Action::Update.as_str(), "update");
+/// assert_eq!(Action::Delete.to_string(), "delete");
+/// assert_eq!(serde_json::to_string(&Action::Insert).unwrap(), r#""insert""#);
+/// ```
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -18,9 +26,20 @@ pub enum Action {
 
 impl Action {
     /// Every action, in a fixed order.
+    ///
+    /// ```
+    /// use diesel_emitter::Action;
+    ///
+    /// let topics: Vec<String> = Action::ALL.iter().map(|a| format!("diesel/events/users/{a}")).collect();
+    /// assert_eq!(topics[2], "diesel/events/users/delete");
+    /// ```
     pub const ALL: [Action; 3] = [Action::Insert, Action::Update, Action::Delete];
 
     /// The lowercase name used in topics and payloads: `insert`, `update`, `delete`.
+    ///
+    /// ```
+    /// assert_eq!(diesel_emitter::Action::Insert.as_str(), "insert");
+    /// ```
     pub const fn as_str(self) -> &'static str {
         match self {
             Action::Insert => "insert",
@@ -45,6 +64,25 @@ impl fmt::Display for Action {
 }
 
 /// Whether an event was committed by this process or received from another node.
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let emitter = Emitter::builder().node_id("api-1").build()?;
+/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// let rx = emitter.on::<User>().subscribe();
+/// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+/// assert_eq!(rx.recv()?.meta.source, Source::Local);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
@@ -57,6 +95,28 @@ pub enum Source {
 /// Where the events of a write go; set for a scope with `EmittingConnection::with_emit`.
 ///
 /// This is the Rust form of Prisma's per-query `emit: { local, remote }`.
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let emitter = Emitter::builder().node_id("api-1").build()?;
+/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// let rx = emitter.on::<User>().subscribe();
+/// // A bulk import that other servers should hear about, but this one should not.
+/// conn.with_emit(Emit::RemoteOnly, |conn| {
+///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)
+/// })?;
+/// assert!(rx.try_recv().is_err());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Emit {
     /// Local listeners and the broker (the default).
@@ -72,11 +132,21 @@ pub enum Emit {
 
 impl Emit {
     /// Whether local listeners receive events written under this mode.
+    ///
+    /// ```
+    /// use diesel_emitter::Emit;
+    /// assert!(Emit::LocalOnly.reaches_local() && !Emit::RemoteOnly.reaches_local());
+    /// ```
     pub const fn reaches_local(self) -> bool {
         matches!(self, Emit::All | Emit::LocalOnly)
     }
 
     /// Whether events written under this mode are published to the broker.
+    ///
+    /// ```
+    /// use diesel_emitter::Emit;
+    /// assert!(Emit::All.reaches_remote() && !Emit::Off.reaches_remote());
+    /// ```
     pub const fn reaches_remote(self) -> bool {
         matches!(self, Emit::All | Emit::RemoteOnly)
     }

@@ -18,18 +18,33 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Delivers committed events to listeners. Cheap to clone: clones share everything.
 ///
+/// One emitter per process is the usual setup: build it at startup, register the
+/// listeners, and hand it to every `EmittingConnection` (or make it
+/// [global](Emitter::set_global) for pools).
+///
 /// ```
-/// # use emitter_core::*;
-/// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct User { id: i32 }
-/// # impl Emits for User { const TABLE: &'static str = "users";
-/// #   const COLUMNS: &'static [&'static str] = &["id"]; const PRIMARY_KEY: &'static [&'static str] = &["id"]; }
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let emitter = Emitter::builder().node_id("api-1").build()?;
-/// let rx = emitter.on::<User>().actions([Action::Insert]).subscribe();
-/// emitter.commit([PendingEvent::new(Action::Insert, User { id: 7 }, vec!["id"].into(), Emit::All)]);
-/// let event = rx.recv().unwrap();
+/// let events = emitter.on::<User>().actions([Action::Insert]).subscribe();
+///
+/// let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// diesel::insert_into(users::table)
+///     .values((users::id.eq(7), users::name.eq("Ada")))
+///     .execute(&mut conn)?;
+///
+/// let event = events.recv()?;
 /// assert_eq!((event.row.id, event.meta.seq, &*event.meta.origin), (7, 1, "api-1"));
 /// emitter.shutdown(std::time::Duration::from_secs(1))?;
-/// # Ok::<(), emitter_core::Error>(())
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct Emitter {
@@ -76,6 +91,8 @@ impl Shared {
     }
 
     /// Takes the broker subscription a listener of `M` with `reach` needs.
+    // Without the `mqtt` feature there is no broker and `M` goes unused.
+    #[cfg_attr(not(feature = "mqtt"), allow(clippy::extra_unused_type_parameters))]
     pub(crate) fn attach_remote<M: Emits>(self: &Arc<Self>, reach: &Reach) -> Result<(), Error> {
         #[cfg(feature = "mqtt")]
         if let Some(bridge) = &self.bridge {
@@ -94,6 +111,7 @@ impl Shared {
     }
 
     /// Releases what [`attach_remote`](Self::attach_remote) took.
+    #[cfg_attr(not(feature = "mqtt"), allow(clippy::extra_unused_type_parameters))]
     pub(crate) fn detach_remote<M: Emits>(&self, reach: &Reach) {
         #[cfg(feature = "mqtt")]
         if let Some(bridge) = &self.bridge {
@@ -148,21 +166,101 @@ impl Shared {
 
 impl Emitter {
     /// Starts configuring an emitter.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// assert_eq!(emitter.node_id(), "api-1");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder() -> EmitterBuilder {
         EmitterBuilder::default()
     }
 
     /// Registers a listener for committed events of model `M`.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let updates = emitter
+    ///     .on::<User>()
+    ///     .actions([Action::Update])
+    ///     .filter(|event| event.did_change("name"))
+    ///     .subscribe();
+    ///
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+    /// diesel::update(users::table).set(users::name.eq("Ada L.")).execute(&mut conn)?;
+    ///
+    /// assert_eq!(updates.recv()?.row.name, "Ada L.");
+    /// assert!(updates.try_recv().is_err(), "the insert was not an update");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn on<M: Emits>(&self) -> ListenerBuilder<M> {
         ListenerBuilder::new(self.clone())
     }
 
     /// This emitter's node id, the `origin` of the events it commits.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::builder().node_id("worker-3").build()?;
+    /// assert_eq!(emitter.node_id(), "worker-3");
+    /// assert!(Emitter::builder().build()?.node_id().starts_with("node-"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn node_id(&self) -> &str {
         &self.shared.node_id
     }
 
     /// A snapshot of the counters.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let rx = emitter.on::<User>().subscribe();
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+    ///
+    /// let stats = emitter.stats();
+    /// assert_eq!((stats.emitted, stats.delivered, stats.dropped), (1, 1, 0));
+    /// # drop(rx);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stats(&self) -> Stats {
         #[allow(unused_mut)]
         let mut stats = self
@@ -177,6 +275,20 @@ impl Emitter {
     }
 
     /// Whether this emitter publishes to and subscribes at a broker.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert!(!Emitter::builder().build()?.has_broker());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn has_broker(&self) -> bool {
         self.shared.has_bridge()
     }
@@ -186,6 +298,28 @@ impl Emitter {
     ///
     /// Useful at startup and in tests: events committed on other nodes before a
     /// remote listener's subscription is in place are not delivered to it.
+    ///
+    /// ```no_run
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    ///
+    /// let emitter = Emitter::builder()
+    ///     .mqtt(MqttConfig::new("mqtt://127.0.0.1:1883"))
+    ///     .build()?;
+    /// let remote = emitter.on::<User>().remote_only(true).subscribe();
+    /// // Events other servers commit from now on reach `remote`.
+    /// emitter.wait_connected(Duration::from_secs(5))?;
+    /// # drop(remote);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn wait_connected(&self, timeout: Duration) -> Result<(), Error> {
         #[cfg(feature = "mqtt")]
         if let Some(bridge) = &self.shared.bridge {
@@ -193,7 +327,7 @@ impl Emitter {
             while !bridge.ready() {
                 if Instant::now() >= deadline {
                     return Err(Error::BrokerUnreachable {
-                        url: String::new(),
+                        url: bridge.url().to_owned(),
                         reason: format!("not connected and subscribed within {timeout:?}"),
                     });
                 }
@@ -210,6 +344,28 @@ impl Emitter {
     /// `EmittingConnection` calls this after a successful commit; other integrations
     /// may call it too. Events are numbered and dispatched atomically with respect to
     /// other commits on this emitter.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// use diesel_emitter::PendingEvent;
+    ///
+    /// let rx = emitter.on::<User>().subscribe();
+    /// // What an integration other than EmittingConnection does after its own commit:
+    /// let row = User { id: 7, name: "Ada".into() };
+    /// emitter.commit([PendingEvent::new(Action::Insert, row, vec!["id", "name"].into(), Emit::All)]);
+    ///
+    /// assert_eq!(rx.recv()?.row.id, 7);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn commit(&self, events: impl IntoIterator<Item = PendingEvent>) {
         let shared = &*self.shared;
         let mut events = events.into_iter().peekable();
@@ -238,6 +394,22 @@ impl Emitter {
     }
 
     /// Counts and logs a committed row that could not become an event.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// emitter.record_capture_error("users", &"column 2 is not valid UTF-8");
+    /// assert_eq!(emitter.stats().capture_errors, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn record_capture_error(&self, table: &str, error: &dyn fmt::Display) {
         self.shared.counters.capture_error();
         tracing::error!(table, %error, "a committed row could not be captured as an event");
@@ -248,6 +420,36 @@ impl Emitter {
     ///
     /// Events committed afterwards are counted as dropped. `subscribe()` receivers
     /// keep their queued events and then end.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let seen = Arc::new(AtomicUsize::new(0));
+    /// let counter = seen.clone();
+    /// let _listener = emitter.on::<User>().listen(move |_| {
+    ///     counter.fetch_add(1, Ordering::SeqCst);
+    /// });
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+    ///
+    /// // Every event queued before shutdown reaches its listener.
+    /// emitter.shutdown(std::time::Duration::from_secs(5))?;
+    /// assert_eq!(seen.load(Ordering::SeqCst), 1);
+    /// assert!(emitter.is_shut_down());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
         let shared = &*self.shared;
         let deadline = Instant::now() + timeout;
@@ -310,6 +512,23 @@ impl Emitter {
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// assert!(!emitter.is_shut_down());
+    /// emitter.shutdown(std::time::Duration::from_secs(1))?;
+    /// assert!(emitter.is_shut_down());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_shut_down(&self) -> bool {
         self.shared.shut_down.load(Ordering::Acquire)
     }
@@ -317,12 +536,46 @@ impl Emitter {
     /// Makes `emitter` the process-wide emitter, replacing any earlier one.
     ///
     /// Connections opened with `Connection::establish` (r2d2 pools, migrations) use it.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// Emitter::set_global(emitter.clone());
+    ///
+    /// // What an r2d2 pool (`ConnectionManager<EmittingConnection<_>>`) does for each connection:
+    /// let conn = EmittingConnection::<SqliteConnection>::establish(":memory:")?;
+    /// assert_eq!(conn.emitter().node_id(), "api-1");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_global(emitter: Emitter) {
         *global_slot().write().unwrap_or_else(|e| e.into_inner()) = Some(emitter);
     }
 
     /// The process-wide emitter: the last one given to [`set_global`](Self::set_global),
     /// or a local-only emitter with a random node id, created on first use.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// Emitter::set_global(Emitter::builder().node_id("api-1").build()?);
+    /// assert_eq!(Emitter::global().node_id(), "api-1");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn global() -> Emitter {
         if let Some(e) = global_slot()
             .read()
@@ -359,6 +612,24 @@ impl fmt::Debug for Emitter {
 }
 
 /// Configures an [`Emitter`]; from [`Emitter::builder`].
+///
+/// ```no_run
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let emitter = Emitter::builder()
+///     .node_id("api-1")
+///     .mqtt(MqttConfig::new("mqtt://127.0.0.1:1883").topic_prefix("shop/events"))
+///     .build()?;
+/// # drop(emitter);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Default, Clone)]
 #[must_use]
 pub struct EmitterBuilder {
@@ -369,12 +640,45 @@ pub struct EmitterBuilder {
 impl EmitterBuilder {
     /// The node id, `origin` of every event this emitter commits. Default: `node-` and
     /// 12 random hex digits.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(Emitter::builder().node_id("api-1").build()?.node_id(), "api-1");
+    /// // A node id travels in every payload and must not hold topic wildcards.
+    /// assert!(Emitter::builder().node_id("api/1").build().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn node_id(mut self, node_id: impl Into<String>) -> Self {
         self.node_id = Some(node_id.into());
         self
     }
 
     /// Publish committed events to, and hear other nodes through, this broker.
+    ///
+    /// ```no_run
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::builder()
+    ///     .mqtt(MqttConfig::new("mqtts://broker.internal:8883").credentials("api", "secret"))
+    ///     .build()?;
+    /// # drop(emitter);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn mqtt(mut self, config: MqttConfig) -> Self {
         self.mqtt = Some(config);
         self
@@ -383,6 +687,23 @@ impl EmitterBuilder {
     /// Validates the configuration and starts the emitter (and, with MQTT, its
     /// publisher thread, which connects in the background unless
     /// [`MqttConfig::require_connection`] asks to wait).
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use diesel_emitter::Error;
+    ///
+    /// let bad = Emitter::builder().mqtt(MqttConfig::new("http://127.0.0.1")).build();
+    /// assert!(matches!(bad, Err(Error::Mqtt(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build(self) -> Result<Emitter, Error> {
         let random = uuid::Uuid::new_v4().as_u64_pair();
         let node_id: Arc<str> = match self.node_id {

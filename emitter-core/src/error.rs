@@ -3,6 +3,15 @@
 use std::time::Duration;
 
 /// What can go wrong while building or shutting down an [`Emitter`](crate::Emitter).
+///
+/// ```
+/// use diesel_emitter::{Emitter, Error};
+///
+/// match Emitter::builder().node_id("").build() {
+///     Err(Error::InvalidNodeId(id)) => assert_eq!(id, ""),
+///     other => panic!("expected InvalidNodeId, got {other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -2,6 +2,7 @@
 //! Diesel; the `emitter-diesel` crate captures writes and hands them to
 //! [`Emitter::commit`], and the `diesel-emitter` facade ties both together.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod action;
 mod dispatch;

@@ -19,9 +19,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 /// The queue size of a listener unless [`ListenerBuilder::capacity`] says otherwise.
+///
+/// ```
+/// assert_eq!(diesel_emitter::DEFAULT_CAPACITY, 10_000);
+/// ```
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
 /// What happens when a listener's queue is full.
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let emitter = Emitter::builder().node_id("api-1").build()?;
+/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// // A best-effort listener: a full queue drops its events instead of holding up commits.
+/// let rx = emitter.on::<User>().capacity(1).when_full(WhenFull::Drop).subscribe();
+/// diesel::insert_into(users::table)
+///     .values(&vec![(users::id.eq(1), users::name.eq("a")), (users::id.eq(2), users::name.eq("b"))])
+///     .execute(&mut conn)?;
+///
+/// assert_eq!(rx.recv()?.row.id, 1);
+/// assert_eq!(emitter.stats().dropped, 1, "the second event found the queue full");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub enum WhenFull {
     /// The committing thread waits until the listener makes room: nothing is lost.
@@ -35,6 +63,33 @@ pub enum WhenFull {
 type Filter<M> = Box<dyn Fn(&Event<M>) -> bool + Send + Sync>;
 
 /// Configures a listener for events of model `M`; from [`Emitter::on`].
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let emitter = Emitter::builder().node_id("api-1").build()?;
+/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// let welcome = emitter
+///     .on::<User>()
+///     .name("welcome-mail")
+///     .actions([Action::Insert])
+///     .filter(|event| !event.row.name.is_empty())
+///     .capacity(1_000)
+///     .listen(|event| {
+///         // Runs on the listener's own thread, after the commit.
+///         let _ = &event.row.name;
+///     });
+/// # welcome.unsubscribe();
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a listener builder does nothing until `.listen(..)` or `.subscribe()`"]
 pub struct ListenerBuilder<M: Emits> {
     emitter: Emitter,
@@ -66,12 +121,50 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Also receive events committed on other nodes, through the broker, as
     /// [`Source::Remote`](crate::Source); this node's own events still arrive once,
     /// locally. Without MQTT configured the listener sees local events only.
+    ///
+    /// ```no_run
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::builder().mqtt(MqttConfig::new("mqtt://127.0.0.1:1883")).build()?;
+    /// let cache_invalidation = emitter
+    ///     .on::<User>()
+    ///     .allow_remote(true)
+    ///     .listen(|event| match event.meta.source {
+    ///         Source::Local => { /* written by this server */ }
+    ///         Source::Remote => { /* written by event.meta.origin */ }
+    ///     });
+    /// # drop(cache_invalidation);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn allow_remote(mut self, allow: bool) -> Self {
         self.allow_remote = allow;
         self
     }
 
     /// Only events committed on other nodes (needs MQTT).
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let local_only = Emitter::builder().build()?;
+    /// let refused = local_only.on::<User>().remote_only(true).try_subscribe();
+    /// assert!(matches!(refused, Err(diesel_emitter::Error::NoBroker)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn remote_only(mut self, remote_only: bool) -> Self {
         self.remote_only = remote_only;
         self
@@ -80,12 +173,56 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Join the competing-consumer group `name`: each event, this node's included,
     /// is handled by exactly one member of the group across all servers (an MQTT
     /// shared subscription, `$share/{name}/{prefix}/{table}/+`; needs MQTT).
+    ///
+    /// ```no_run
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // On every server: each new user gets one welcome mail, whichever server sends it.
+    /// let emitter = Emitter::builder().mqtt(MqttConfig::new("mqtt://127.0.0.1:1883")).build()?;
+    /// let mailer = emitter
+    ///     .on::<User>()
+    ///     .actions([Action::Insert])
+    ///     .group("mailer")
+    ///     .listen(|event| { let _ = &event.row; /* send the mail */ });
+    /// # drop(mailer);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn group(mut self, name: impl Into<String>) -> Self {
         self.group = Some(name.into());
         self
     }
 
     /// Only these actions (all three by default).
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let removals = emitter.on::<User>().actions([Action::Delete]).subscribe();
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+    /// diesel::delete(users::table.find(1)).execute(&mut conn)?;
+    ///
+    /// let event = removals.recv()?;
+    /// assert_eq!((event.action, event.row.name.as_str()), (Action::Delete, "Ada"));
+    /// assert!(removals.try_recv().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn actions(mut self, actions: impl IntoIterator<Item = Action>) -> Self {
         self.actions = actions.into_iter().fold(0, |bits, a| bits | a.bit());
         self
@@ -95,24 +232,97 @@ impl<M: Emits> ListenerBuilder<M> {
     ///
     /// The filter runs on the committing thread, before the event is queued, so keep
     /// it cheap. A panicking filter counts as a panic and as "no match".
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let renamed = emitter
+    ///     .on::<User>()
+    ///     .filter(|event| event.action == Action::Update && event.did_change("name"))
+    ///     .subscribe();
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+    /// diesel::update(users::table.find(1)).set(users::name.eq("Grace")).execute(&mut conn)?;
+    ///
+    /// assert_eq!(renamed.recv()?.row.name, "Grace");
+    /// assert!(renamed.try_recv().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn filter(mut self, filter: impl Fn(&Event<M>) -> bool + Send + Sync + 'static) -> Self {
         self.filter = Some(Box::new(filter));
         self
     }
 
     /// The bound of this listener's queue, [`DEFAULT_CAPACITY`] unless set.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// let rx = emitter.on::<User>().capacity(100).subscribe();
+    /// assert_eq!(rx.capacity(), Some(100));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
         self
     }
 
     /// What to do when the queue is full: [`WhenFull::Block`] (default) or [`WhenFull::Drop`].
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// let metrics = emitter.on::<User>().when_full(WhenFull::Drop).listen(|_| { /* count */ });
+    /// # metrics.unsubscribe();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn when_full(mut self, when_full: WhenFull) -> Self {
         self.when_full = when_full;
         self
     }
 
     /// A name for logs and the listener's thread.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// let audit = emitter.on::<User>().name("audit-log").listen(|_| {});
+    /// # audit.unsubscribe();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -123,12 +333,54 @@ impl<M: Emits> ListenerBuilder<M> {
     /// # Panics
     /// Panics if the capacity is zero or the thread cannot be spawned; use
     /// [`try_listen`](Self::try_listen) to get these as errors.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// use std::sync::mpsc;
+    ///
+    /// let (tx, names) = mpsc::channel();
+    /// let subscription = emitter.on::<User>().listen(move |event| {
+    ///     tx.send(event.row.name.clone()).unwrap();
+    /// });
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+    ///
+    /// assert_eq!(names.recv()?, "Ada");
+    /// subscription.unsubscribe();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn listen(self, listener: impl FnMut(&Event<M>) + Send + 'static) -> Subscription {
         self.try_listen(listener)
             .unwrap_or_else(|e| panic!("cannot register listener: {e}"))
     }
 
     /// Like [`listen`](Self::listen), returning setup failures as errors.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// let refused = emitter.on::<User>().capacity(0).try_listen(|_| {});
+    /// assert!(matches!(refused, Err(diesel_emitter::Error::ZeroCapacity)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn try_listen(
         self,
         mut listener: impl FnMut(&Event<M>) + Send + 'static,
@@ -161,12 +413,53 @@ impl<M: Emits> ListenerBuilder<M> {
     ///
     /// # Panics
     /// Panics on the errors [`try_subscribe`](Self::try_subscribe) returns.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let events = emitter.on::<User>().subscribe();
+    /// conn.transaction(|conn| {
+    ///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)?;
+    ///     diesel::update(users::table.find(1)).set(users::name.eq("Ada L.")).execute(conn)
+    /// })?;
+    ///
+    /// // One event per row and statement, in commit order, after the commit.
+    /// let actions: Vec<Action> = events.try_iter().map(|event| event.action).collect();
+    /// assert_eq!(actions, [Action::Insert, Action::Update]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn subscribe(self) -> Receiver<Event<M>> {
         self.try_subscribe()
             .unwrap_or_else(|e| panic!("cannot register listener: {e}"))
     }
 
     /// Like [`subscribe`](Self::subscribe), returning setup failures as errors.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// let refused = emitter.on::<User>().group("mailer").try_subscribe();
+    /// assert!(matches!(refused, Err(diesel_emitter::Error::NoBroker)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn try_subscribe(self) -> Result<Receiver<Event<M>>, Error> {
         let reach = self.check()?;
         let (tx, rx) = crossbeam_channel::bounded::<Event<M>>(self.capacity);
@@ -315,6 +608,26 @@ fn next_event<T>(rx: &Receiver<T>) -> Option<T> {
 
 /// A registered listener. Dropping it keeps the listener; call
 /// [`unsubscribe`](Subscription::unsubscribe) to remove it.
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let emitter = Emitter::builder().node_id("api-1").build()?;
+/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// let subscription = emitter.on::<User>().listen(|_| {});
+/// assert_eq!(emitter.stats().listeners, 1);
+/// subscription.unsubscribe();
+/// assert_eq!(emitter.stats().listeners, 0);
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "dropping a Subscription keeps the listener; call .unsubscribe() to remove it"]
 pub struct Subscription {
     shared: Weak<Shared>,
@@ -326,6 +639,26 @@ pub struct Subscription {
 impl Subscription {
     /// Removes the listener. Events already in its queue are still delivered;
     /// events committed after this returns are not.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let subscription = emitter.on::<User>().listen(|_| {});
+    /// subscription.unsubscribe();
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+    /// assert_eq!(emitter.stats().delivered, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn unsubscribe(self) {
         if let Some(shared) = self.shared.upgrade() {
             if (self.remove)(&shared, self.id) {
@@ -335,6 +668,24 @@ impl Subscription {
     }
 
     /// The listener's id, unique within its emitter.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// let a = emitter.on::<User>().listen(|_| {});
+    /// let b = emitter.on::<User>().listen(|_| {});
+    /// assert_ne!(a.id(), b.id());
+    /// # a.unsubscribe(); b.unsubscribe();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn id(&self) -> u64 {
         self.id
     }

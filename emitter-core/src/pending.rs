@@ -12,6 +12,26 @@ use std::fmt;
 use std::sync::Arc;
 
 /// One captured row change, not yet committed.
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let emitter = Emitter::builder().node_id("api-1").build()?;
+/// use diesel_emitter::PendingEvent;
+///
+/// let pending = PendingEvent::new(Action::Insert, User { id: 1, name: "Ada".into() }, vec!["id", "name"].into(), Emit::All);
+/// assert_eq!((pending.table(), pending.action(), pending.emit()), ("users", Action::Insert, Emit::All));
+/// emitter.commit([pending]);
+/// assert_eq!(emitter.stats().emitted, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub struct PendingEvent {
     pub(crate) inner: Box<dyn ErasedChange>,
     pub(crate) emit: Emit,

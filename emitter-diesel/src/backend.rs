@@ -12,6 +12,29 @@ use emitter_core::PendingEvent;
 
 /// A Diesel connection that `EmittingConnection` can wrap: `PgConnection` (feature
 /// `postgres`) and `SqliteConnection` (feature `sqlite`).
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let emitter = Emitter::builder().node_id("api-1").build()?;
+/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// use diesel_emitter::connection::EmittingBackend;
+///
+/// // Code that serves both backends names the bound once.
+/// fn waiting<C: EmittingBackend>(conn: &EmittingConnection<C>) -> usize {
+///     conn.pending_events()
+/// }
+/// assert_eq!(waiting(&conn), 0);
+/// # Ok(())
+/// # }
+/// ```
 pub trait EmittingBackend:
     Connection<Backend: QueryMetadata<Untyped>> + DecodeRows<DefaultLoadingMode> + 'static
 {

@@ -33,23 +33,28 @@ type PlanOf<C> = Plan<<C as Connection>::Backend, <C as ModelsOf>::Decode>;
 /// Writes on tables without a model run exactly as written.
 ///
 /// ```
-/// # #[cfg(feature = "sqlite")]
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # use emitter_diesel::EmittingConnection;
-/// # use emitter_core::Emitter;
-/// use diesel::prelude::*;
 /// let emitter = Emitter::builder().build()?;
-/// let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter);
+/// let events = emitter.on::<User>().subscribe();
+/// let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+/// // Raw SQL runs untouched and emits nothing.
+/// conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+///
 /// conn.transaction(|conn| {
-///     // Raw SQL runs untouched; writes through Diesel's DSL on tables with an
-///     // `Emits` model emit after this transaction commits.
-///     diesel::sql_query("CREATE TABLE counters (n INTEGER)").execute(conn)
+///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)?;
+///     assert_eq!(conn.pending_events(), 1, "waiting for the commit");
+///     QueryResult::Ok(())
 /// })?;
-/// assert_eq!(conn.pending_events(), 0);
+/// assert_eq!(events.recv()?.row.name, "Ada");
 /// # Ok(())
 /// # }
-/// # #[cfg(not(feature = "sqlite"))]
-/// # fn main() {}
 /// ```
 pub struct EmittingConnection<C: EmittingBackend> {
     pub(crate) inner: C,
@@ -62,6 +67,22 @@ pub struct EmittingConnection<C: EmittingBackend> {
 
 impl<C: EmittingBackend> EmittingConnection<C> {
     /// Wraps `inner`; its committed writes go to `emitter`.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// let conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// assert_eq!(conn.emitter().node_id(), "api-1");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(inner: C, emitter: Emitter) -> Self {
         EmittingConnection {
             inner,
@@ -73,11 +94,46 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     }
 
     /// The emitter this connection delivers to.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// assert_eq!(conn.emitter().node_id(), emitter.node_id());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn emitter(&self) -> &Emitter {
         &self.emitter
     }
 
     /// The wrapped connection.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let sqlite: &SqliteConnection = conn.inner();
+    /// # let _ = sqlite;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn inner(&self) -> &C {
         &self.inner
     }
@@ -87,21 +143,102 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// Writes made through it **bypass events**: nothing is captured. Beginning or
     /// ending a transaction through it confuses the event frames; use this
     /// connection's transaction methods instead.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let rx = emitter.on::<User>().subscribe();
+    /// // A write through the inner connection is invisible to listeners.
+    /// diesel::insert_into(users::table)
+    ///     .values((users::id.eq(1), users::name.eq("Ada")))
+    ///     .execute(conn.inner_mut())?;
+    /// assert!(rx.try_recv().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn inner_mut(&mut self) -> &mut C {
         &mut self.inner
     }
 
     /// Unwraps the connection. Events of an open transaction are discarded.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let mut plain: SqliteConnection = conn.into_inner();
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut plain)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_inner(self) -> C {
         self.inner
     }
 
     /// Events captured in the open transaction, waiting for its outermost commit.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// conn.transaction(|conn| {
+    ///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)?;
+    ///     assert_eq!(conn.pending_events(), 1);
+    ///     QueryResult::Ok(())
+    /// })?;
+    /// assert_eq!(conn.pending_events(), 0, "delivered at commit");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn pending_events(&self) -> usize {
         self.frames.pending()
     }
 
     /// The emit mode in force.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// assert_eq!(conn.emit_mode(), Emit::All);
+    /// conn.with_emit(Emit::LocalOnly, |conn| assert_eq!(conn.emit_mode(), Emit::LocalOnly));
+    /// assert_eq!(conn.emit_mode(), Emit::All);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn emit_mode(&self) -> Emit {
         self.emit
     }
@@ -111,6 +248,28 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     ///
     /// Events keep the mode of the scope they were written in, even when their
     /// transaction commits outside it.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let rx = emitter.on::<User>().subscribe();
+    /// // Seen by this server's listeners, never published to the broker.
+    /// conn.with_emit(Emit::LocalOnly, |conn| {
+    ///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)
+    /// })?;
+    /// assert_eq!(rx.recv()?.row.id, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_emit<R>(&mut self, mode: Emit, f: impl FnOnce(&mut Self) -> R) -> R {
         struct Restore<'a, C: EmittingBackend>(&'a mut EmittingConnection<C>, Emit);
         impl<C: EmittingBackend> Drop for Restore<'_, C> {
@@ -124,6 +283,28 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     }
 
     /// Runs `f` with events off: its writes run exactly as written and emit nothing.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let rx = emitter.on::<User>().subscribe();
+    /// // A backfill nobody should react to.
+    /// conn.without_events(|conn| {
+    ///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)
+    /// })?;
+    /// assert!(rx.try_recv().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn without_events<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         self.with_emit(Emit::Off, f)
     }

@@ -2,6 +2,9 @@
 //! from the buffer a capture filled.
 
 /// The cursor of `EmittingConnection::load`.
+///
+/// Plumbing: it appears in the `LoadConnection` implementation; application code
+/// iterates query results through Diesel and never names it.
 pub enum EmittingCursor<Cur, R> {
     /// A statement that was not captured: the inner cursor itself.
     Direct(Cur),

@@ -8,6 +8,9 @@
 use emitter_core::{Emitter, PendingEvent};
 
 /// The events of the open transaction levels of one connection.
+///
+/// Plumbing: the transaction state of [`EmittingTransactionManager`](crate::EmittingTransactionManager);
+/// application code reads its size through `EmittingConnection::pending_events`.
 #[derive(Debug, Default)]
 pub struct Frames {
     stack: Vec<Vec<PendingEvent>>,

@@ -15,7 +15,7 @@ impl EmittingConnection<PgConnection> {
     /// `PgConnection::build_transaction` does, with events delivered on commit.
     ///
     /// ```no_run
-    /// # use emitter_diesel::EmittingConnection;
+    /// # use diesel_emitter::EmittingConnection;
     /// # fn f(conn: &mut EmittingConnection<diesel::PgConnection>) -> diesel::QueryResult<()> {
     /// conn.build_transaction().serializable().read_write().run(|conn| {
     ///     // writes here emit when the transaction commits
@@ -35,6 +35,18 @@ impl EmittingConnection<PgConnection> {
 
 /// A PostgreSQL transaction with explicit settings; from
 /// [`EmittingConnection::build_transaction`].
+///
+/// ```no_run
+/// # use diesel_emitter::EmittingConnection;
+/// # fn f(conn: &mut EmittingConnection<diesel::PgConnection>) -> diesel::QueryResult<()> {
+/// let builder = conn.build_transaction().repeatable_read().read_only();
+/// assert_eq!(builder.sql(), "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY");
+/// builder.run(|conn| {
+///     // reads and writes here see one snapshot
+///     Ok(())
+/// })
+/// # }
+/// ```
 #[must_use = "a transaction builder does nothing until `.run(..)`"]
 pub struct TransactionBuilder<'a> {
     conn: &'a mut EmittingConnection<PgConnection>,

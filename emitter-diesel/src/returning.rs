@@ -30,6 +30,9 @@ impl<T, ST> Capturing<T, ST> {
 
 /// The query id of a captured write over a statement whose id is `Q`: its own,
 /// so the prepared-statement cache never confuses the two.
+///
+/// Plumbing: it appears in a `QueryId` implementation and is never named by
+/// application code.
 pub struct CapturingId<Q>(PhantomData<Q>);
 
 impl<T: QueryId, ST> QueryId for Capturing<T, ST> {

@@ -14,6 +14,27 @@ use diesel::Table;
 impl EmittingConnection<SqliteConnection> {
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction, as
     /// `SqliteConnection::immediate_transaction` does, with events delivered on commit.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let rx = emitter.on::<User>().subscribe();
+    /// conn.immediate_transaction(|conn| {
+    ///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)
+    /// })?;
+    /// assert_eq!(rx.recv()?.action, Action::Insert);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn immediate_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Self) -> Result<T, E>,
@@ -23,6 +44,29 @@ impl EmittingConnection<SqliteConnection> {
     }
 
     /// Runs `f` in a `BEGIN EXCLUSIVE` transaction, with events delivered on commit.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let rx = emitter.on::<User>().subscribe();
+    /// let failed: QueryResult<()> = conn.exclusive_transaction(|conn| {
+    ///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)?;
+    ///     Err(diesel::result::Error::RollbackTransaction)
+    /// });
+    /// assert!(failed.is_err());
+    /// assert!(rx.try_recv().is_err(), "rolled back: no event");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn exclusive_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Self) -> Result<T, E>,

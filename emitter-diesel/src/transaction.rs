@@ -10,6 +10,31 @@ use std::marker::PhantomData;
 
 /// Delegates to `C`'s transaction manager and delivers a transaction's events only
 /// when its outermost level commits.
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let emitter = Emitter::builder().node_id("api-1").build()?;
+/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// use diesel::connection::TransactionManager;
+/// use diesel_emitter::EmittingTransactionManager;
+///
+/// type Manager = EmittingTransactionManager<SqliteConnection>;
+/// conn.transaction(|conn| {
+///     let depth = Manager::transaction_manager_status_mut(conn).transaction_depth()?;
+///     assert_eq!(depth.map(|d| d.get()), Some(1));
+///     QueryResult::Ok(())
+/// })?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct EmittingTransactionManager<C>(PhantomData<C>);
 
 type Inner<C> = <C as Connection>::TransactionManager;

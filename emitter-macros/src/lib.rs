@@ -1,23 +1,10 @@
 //! `#[derive(Emits)]` for diesel-emitter.
 //!
 //! Use it through the facade crate, `diesel_emitter`, next to Diesel's own derives:
-//!
-//! ```ignore
-//! use diesel::prelude::*;
-//! use diesel_emitter::prelude::*;
-//! use serde::{Deserialize, Serialize};
-//!
-//! diesel::table! { users (id) { id -> Int4, name -> Text, email -> Text } }
-//!
-//! #[derive(Queryable, Selectable, Serialize, Deserialize, Clone, Debug, Emits)]
-//! #[diesel(table_name = users)]
-//! struct User {
-//!     id: i32,
-//!     name: String,
-//!     #[diesel(column_name = email)]
-//!     mail: String,
-//! }
-//! ```
+//! `#[derive(Queryable, Selectable, Serialize, Deserialize, Clone, Debug, Emits)]` with
+//! `#[diesel(table_name = users)]`. The examples live on the facade's re-export,
+//! `diesel_emitter::Emits`, and run as its doctests: a proc-macro crate cannot
+//! depend on the crate that re-exports it for its own tests.
 //!
 //! The derive reads the `#[diesel(...)]` attributes that Diesel's derives already
 //! require, so a model states its table and columns once:
@@ -34,6 +21,12 @@
 //! (`<users::email as Column>::NAME`), so a field that is not a column of the table
 //! fails to compile at that field, and `Emits::COLUMNS` holds the names the
 //! database uses even when the schema renames a column with `sql_name`.
+//!
+//! `#[emits(skip)]` on a field (a password hash, a token) keeps its value out of
+//! every payload that leaves the process: the row is published with that field reset
+//! to its type's `Default`, which is what remote listeners see. Local listeners, in
+//! the process that committed the write, see the row as the database returned it.
+//! The field's type must implement `Default`; the error points at it otherwise.
 //!
 //! `#[emits(crate = "path")]` on the struct tells the derive where the facade is when
 //! it is re-exported under another name, as `#[serde(crate = "...")]` does for serde.

@@ -1,8 +1,9 @@
 //! The MQTT bridge: publishing committed events and hearing other servers'.
 //!
 //! [`MqttConfig`] and the envelope are always compiled (configuration errors are
-//! reported the same way with or without the `mqtt` feature); the Paho clients and
-//! their threads exist only with the feature.
+//! reported the same way with or without the `mqtt` feature, and [`Envelope`]
+//! decodes the wire format without a broker client); the Paho clients and their
+//! threads exist only with the feature.
 
 mod config;
 #[cfg(feature = "mqtt")]
@@ -11,17 +12,23 @@ mod connect;
 mod counters;
 #[cfg(feature = "mqtt")]
 mod dedup;
-#[cfg(feature = "mqtt")]
 pub(crate) mod envelope;
+#[cfg(all(test, feature = "mqtt"))]
+mod properties;
 #[cfg(feature = "mqtt")]
 mod publisher;
+#[cfg(feature = "mqtt")]
+mod relay;
+#[cfg(feature = "mqtt")]
+mod signing;
 #[cfg(feature = "mqtt")]
 mod subscriber;
 pub(crate) mod topic;
 
-pub use config::{MqttConfig, MqttConfigError, Protocol, TlsConfig, DEFAULT_PREFIX};
-#[cfg(feature = "mqtt")]
-pub use envelope::WIRE_VERSION;
+pub use config::{
+    MqttConfig, MqttConfigError, Protocol, TlsConfig, DEFAULT_PREFIX, MIN_SIGNING_KEY_LEN,
+};
+pub use envelope::{Envelope, EnvelopeError, WIRE_VERSION};
 
 #[cfg(feature = "mqtt")]
 pub(crate) use bridge::Bridge;
@@ -158,6 +165,11 @@ mod bridge {
             }
         }
 
+        /// The broker URL as configured.
+        pub(crate) fn url(&self) -> &str {
+            &self.config.url
+        }
+
         /// Whether the publisher is connected and every subscriber is connected with
         /// all its subscriptions in place.
         pub(crate) fn ready(&self) -> bool {
@@ -198,6 +210,9 @@ mod bridge {
             stats.remote_received = c.remote_received.load(Relaxed);
             stats.remote_rejected = c.remote_rejected.load(Relaxed);
             stats.remote_duplicates = c.remote_duplicates.load(Relaxed);
+            stats.remote_unsigned = c.remote_unsigned.load(Relaxed);
+            stats.remote_bad_signature = c.remote_bad_signature.load(Relaxed);
+            stats.remote_replayed = c.remote_replayed.load(Relaxed);
             stats.broker_reconnects = c.reconnects.load(Relaxed);
             stats.broker_connected = c.connected.load(Relaxed);
         }
