@@ -5,6 +5,7 @@
 mod broker;
 
 use broker::*;
+use diesel_emitter::crossbeam_channel::Receiver;
 use diesel_emitter::prelude::*;
 use std::time::Duration;
 
@@ -16,43 +17,66 @@ fn signed(prefix: &str, key: &[u8]) -> MqttConfig {
         .signing_key(key)
 }
 
-/// Inserts a user through `a` and returns the signed payload `sub` saw for it.
-fn insert_and_capture(a: &Emitter, sub: &Sub, name: &str) -> (String, String) {
-    let db = Db::new("signing");
-    insert(&mut db.conn(a), name, true);
-    let line = sub.expect_line();
-    let (topic, payload) = line.split_once('\t').expect("topic, tab, payload");
-    (topic.to_owned(), payload.to_owned())
+/// On a prefix of the test's own: a writer `a` signing with [`KEY`], a node `b`
+/// whose `remote_only` listener is `rx`, and `mosquitto_sub` watching the wire.
+struct Nodes {
+    prefix: String,
+    sub: Sub,
+    a: Emitter,
+    b: Emitter,
+    rx: Receiver<Event<User>>,
+}
+
+impl Nodes {
+    /// `b` gets `b_config`, given the prefix.
+    fn start(test: &str, b_config: impl FnOnce(&str) -> MqttConfig) -> Nodes {
+        let prefix = unique_prefix(test);
+        let sub = Sub::start(SHARED_PORT, &prefix, &["-F", "%t\t%p"]);
+        let a = node("a", signed(&prefix, KEY));
+        let b = node("b", b_config(&prefix));
+        let rx = b.on::<User>().remote_only(true).subscribe();
+        connected(&[&a, &b]);
+        Nodes {
+            prefix,
+            sub,
+            a,
+            b,
+            rx,
+        }
+    }
+
+    /// Inserts a user through `a`; returns the topic and payload seen on the wire.
+    fn write(&self, name: &str) -> (String, String) {
+        insert(&mut Db::new("signing").conn(&self.a), name, true);
+        let line = self.sub.expect_line();
+        let (topic, payload) = line.split_once('\t').expect("topic, tab, payload");
+        (topic.to_owned(), payload.to_owned())
+    }
+
+    fn finish(self) {
+        shutdown_all(&[&self.a, &self.b]);
+    }
 }
 
 #[test]
 fn nodes_holding_the_key_hear_each_others_signed_events() {
-    let prefix = unique_prefix("signed_flow");
-    let sub = Sub::start(SHARED_PORT, &prefix, &["-F", "%t\t%p"]);
-    let a = node("a", signed(&prefix, KEY));
-    let b = node("b", signed(&prefix, KEY));
-    let rx = b.on::<User>().remote_only(true).subscribe();
-    connected(&[&a, &b]);
+    let nodes = Nodes::start("signed_flow", |p| signed(p, KEY));
 
-    let (_, payload) = insert_and_capture(&a, &sub, "ada");
+    let (_, payload) = nodes.write("ada");
 
-    assert_eq!(recv(&rx).row.name, "ada");
+    assert_eq!(recv(&nodes.rx).row.name, "ada");
     let envelope: serde_json::Value = serde_json::from_str(&payload).expect("JSON");
     let sig = envelope["sig"].as_str().expect("a sig member");
     assert!(
         sig.len() == 64 && sig.bytes().all(|b| b.is_ascii_hexdigit()),
         "{sig}"
     );
-    shutdown_all(&[&a, &b]);
+    nodes.finish();
 }
 
 #[test]
 fn unsigned_payloads_are_dropped_and_counted() {
-    let prefix = unique_prefix("signed_unsigned");
-    let a = node("a", signed(&prefix, KEY));
-    let b = node("b", signed(&prefix, KEY));
-    let rx = b.on::<User>().remote_only(true).subscribe();
-    connected(&[&a, &b]);
+    let nodes = Nodes::start("signed_unsigned", |p| signed(p, KEY));
     let forged = envelope(
         &fake_uuid(),
         "mallory",
@@ -62,109 +86,87 @@ fn unsigned_payloads_are_dropped_and_counted() {
         user_row(1, "eve"),
     );
 
-    mosquitto_pub(
-        SHARED_PORT,
-        &format!("{prefix}/users/insert"),
-        forged.to_string().as_bytes(),
-        &[],
-    );
-    insert(&mut Db::new("signing").conn(&a), "ada", true);
+    let topic = format!("{}/users/insert", nodes.prefix);
+    mosquitto_pub(SHARED_PORT, &topic, forged.to_string().as_bytes(), &[]);
+    nodes.write("ada");
 
-    assert_eq!(recv(&rx).row.name, "ada", "the forgery never arrives");
-    assert_eq!(b.stats().remote_unsigned, 1);
-    shutdown_all(&[&a, &b]);
+    assert_eq!(recv(&nodes.rx).row.name, "ada", "the forgery never arrives");
+    assert_eq!(nodes.b.stats().remote_unsigned, 1);
+    nodes.finish();
 }
 
 #[test]
 fn altered_payloads_are_dropped_and_counted() {
-    let prefix = unique_prefix("signed_altered");
-    let sub = Sub::start(SHARED_PORT, &prefix, &["-F", "%t\t%p"]);
-    let a = node("a", signed(&prefix, KEY));
-    let b = node("b", signed(&prefix, KEY));
-    let rx = b.on::<User>().remote_only(true).subscribe();
-    connected(&[&a, &b]);
-    let (topic, genuine) = insert_and_capture(&a, &sub, "ada");
-    assert_eq!(recv(&rx).row.name, "ada");
+    let nodes = Nodes::start("signed_altered", |p| signed(p, KEY));
+    let (topic, genuine) = nodes.write("ada");
+    assert_eq!(recv(&nodes.rx).row.name, "ada");
 
     let altered = genuine
         .replace("\"ada\"", "\"eve\"")
         .replace(&id_of(&genuine), &fake_uuid());
     assert_ne!(altered, genuine);
     mosquitto_pub(SHARED_PORT, &topic, altered.as_bytes(), &[]);
-    insert(&mut Db::new("signing").conn(&a), "grace", true);
+    nodes.write("grace");
 
-    assert_eq!(
-        recv(&rx).row.name,
-        "grace",
-        "the altered copy never arrives"
-    );
-    assert_eq!(b.stats().remote_bad_signature, 1);
-    shutdown_all(&[&a, &b]);
+    let next = recv(&nodes.rx);
+    assert_eq!(next.row.name, "grace", "the altered copy never arrives");
+    assert_eq!(nodes.b.stats().remote_bad_signature, 1);
+    nodes.finish();
 }
 
 #[test]
 fn a_node_with_another_key_drops_every_event_and_counts_it() {
-    let prefix = unique_prefix("signed_other_key");
-    let a = node("a", signed(&prefix, KEY));
-    let c = node("c", signed(&prefix, b"another key, also long enough!!!"));
-    let rx = c.on::<User>().remote_only(true).subscribe();
-    connected(&[&a, &c]);
+    let nodes = Nodes::start("signed_other_key", |p| {
+        signed(p, b"another key, also long enough!!!")
+    });
 
-    insert(&mut Db::new("signing").conn(&a), "ada", true);
+    nodes.write("ada");
 
     assert!(
-        eventually(TIMEOUT, || c.stats().remote_bad_signature == 1),
+        eventually(TIMEOUT, || nodes.b.stats().remote_bad_signature == 1),
         "{:?}",
-        c.stats()
+        nodes.b.stats()
     );
-    assert_empty(&rx);
-    shutdown_all(&[&a, &c]);
+    assert_empty(&nodes.rx);
+    nodes.finish();
 }
 
 #[test]
 fn a_signed_event_replayed_after_the_replay_window_is_dropped_and_counted() {
-    let prefix = unique_prefix("signed_replay_old");
-    let sub = Sub::start(SHARED_PORT, &prefix, &["-F", "%t\t%p"]);
     let window = Duration::from_secs(1);
-    let a = node("a", signed(&prefix, KEY));
-    let b = node("b", signed(&prefix, KEY).replay_window(window));
-    let rx = b.on::<User>().remote_only(true).subscribe();
-    connected(&[&a, &b]);
-    let (topic, genuine) = insert_and_capture(&a, &sub, "ada");
-    assert_eq!(recv(&rx).row.name, "ada");
+    let nodes = Nodes::start("signed_replay_old", |p| {
+        signed(p, KEY).replay_window(window)
+    });
+    let (topic, genuine) = nodes.write("ada");
+    assert_eq!(recv(&nodes.rx).row.name, "ada");
 
     std::thread::sleep(window + Duration::from_millis(200));
     mosquitto_pub(SHARED_PORT, &topic, genuine.as_bytes(), &[]);
 
     assert!(
-        eventually(TIMEOUT, || b.stats().remote_replayed == 1),
+        eventually(TIMEOUT, || nodes.b.stats().remote_replayed == 1),
         "{:?}",
-        b.stats()
+        nodes.b.stats()
     );
-    assert_empty(&rx);
-    shutdown_all(&[&a, &b]);
+    assert_empty(&nodes.rx);
+    nodes.finish();
 }
 
 #[test]
 fn a_signed_event_replayed_within_the_window_is_dropped_by_its_id() {
-    let prefix = unique_prefix("signed_replay_recent");
-    let sub = Sub::start(SHARED_PORT, &prefix, &["-F", "%t\t%p"]);
-    let a = node("a", signed(&prefix, KEY));
-    let b = node("b", signed(&prefix, KEY));
-    let rx = b.on::<User>().remote_only(true).subscribe();
-    connected(&[&a, &b]);
-    let (topic, genuine) = insert_and_capture(&a, &sub, "ada");
-    assert_eq!(recv(&rx).row.name, "ada");
+    let nodes = Nodes::start("signed_replay_recent", |p| signed(p, KEY));
+    let (topic, genuine) = nodes.write("ada");
+    assert_eq!(recv(&nodes.rx).row.name, "ada");
 
     mosquitto_pub(SHARED_PORT, &topic, genuine.as_bytes(), &[]);
 
     assert!(
-        eventually(TIMEOUT, || b.stats().remote_duplicates == 1),
+        eventually(TIMEOUT, || nodes.b.stats().remote_duplicates == 1),
         "{:?}",
-        b.stats()
+        nodes.b.stats()
     );
-    assert_empty(&rx);
-    shutdown_all(&[&a, &b]);
+    assert_empty(&nodes.rx);
+    nodes.finish();
 }
 
 #[test]

@@ -130,12 +130,41 @@ fn pg_sample() -> PgSample {
     }
 }
 
+/// A schema of the test's own with the samples table, a writer `a` connected to it,
+/// and `b`, whose `remote_only` listener is `remote`.
+struct PgNodes {
+    a: Emitter,
+    b: Emitter,
+    remote: diesel_emitter::crossbeam_channel::Receiver<Event<PgSample>>,
+    conn: EmittingConnection<PgConnection>,
+    _schema: PgSchema,
+}
+
+impl PgNodes {
+    fn start(test: &str) -> PgNodes {
+        let schema = PgSchema::new(test);
+        let (a, b, remote) = pair::<PgSample>(test);
+        let mut conn = schema.emitting(&a);
+        conn.batch_execute(PG_DDL).expect("create samples");
+        PgNodes {
+            a,
+            b,
+            remote,
+            conn,
+            _schema: schema,
+        }
+    }
+}
+
 #[test]
 fn postgres_row_of_every_common_type_arrives_remote_equal_to_what_was_stored() {
-    let schema = PgSchema::new("fidelity");
-    let (a, b, remote) = pair::<PgSample>("fidelity_pg");
-    let mut conn = schema.emitting(&a);
-    conn.batch_execute(PG_DDL).expect("create samples");
+    let PgNodes {
+        a,
+        b,
+        remote,
+        mut conn,
+        _schema,
+    } = PgNodes::start("fidelity_pg");
 
     let stored: PgSample = diesel::insert_into(pg::samples::table)
         .values(pg_sample())
@@ -151,10 +180,13 @@ fn postgres_row_of_every_common_type_arrives_remote_equal_to_what_was_stored() {
 
 #[test]
 fn postgres_update_that_sets_nulls_arrives_remote_with_the_nulls() {
-    let schema = PgSchema::new("fidelity_null");
-    let (a, b, remote) = pair::<PgSample>("fidelity_pg_null");
-    let mut conn = schema.emitting(&a);
-    conn.batch_execute(PG_DDL).expect("create samples");
+    let PgNodes {
+        a,
+        b,
+        remote,
+        mut conn,
+        _schema,
+    } = PgNodes::start("fidelity_pg_null");
     let mut sample = pg_sample();
     sample.note = Some("to be cleared".into());
     diesel::insert_into(pg::samples::table)
@@ -185,10 +217,13 @@ fn postgres_update_that_sets_nulls_arrives_remote_with_the_nulls() {
 #[test]
 fn postgres_non_finite_float_is_rejected_and_counted_by_the_receiver_never_altered() {
     // JSON has no NaN: serde_json writes it as null, which no f64 field accepts.
-    let schema = PgSchema::new("fidelity_nan");
-    let (a, b, remote) = pair::<PgSample>("fidelity_pg_nan");
-    let mut conn = schema.emitting(&a);
-    conn.batch_execute(PG_DDL).expect("create samples");
+    let PgNodes {
+        a,
+        b,
+        remote,
+        mut conn,
+        _schema,
+    } = PgNodes::start("fidelity_pg_nan");
     let mut nan = pg_sample();
     nan.ratio = f64::NAN;
     let mut next = pg_sample();
