@@ -17,6 +17,9 @@ mod connection;
 mod cursor;
 mod frames;
 mod integration;
+// Plumbing that appears in trait signatures and in what `#[derive(Emits)]`
+// generates; application code never names it, so it stays out of the docs.
+#[doc(hidden)]
 pub mod model;
 mod plan;
 #[cfg(feature = "postgres")]
@@ -26,11 +29,16 @@ mod returning;
 mod sqlite;
 mod transaction;
 
-pub use backend::{DecodeRows, EmittingBackend};
+#[doc(hidden)]
+pub use backend::DecodeRows;
+pub use backend::EmittingBackend;
 pub use connection::EmittingConnection;
+#[doc(hidden)]
 pub use cursor::EmittingCursor;
+#[doc(hidden)]
 pub use frames::Frames;
 #[cfg(feature = "postgres")]
 pub use postgres::TransactionBuilder;
+#[doc(hidden)]
 pub use returning::CapturingId;
 pub use transaction::EmittingTransactionManager;
