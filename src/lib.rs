@@ -154,12 +154,12 @@ pub use emitter_core::{
     MqttConfig, MqttConfigError, PendingEvent, Protocol, Source, Stats, Subscription, TlsConfig,
     WhenFull, DEFAULT_CAPACITY,
 };
-#[cfg(feature = "postgres")]
-pub use emitter_diesel::TransactionBuilder;
-pub use emitter_diesel::{EmittingConnection, EmittingTransactionManager};
 /// The cursor type of `EmittingConnection`'s loads: plumbing, never named by users.
 #[doc(hidden)]
 pub use emitter_diesel::EmittingCursor;
+#[cfg(feature = "postgres")]
+pub use emitter_diesel::TransactionBuilder;
+pub use emitter_diesel::{EmittingConnection, EmittingTransactionManager};
 /// Model attributes and their checks: see [`emitter_macros`]. In short, the derive
 /// reads Diesel's `table_name`, `column_name`, `primary_key` and `check_for_backend`;
 /// `#[emits(skip)]` keeps a field out of published payloads.
