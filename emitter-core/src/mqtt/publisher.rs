@@ -144,6 +144,7 @@ pub(crate) fn start(
         inflight: VecDeque::new(),
         first_connect,
         origin_property: None,
+        max_packet: None,
         abandoned: None,
     };
     std::thread::Builder::new()
@@ -200,6 +201,10 @@ struct Worker {
     first_connect: Option<Sender<Result<(), String>>>,
     /// The MQTT 5 user property naming the origin, built once.
     origin_property: Option<paho::Properties>,
+    /// The largest packet the broker accepts, as its MQTT 5 CONNACK says. A broker
+    /// disconnects a client that sends a larger one, and resending it after the
+    /// reconnect would repeat that for ever, so such an event fails at once.
+    max_packet: Option<usize>,
     /// When every handle is gone (the emitter was dropped without shutdown): the
     /// deadline for what is queued.
     abandoned: Option<Instant>,
@@ -254,7 +259,12 @@ impl Worker {
                 }
                 let wait = remaining(deadline, Duration::from_secs(5));
                 match client.connect(options.clone()).wait_for(wait) {
-                    Ok(_) => {
+                    Ok(response) => {
+                        self.max_packet = response
+                            .properties()
+                            .get_int(paho::PropertyCode::MaximumPacketSize)
+                            .and_then(|n| usize::try_from(n).ok())
+                            .filter(|&n| n > 0);
                         lost.store(false, Ordering::SeqCst);
                         self.counters.connected.store(true, Ordering::Relaxed);
                         if ever_connected {
@@ -415,6 +425,19 @@ impl Worker {
                     Err(_) => return,
                 },
             };
+            if let Some(max) = self.max_packet {
+                let size = packet_size(&next.message);
+                if size > max {
+                    MqttCounters::add(&self.counters.publish_failed, 1);
+                    tracing::error!(
+                        topic = next.message.topic(),
+                        size,
+                        max,
+                        "event larger than the broker's maximum packet size; not published"
+                    );
+                    continue;
+                }
+            }
             let token = client.publish(next.message);
             self.inflight.push_back(InFlight {
                 token,
@@ -489,6 +512,18 @@ impl Worker {
             self.retries.push_back(pending);
         }
     }
+}
+
+/// An upper bound of the PUBLISH packet `message` makes: fixed header (type byte
+/// and a length of at most 4 bytes), topic with its length, packet id, properties
+/// with their length, payload.
+fn packet_size(message: &paho::Message) -> usize {
+    let properties: usize = message
+        .properties()
+        .user_iter()
+        .map(|(key, value)| 1 + 2 + key.len() + 2 + value.len())
+        .sum();
+    1 + 4 + 2 + message.topic().len() + 2 + 4 + properties + message.payload().len()
 }
 
 /// What is left of `limit` before `deadline` (all of it without one).
