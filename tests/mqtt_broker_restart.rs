@@ -18,6 +18,40 @@ use diesel_emitter::prelude::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// A broker of the test's own, a writer `a`, and `b` whose `remote_only` listener
+/// `b_rx` has room for three times `total` events, all connected; and a database.
+struct Restartable {
+    broker: Broker,
+    a: Emitter,
+    b: Emitter,
+    b_rx: diesel_emitter::crossbeam_channel::Receiver<Event<User>>,
+    db: Db,
+}
+
+impl Restartable {
+    fn start(test: &str, total: usize) -> Restartable {
+        let broker = Broker::start();
+        let config = MqttConfig::new(broker.url()).topic_prefix(unique_prefix(test));
+        let a = node("a", config.clone());
+        // An explicit client id: B's broker session (and what is queued for it)
+        // outlives the restart; session_expiry keeps its default of one hour.
+        let b = node("b", config.client_id(node_name("b")));
+        let b_rx = b
+            .on::<User>()
+            .remote_only(true)
+            .capacity(3 * total)
+            .subscribe();
+        connected(&[&a, &b]);
+        Restartable {
+            broker,
+            a,
+            b,
+            b_rx,
+            db: Db::new(test),
+        }
+    }
+}
+
 // ---------------------------------------------------------------- 13
 
 #[test]
@@ -25,21 +59,14 @@ fn broker_restart_mid_stream_loses_nothing_and_duplicates_nothing() {
     const TOTAL: usize = 10_000;
     const STOP_AT: usize = 3_000;
     const RESTART_AT: usize = 6_000;
-    let mut broker = Broker::start();
-    let prefix = unique_prefix("restart");
-    let config = MqttConfig::new(broker.url()).topic_prefix(&prefix);
-    let a = node("a", config.clone());
-    // An explicit client id: B's broker session (and what is queued for it)
-    // outlives the restart; session_expiry keeps its default of one hour.
-    let b = node("b", config.client_id(node_name("b")));
-    let b_rx = b
-        .on::<User>()
-        .remote_only(true)
-        .capacity(3 * TOTAL)
-        .subscribe();
+    let Restartable {
+        mut broker,
+        a,
+        b,
+        b_rx,
+        db,
+    } = Restartable::start("restart", TOTAL);
     let a_local = a.on::<User>().capacity(2 * TOTAL).subscribe();
-    connected(&[&a, &b]);
-    let db = Db::new("restart");
     let mut conn = db.conn(&a);
 
     let started = Instant::now();
@@ -166,18 +193,13 @@ fn connections_reset_with_publishes_in_flight_lose_nothing() {
 #[test]
 fn events_resent_after_a_broker_restart_arrive_at_most_one_window_late() {
     const TOTAL: usize = 5_000;
-    let mut broker = Broker::start();
-    let prefix = unique_prefix("restart_order");
-    let config = MqttConfig::new(broker.url()).topic_prefix(&prefix);
-    let a = node("a", config.clone());
-    let b = node("b", config.client_id(node_name("b")));
-    let b_rx = b
-        .on::<User>()
-        .remote_only(true)
-        .capacity(3 * TOTAL)
-        .subscribe();
-    connected(&[&a, &b]);
-    let db = Db::new("restart_order");
+    let Restartable {
+        mut broker,
+        a,
+        b,
+        b_rx,
+        db,
+    } = Restartable::start("restart_order", TOTAL);
     let mut conn = db.conn(&a);
     for i in 0..TOTAL {
         if i == TOTAL / 2 {
