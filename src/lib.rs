@@ -149,17 +149,18 @@
 
 pub use emitter_core::crossbeam_channel;
 pub use emitter_core::mqtt;
+pub use emitter_core::outbox;
 pub use emitter_core::{
     Action, Emit, Emits, Emitter, EmitterBuilder, Error, Event, EventMeta, ListenerBuilder,
-    MqttConfig, MqttConfigError, PendingEvent, Protocol, Source, Stats, Subscription, TlsConfig,
-    WhenFull, DEFAULT_CAPACITY,
+    MqttConfig, MqttConfigError, PendingEvent, PreparedCommit, Protocol, Source, Stats,
+    Subscription, TlsConfig, WhenFull, DEFAULT_CAPACITY,
 };
 /// The cursor type of `EmittingConnection`'s loads: plumbing, never named by users.
 #[doc(hidden)]
 pub use emitter_diesel::EmittingCursor;
 #[cfg(feature = "postgres")]
 pub use emitter_diesel::TransactionBuilder;
-pub use emitter_diesel::{EmittingConnection, EmittingTransactionManager};
+pub use emitter_diesel::{EmittingConnection, EmittingTransactionManager, Outbox};
 /// Model attributes and their checks: see [`emitter_macros`]. In short, the derive
 /// reads Diesel's `table_name`, `column_name`, `primary_key` and `check_for_backend`;
 /// `#[emits(skip)]` keeps a field out of published payloads.

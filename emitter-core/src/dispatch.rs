@@ -26,20 +26,7 @@ pub(crate) struct Dispatch<'a> {
 impl Dispatch<'_> {
     pub(crate) fn typed<M: Emits>(&mut self, change: Change<M>, emit: Emit) {
         *self.next_seq += 1;
-        let seq = *self.next_seq;
-        let event = Event {
-            action: change.action,
-            row: change.row,
-            changed: change.changed,
-            meta: EventMeta {
-                id: event_id(self.shared.instance, seq),
-                table: M::TABLE,
-                origin: self.shared.node_id.clone(),
-                seq,
-                source: Source::Local,
-                committed_at: self.committed_at,
-            },
-        };
+        let event = numbered(change, *self.next_seq, self.shared, self.committed_at);
         if emit.reaches_remote() {
             self.shared.publish(&event);
         }
@@ -51,6 +38,28 @@ impl Dispatch<'_> {
 
 /// Event ids are UUIDv8: 60 random bits fixed per emitter instance, then the
 /// sequence number. Unique without a random draw per event.
+/// The local event `change` becomes as number `seq` of this emitter.
+pub(crate) fn numbered<M: Emits>(
+    change: Change<M>,
+    seq: u64,
+    shared: &Shared,
+    committed_at: SystemTime,
+) -> Event<M> {
+    Event {
+        action: change.action,
+        row: change.row,
+        changed: change.changed,
+        meta: EventMeta {
+            id: event_id(shared.instance, seq),
+            table: M::TABLE,
+            origin: shared.node_id.clone(),
+            seq,
+            source: Source::Local,
+            committed_at,
+        },
+    }
+}
+
 pub(crate) fn event_id(instance: u64, seq: u64) -> Uuid {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&instance.to_be_bytes());
@@ -68,8 +77,11 @@ fn matches<M>(shared: &Shared, slot: &Slot<M>, event: &Event<M>) -> bool {
     match catch_unwind(AssertUnwindSafe(|| filter(event))) {
         Ok(keep) => keep,
         Err(_) => {
+            // Offered to the listener and never handed over: dropped, so that every
+            // offered event is either delivered or dropped.
             shared.counters.panicked();
-            tracing::error!(listener = %slot.label, event = %event.meta.id, "listener filter panicked; event skipped for it");
+            shared.counters.dropped(1);
+            tracing::error!(listener = %slot.label, event = %event.meta.id, "listener filter panicked; event dropped for it");
             false
         }
     }

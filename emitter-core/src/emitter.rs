@@ -1,11 +1,13 @@
 //! [`Emitter`]: the registry of listeners and the entry point of committed events.
 
+use crate::commit::{PreparedCommit, Sequencer};
 use crate::dispatch::Dispatch;
 use crate::emits::Emits;
 use crate::error::Error;
 use crate::event::Event;
 use crate::listener::{AnyListenerSet, ListenerBuilder, ListenerSet, Reach};
 use crate::mqtt::MqttConfig;
+use crate::outbox::OutboxConfig;
 use crate::pending::PendingEvent;
 use crate::stats::{Counters, Stats};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -57,18 +59,27 @@ pub(crate) struct Shared {
     pub(crate) node_id: Arc<str>,
     pub(crate) instance: u64,
     pub(crate) counters: Counters,
-    /// Held while a commit is numbered and dispatched; holds the last `seq` given out.
-    commit_lock: Mutex<u64>,
+    /// Held while a commit is numbered and dispatched; hands out `seq`.
+    pub(crate) commit_lock: Mutex<Sequencer>,
     sets: RwLock<HashMap<TypeId, SetEntry>>,
     listener_ids: AtomicU64,
     listeners: AtomicU64,
-    shut_down: AtomicBool,
+    pub(crate) shut_down: AtomicBool,
     /// Every closure listener's thread holds a clone of this sender; when all are
     /// gone the receiver disconnects, which is how shutdown knows they finished.
     done_tx: Mutex<Option<Sender<()>>>,
     done_rx: Receiver<()>,
     #[cfg(feature = "mqtt")]
-    bridge: Option<crate::mqtt::Bridge>,
+    bridge: Option<Arc<crate::mqtt::Bridge>>,
+    #[cfg(feature = "mqtt")]
+    outbox: Option<Outbox>,
+}
+
+/// The outbox as the emitter holds it.
+#[cfg(feature = "mqtt")]
+struct Outbox {
+    table: String,
+    relay: Option<crate::outbox::relay::RelayHandle>,
 }
 
 impl Shared {
@@ -122,6 +133,14 @@ impl Shared {
             }
         }
         let _ = reach;
+    }
+
+    /// Wakes the outbox relay after a commit wrote outbox rows.
+    pub(crate) fn kick_outbox(&self) {
+        #[cfg(feature = "mqtt")]
+        if let Some(relay) = self.outbox.as_ref().and_then(|o| o.relay.as_ref()) {
+            relay.kick();
+        }
     }
 
     pub(crate) fn next_listener_id(&self) -> u64 {
@@ -271,6 +290,10 @@ impl Emitter {
         if let Some(bridge) = &self.shared.bridge {
             bridge.fill(&mut stats);
         }
+        #[cfg(feature = "mqtt")]
+        if let Some(relay) = self.shared.outbox.as_ref().and_then(|o| o.relay.as_ref()) {
+            relay.counters.fill(&mut stats);
+        }
         stats
     }
 
@@ -373,7 +396,7 @@ impl Emitter {
             return;
         }
         let committed_at = SystemTime::now();
-        let mut next_seq = shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sequencer = shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         // Checked under the lock: shutdown takes it before clearing listeners.
         if shared.shut_down.load(Ordering::Acquire) {
             let n = events.count() as u64;
@@ -382,15 +405,73 @@ impl Emitter {
             tracing::warn!(events = n, "emitter is shut down; committed events dropped");
             return;
         }
+        if sequencer.has_open() {
+            // Transactions numbered earlier are still committing: queue behind them.
+            let (first, numbered) = sequencer.number(shared, events, committed_at);
+            shared.counters.emitted(numbered.len() as u64);
+            sequencer.ready(shared, first, numbered, true);
+            return;
+        }
         let mut dispatch = Dispatch {
             shared,
-            next_seq: &mut next_seq,
+            next_seq: &mut sequencer.last,
             committed_at,
         };
         for event in events {
             shared.counters.emitted(1);
             event.inner.dispatch(event.emit, &mut dispatch);
         }
+    }
+
+    /// Numbers a transaction's events before its COMMIT, for the outbox; the
+    /// connection wrapper calls it, and so can another integration that writes the
+    /// outbox rows itself.
+    ///
+    /// Write [`PreparedCommit::outbox_entries`] into the outbox inside the
+    /// transaction, commit, then call [`PreparedCommit::committed`]; drop it if the
+    /// commit failed. Until then, events of transactions numbered later wait, so that
+    /// listeners see `seq` in order.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// use diesel_emitter::PendingEvent;
+    ///
+    /// let rx = emitter.on::<User>().subscribe();
+    /// let row = User { id: 7, name: "Ada".into() };
+    /// let prepared = emitter.prepare(vec![PendingEvent::new(Action::Insert, row, vec!["id", "name"].into(), Emit::All)]);
+    /// assert!(rx.try_recv().is_err(), "nothing before the commit");
+    /// prepared.committed();
+    /// assert_eq!(rx.recv()?.meta.seq, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn prepare(&self, events: Vec<PendingEvent>) -> PreparedCommit {
+        PreparedCommit::new(self, events)
+    }
+
+    /// The outbox table this emitter's connections write events into, when the
+    /// outbox is on.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use diesel_emitter::Emitter;
+    ///
+    /// assert_eq!(Emitter::builder().build()?.outbox_table(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn outbox_table(&self) -> Option<&str> {
+        #[cfg(feature = "mqtt")]
+        return self.shared.outbox.as_ref().map(|o| o.table.as_str());
+        #[cfg(not(feature = "mqtt"))]
+        None
     }
 
     /// Counts and logs a committed row that could not become an event.
@@ -470,6 +551,12 @@ impl Emitter {
         };
         #[allow(unused_mut)]
         let mut unsent = 0;
+        #[cfg(feature = "mqtt")]
+        if let Some(relay) = shared.outbox.as_ref().and_then(|o| o.relay.as_ref()) {
+            if !relay.close(deadline) {
+                tracing::warn!("outbox relay did not stop in time; its rows stay in the outbox");
+            }
+        }
         #[cfg(feature = "mqtt")]
         if let Some(bridge) = &shared.bridge {
             unsent = bridge.close(deadline);
@@ -635,6 +722,7 @@ impl fmt::Debug for Emitter {
 pub struct EmitterBuilder {
     node_id: Option<String>,
     mqtt: Option<MqttConfig>,
+    outbox: Option<OutboxConfig>,
 }
 
 impl EmitterBuilder {
@@ -684,6 +772,31 @@ impl EmitterBuilder {
         self
     }
 
+    /// Makes committed events durable: each transaction writes its events into the
+    /// outbox table before it commits, and a relay publishes them from there (see
+    /// [`outbox`](crate::outbox)). Needs [`mqtt`](Self::mqtt); `build()` fails when
+    /// the outbox tables are missing.
+    ///
+    /// ```no_run
+    /// # use diesel::prelude::*;
+    /// # use diesel_emitter::prelude::*;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use diesel_emitter::Outbox;
+    ///
+    /// // With PostgreSQL: `Outbox::<PgConnection>::url("postgres://...")`.
+    /// let emitter = Emitter::builder()
+    ///     .mqtt(MqttConfig::new("mqtt://127.0.0.1:1883"))
+    ///     .outbox(Outbox::<SqliteConnection>::url("app.db"))
+    ///     .build()?;
+    /// # drop(emitter);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn outbox(mut self, config: OutboxConfig) -> Self {
+        self.outbox = Some(config);
+        self
+    }
+
     /// Validates the configuration and starts the emitter (and, with MQTT, its
     /// publisher thread, which connects in the background unless
     /// [`MqttConfig::require_connection`] asks to wait).
@@ -711,14 +824,25 @@ impl EmitterBuilder {
             None => format!("node-{:012x}", random.0 >> 16),
         }
         .into();
+        if let Some(outbox) = &self.outbox {
+            outbox.validate()?;
+            if self.mqtt.is_none() {
+                return Err(crate::outbox::OutboxError::NoBroker.into());
+            }
+        }
         #[cfg(feature = "mqtt")]
         let bridge = match self.mqtt {
-            Some(config) => Some(crate::mqtt::Bridge::start(
+            Some(config) => Some(Arc::new(crate::mqtt::Bridge::start(
                 config,
                 node_id.clone(),
                 random.1,
-            )?),
+            )?)),
             None => None,
+        };
+        #[cfg(feature = "mqtt")]
+        let outbox = match (self.outbox, &bridge) {
+            (Some(config), Some(bridge)) => Some(start_outbox(config, bridge)?),
+            _ => None,
         };
         #[cfg(not(feature = "mqtt"))]
         if let Some(config) = self.mqtt {
@@ -731,7 +855,7 @@ impl EmitterBuilder {
                 node_id,
                 instance: random.1,
                 counters: Counters::default(),
-                commit_lock: Mutex::new(0),
+                commit_lock: Mutex::new(Sequencer::default()),
                 sets: RwLock::new(HashMap::new()),
                 listener_ids: AtomicU64::new(0),
                 listeners: AtomicU64::new(0),
@@ -740,9 +864,29 @@ impl EmitterBuilder {
                 done_rx,
                 #[cfg(feature = "mqtt")]
                 bridge,
+                #[cfg(feature = "mqtt")]
+                outbox,
             }),
         })
     }
+}
+
+/// Checks the outbox tables and starts the relay.
+#[cfg(feature = "mqtt")]
+fn start_outbox(config: OutboxConfig, bridge: &Arc<crate::mqtt::Bridge>) -> Result<Outbox, Error> {
+    let mut store = config.open_store()?;
+    store.check()?;
+    let table = config.table.clone();
+    let relay = if config.relay {
+        Some(crate::outbox::relay::RelayHandle::start(
+            config,
+            store,
+            Arc::downgrade(bridge),
+        )?)
+    } else {
+        None
+    };
+    Ok(Outbox { table, relay })
 }
 
 fn validate_node_id(id: String) -> Result<String, Error> {

@@ -59,4 +59,7 @@ pub enum Error {
     /// A group name that cannot be an MQTT topic level.
     #[error("group name {0:?} is not a valid MQTT topic level")]
     InvalidGroup(String),
+    /// The outbox is misconfigured or its tables cannot be used.
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::OutboxError),
 }

@@ -5,6 +5,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod action;
+mod commit;
 mod dispatch;
 mod emits;
 mod emitter;
@@ -12,10 +13,12 @@ mod error;
 mod event;
 mod listener;
 pub mod mqtt;
+pub mod outbox;
 mod pending;
 mod stats;
 
 pub use action::{Action, Emit, Source};
+pub use commit::PreparedCommit;
 pub use emits::Emits;
 pub use emitter::{Emitter, EmitterBuilder};
 pub use error::Error;

@@ -6,10 +6,13 @@
 //! the emitter dispatches it.
 
 use crate::action::{Action, Emit};
+use crate::commit::{Numbered, NumberedEvent};
 use crate::dispatch::Dispatch;
 use crate::emits::Emits;
+use crate::emitter::Shared;
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// One captured row change, not yet committed.
 ///
@@ -86,6 +89,13 @@ pub(crate) trait ErasedChange: Send {
     fn table(&self) -> &'static str;
     fn action(&self) -> Action;
     fn dispatch(self: Box<Self>, emit: Emit, to: &mut Dispatch<'_>);
+    fn number(
+        self: Box<Self>,
+        emit: Emit,
+        seq: u64,
+        shared: &Shared,
+        committed_at: SystemTime,
+    ) -> Box<dyn Numbered>;
 }
 
 impl<M: Emits> ErasedChange for Change<M> {
@@ -97,5 +107,14 @@ impl<M: Emits> ErasedChange for Change<M> {
     }
     fn dispatch(self: Box<Self>, emit: Emit, to: &mut Dispatch<'_>) {
         to.typed::<M>(*self, emit);
+    }
+    fn number(
+        self: Box<Self>,
+        emit: Emit,
+        seq: u64,
+        shared: &Shared,
+        committed_at: SystemTime,
+    ) -> Box<dyn Numbered> {
+        Box::new(NumberedEvent::new(*self, emit, seq, shared, committed_at))
     }
 }

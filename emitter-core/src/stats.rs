@@ -40,8 +40,9 @@ pub struct Stats {
     /// or an event placed in a `subscribe()` receiver's queue.
     pub delivered: u64,
     /// Events a listener did not get: its queue was full under
-    /// [`WhenFull::Drop`](crate::WhenFull::Drop), its receiver was gone, or the
-    /// emitter was already shut down.
+    /// [`WhenFull::Drop`](crate::WhenFull::Drop), its receiver was gone, its filter
+    /// panicked, or the emitter was already shut down (then counted once per event,
+    /// as no listener is left).
     pub dropped: u64,
     /// Listener calls (or filters) that panicked. The listener keeps receiving.
     pub panics: u64,
@@ -79,6 +80,17 @@ pub struct Stats {
     pub broker_reconnects: u64,
     /// Whether the publisher is connected to the broker now.
     pub broker_connected: bool,
+    /// Rows waiting in the outbox table (with the outbox on), as the relay last
+    /// counted them, about once a second.
+    pub outbox_backlog: u64,
+    /// How long the oldest waiting outbox row has waited, by the database's clock.
+    pub outbox_oldest: Option<std::time::Duration>,
+    /// Outbox rows this emitter's relay published and deleted.
+    pub outbox_published: u64,
+    /// Outbox rows this emitter's relay moved to the dead-letter table.
+    pub outbox_dead_lettered: u64,
+    /// Database errors the relay met (each followed by a reconnect).
+    pub outbox_errors: u64,
 }
 
 #[derive(Default)]
@@ -116,6 +128,10 @@ impl Counters {
     }
     pub(crate) fn capture_error(&self) {
         self.capture_errors.0.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn capture_error_logged(&self, error: &dyn std::fmt::Display) {
+        self.capture_error();
+        tracing::error!(%error, "a committed row could not be encoded for the outbox; it is not published");
     }
     pub(crate) fn queued(&self) -> u64 {
         self.queued.0.load(Relaxed)

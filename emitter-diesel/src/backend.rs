@@ -36,7 +36,10 @@ use emitter_core::PendingEvent;
 /// # }
 /// ```
 pub trait EmittingBackend:
-    Connection<Backend: QueryMetadata<Untyped>> + DecodeRows<DefaultLoadingMode> + 'static
+    Connection<Backend: QueryMetadata<Untyped>>
+    + DecodeRows<DefaultLoadingMode>
+    + crate::outbox::OutboxBackend
+    + 'static
 {
     /// A fresh query builder, to render statements for classification.
     fn query_builder() -> <Self::Backend as Backend>::QueryBuilder;
@@ -87,13 +90,47 @@ pub trait DecodeRows<B>: ModelsOf + LoadConnection<B> {
     ) -> deserialize::Result<bool>
     where
         Self: 'c;
+
+    /// Whether rows stay readable after the connection runs another statement,
+    /// which an implicit transaction's COMMIT is ([`detach`](Self::detach)).
+    const DETACHED_ROWS: bool;
+
+    /// Frees `rows` from the borrow of the connection that read them; `None` where
+    /// rows keep borrowing it (`DETACHED_ROWS` is false).
+    fn detach<'c, 'q>(
+        rows: Vec<<Self as LoadConnection<B>>::Row<'c, 'q>>,
+    ) -> Option<Vec<<Self as LoadConnection<B>>::Row<'static, 'static>>>
+    where
+        Self: 'c;
+
+    /// The rows [`detach`](Self::detach) freed, as the cursor hands them out.
+    fn attach<'c, 'q>(
+        rows: Vec<<Self as LoadConnection<B>>::Row<'static, 'static>>,
+    ) -> Vec<<Self as LoadConnection<B>>::Row<'c, 'q>>
+    where
+        Self: 'c;
 }
 
 /// Both backends decode through the function pointer their registry entries hold,
 /// over the concrete row type of the loading mode.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 macro_rules! decode_rows {
-    ($conn:ty, $mode:ty, $decode:ty) => {
+    ($conn:ty, $mode:ty, $decode:ty, detached: true) => {
+        decode_rows!($conn, $mode, $decode, true, |rows| Some(rows), |rows| rows);
+    };
+    // The rows borrow the statement, which the connection owns: they cannot be
+    // detached, and so are never attached either.
+    ($conn:ty, $mode:ty, $decode:ty, detached: false) => {
+        decode_rows!(
+            $conn,
+            $mode,
+            $decode,
+            false,
+            |_rows| None,
+            |_rows| Vec::new()
+        );
+    };
+    ($conn:ty, $mode:ty, $decode:ty, $detached:expr, $detach:expr, $attach:expr) => {
         impl DecodeRows<$mode> for $conn {
             fn decode<'c, 'q>(
                 decode: $decode,
@@ -114,6 +151,26 @@ macro_rules! decode_rows {
                 Self: 'c,
             {
                 diesel::row::Row::get_value::<diesel::sql_types::Bool, bool, usize>(row, index)
+            }
+
+            const DETACHED_ROWS: bool = $detached;
+
+            fn detach<'c, 'q>(
+                rows: Vec<<Self as LoadConnection<$mode>>::Row<'c, 'q>>,
+            ) -> Option<Vec<<Self as LoadConnection<$mode>>::Row<'static, 'static>>>
+            where
+                Self: 'c,
+            {
+                ($detach)(rows)
+            }
+
+            fn attach<'c, 'q>(
+                rows: Vec<<Self as LoadConnection<$mode>>::Row<'static, 'static>>,
+            ) -> Vec<<Self as LoadConnection<$mode>>::Row<'c, 'q>>
+            where
+                Self: 'c,
+            {
+                ($attach)(rows)
             }
         }
     };
@@ -162,8 +219,8 @@ mod pg {
         partitioned: bool,
     }
 
-    decode_rows!(PgConnection, DefaultLoadingMode, PgDecode);
-    decode_rows!(PgConnection, PgRowByRowLoadingMode, PgDecode);
+    decode_rows!(PgConnection, DefaultLoadingMode, PgDecode, detached: true);
+    decode_rows!(PgConnection, PgRowByRowLoadingMode, PgDecode, detached: true);
 }
 
 #[cfg(feature = "sqlite")]
@@ -220,5 +277,5 @@ mod sqlite {
         without_rowid: bool,
     }
 
-    decode_rows!(SqliteConnection, DefaultLoadingMode, SqliteDecode);
+    decode_rows!(SqliteConnection, DefaultLoadingMode, SqliteDecode, detached: false);
 }

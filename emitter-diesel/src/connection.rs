@@ -17,7 +17,7 @@ use diesel::query_builder::{Query, QueryBuilder, QueryFragment, QueryId};
 use diesel::result::{ConnectionResult, QueryResult};
 use diesel::row::Row;
 use diesel::sql_types::Untyped;
-use emitter_core::{Emit, Emitter, PendingEvent};
+use emitter_core::{Emit, Emitter, PendingEvent, PreparedCommit};
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
@@ -327,6 +327,31 @@ impl<C: EmittingBackend> EmittingConnection<C> {
         Ok(self.depth().unwrap_or(0))
     }
 
+    /// At the outermost commit with the outbox on: numbers the transaction's events
+    /// and writes those bound for the broker into the outbox, inside the transaction.
+    pub(crate) fn write_outbox(&mut self) -> QueryResult<Option<PreparedCommit>> {
+        if self.emitter.outbox_table().is_none()
+            || self.frames.pending() == 0
+            || self.depth() != Some(1)
+        {
+            return Ok(None);
+        }
+        let mut prepared = self.emitter.prepare(self.frames.take_all());
+        let entries = prepared.outbox_entries();
+        if let (Some(table), false) = (self.emitter.outbox_table(), entries.is_empty()) {
+            self.inner.write_entries(table, &entries)?;
+        }
+        Ok(Some(prepared))
+    }
+
+    /// Whether a captured statement must run in a transaction of its own: with the
+    /// outbox, its events are written in the same transaction as its rows.
+    fn needs_implicit_transaction(&mut self) -> bool {
+        self.emit.reaches_remote()
+            && self.emitter.outbox_table().is_some()
+            && self.depth() == Some(0)
+    }
+
     pub(crate) fn align_frames(&mut self, committed: bool) {
         // A manager in error keeps no transaction we could still commit.
         let depth = self.depth().unwrap_or(0);
@@ -493,6 +518,9 @@ impl<C: EmittingBackend> Connection for EmittingConnection<C> {
         let Some(plan) = self.plan(source)? else {
             return self.inner.execute_returning_count(source);
         };
+        if self.needs_implicit_transaction() {
+            return self.transaction(|conn| conn.execute_returning_count(source));
+        }
         let depth = self.prepare_capture(&plan)?;
         let Self {
             inner,
@@ -558,6 +586,9 @@ where
                 source,
             )?));
         };
+        if self.needs_implicit_transaction() {
+            return self.load_in_implicit_transaction::<B, T>(source);
+        }
         let depth = self.prepare_capture(&plan)?;
         let Self {
             inner,
@@ -575,6 +606,51 @@ where
         }
         frames.record(depth, events, emitter);
         Ok(EmittingCursor::Buffered(rows.into_iter()))
+    }
+}
+
+impl<C: EmittingBackend> EmittingConnection<C> {
+    /// Runs a captured statement that returns rows in a transaction of its own, for
+    /// the outbox: the rows are read, then the transaction commits, then the cursor
+    /// hands them out.
+    fn load_in_implicit_transaction<'conn, 'query, B, T>(
+        &'conn mut self,
+        source: T,
+    ) -> QueryResult<
+        EmittingCursor<
+            <C as LoadConnection<B>>::Cursor<'conn, 'query>,
+            <C as LoadConnection<B>>::Row<'conn, 'query>,
+        >,
+    >
+    where
+        C: DecodeRows<B>,
+        T: Query + QueryFragment<C::Backend> + QueryId + 'query,
+        C::Backend: QueryMetadata<T::SqlType>,
+    {
+        if !<C as DecodeRows<B>>::DETACHED_ROWS {
+            return Err(diesel::result::Error::QueryBuilderError(
+                "with the outbox on, run writes that return rows (get_result, get_results) \
+                 inside a transaction on this backend: its rows cannot outlive the \
+                 implicit transaction's COMMIT"
+                    .into(),
+            ));
+        }
+        EmittingTransactionManager::<C>::begin_transaction(self)?;
+        let loaded = LoadConnection::<B>::load(&mut *self, source)
+            .and_then(|cursor| cursor.collect::<QueryResult<Vec<_>>>())
+            .map(<C as DecodeRows<B>>::detach);
+        let rows = match loaded {
+            Ok(Some(rows)) => rows,
+            Ok(None) => Vec::new(),
+            Err(error) => {
+                EmittingTransactionManager::<C>::rollback_transaction(self)?;
+                return Err(error);
+            }
+        };
+        EmittingTransactionManager::<C>::commit_transaction(self)?;
+        Ok(EmittingCursor::Buffered(
+            <C as DecodeRows<B>>::attach(rows).into_iter(),
+        ))
     }
 }
 

@@ -23,6 +23,11 @@ impl Frames {
     }
 
     /// Takes the events of a statement that ran at transaction `depth`.
+    /// Takes every waiting event, for the outermost commit to write into the outbox.
+    pub(crate) fn take_all(&mut self) -> Vec<PendingEvent> {
+        self.stack.iter_mut().flat_map(std::mem::take).collect()
+    }
+
     pub(crate) fn record(&mut self, depth: usize, events: Vec<PendingEvent>, emitter: &Emitter) {
         if events.is_empty() {
             return;

@@ -17,6 +17,7 @@ mod connection;
 mod cursor;
 mod frames;
 mod integration;
+mod outbox;
 // Plumbing that appears in trait signatures and in what `#[derive(Emits)]`
 // generates; application code never names it, so it stays out of the docs.
 #[doc(hidden)]
@@ -37,6 +38,9 @@ pub use connection::EmittingConnection;
 pub use cursor::EmittingCursor;
 #[doc(hidden)]
 pub use frames::Frames;
+pub use outbox::Outbox;
+#[doc(hidden)]
+pub use outbox::OutboxBackend;
 #[cfg(feature = "postgres")]
 pub use postgres::TransactionBuilder;
 #[doc(hidden)]

@@ -57,8 +57,22 @@ impl<C: EmittingBackend> TransactionManager<EmittingConnection<C>>
     }
 
     fn commit_transaction(conn: &mut EmittingConnection<C>) -> QueryResult<()> {
+        let prepared = match conn.write_outbox() {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                // The events could not be made durable, so the data must not be.
+                if let Err(rollback) = Inner::<C>::rollback_transaction(&mut conn.inner) {
+                    tracing::error!(%rollback, "rollback after a failed outbox write failed");
+                }
+                conn.align_frames(false);
+                return Err(error);
+            }
+        };
         let result = Inner::<C>::commit_transaction(&mut conn.inner);
         conn.align_frames(result.is_ok());
+        if let (Some(prepared), Ok(())) = (prepared, &result) {
+            prepared.committed();
+        }
         result
     }
 

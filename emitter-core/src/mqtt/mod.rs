@@ -16,7 +16,7 @@ pub(crate) mod envelope;
 #[cfg(all(test, feature = "mqtt"))]
 mod properties;
 #[cfg(feature = "mqtt")]
-mod publisher;
+pub(crate) mod publisher;
 #[cfg(feature = "mqtt")]
 mod relay;
 #[cfg(feature = "mqtt")]
@@ -109,6 +109,20 @@ mod bridge {
 
         pub(crate) fn publish(&self, event: Box<dyn Outgoing>) {
             self.publisher.publish(event);
+        }
+
+        /// Hands over `event`, waiting up to `timeout` for room in the buffer.
+        pub(crate) fn publish_waiting(
+            &self,
+            event: Box<dyn Outgoing>,
+            timeout: Duration,
+        ) -> Result<(), Box<dyn Outgoing>> {
+            self.publisher.publish_waiting(event, timeout)
+        }
+
+        /// Whether the publisher is connected to the broker now.
+        pub(crate) fn publisher_connected(&self) -> bool {
+            self.counters.connected.load(Relaxed)
         }
 
         /// The stream of `group` (None: the plain one), started on first use.

@@ -31,13 +31,23 @@ use std::time::{Duration, Instant};
 
 /// An event on its way to the broker, encoded on the publisher thread.
 pub(crate) trait Outgoing: Send {
-    fn table(&self) -> &'static str;
+    fn table(&self) -> &str;
     fn topic(&self, prefix: &str) -> String;
     fn encode(&self) -> serde_json::Result<Vec<u8>>;
+    /// Who wants to hear how the publish ended (the outbox relay does).
+    fn into_receipt(self: Box<Self>) -> Option<Box<dyn Receipt>> {
+        None
+    }
+}
+
+/// Told once whether the broker acknowledged a publish (`Ok`) or it failed for good
+/// (`Err` with the reason). Not told when the publisher stops with it unsent.
+pub(crate) trait Receipt: Send {
+    fn settled(self: Box<Self>, outcome: Result<(), String>);
 }
 
 impl<M: Emits> Outgoing for Event<M> {
-    fn table(&self) -> &'static str {
+    fn table(&self) -> &str {
         M::TABLE
     }
     fn topic(&self, prefix: &str) -> String {
@@ -97,6 +107,18 @@ impl PublisherHandle {
                 );
             }
         }
+    }
+
+    /// Hands over `event`, waiting up to `timeout` for room in the buffer; gives
+    /// it back when there was none.
+    pub(crate) fn publish_waiting(
+        &self,
+        event: Box<dyn Outgoing>,
+        timeout: Duration,
+    ) -> Result<(), Box<dyn Outgoing>> {
+        self.tx
+            .send_timeout(event, timeout)
+            .map_err(|e| e.into_inner())
     }
 
     /// Asks the thread to publish what is queued by `deadline` and disconnect;
@@ -160,12 +182,22 @@ pub(crate) fn start(
 struct Pending {
     message: paho::Message,
     attempts: u32,
+    receipt: Option<Box<dyn Receipt>>,
+}
+
+impl Pending {
+    fn settle(self, outcome: Result<(), String>) {
+        if let Some(receipt) = self.receipt {
+            receipt.settled(outcome);
+        }
+    }
 }
 
 /// A publish awaiting its acknowledgement; the token keeps the message for a retry.
 struct InFlight {
     token: paho::DeliveryToken,
     attempts: u32,
+    receipt: Option<Box<dyn Receipt>>,
 }
 
 impl InFlight {
@@ -173,6 +205,7 @@ impl InFlight {
         Pending {
             message: self.token.message().clone(),
             attempts: self.attempts,
+            receipt: self.receipt,
         }
     }
 }
@@ -308,7 +341,7 @@ impl Worker {
                     Duration::from_micros(200)
                 };
                 match rx.recv_timeout(idle) {
-                    Ok(event) => self.enqueue(&*event),
+                    Ok(event) => self.enqueue(event),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => {
                         self.abandoned
@@ -364,16 +397,25 @@ impl Worker {
         let _ = self.control.done_tx.try_send(unsent);
     }
 
-    fn enqueue(&mut self, event: &dyn Outgoing) {
-        if let Some(message) = self.message(event) {
-            self.queue.push_back(Pending {
-                message,
-                attempts: 0,
-            });
-        }
+    fn enqueue(&mut self, event: Box<dyn Outgoing>) {
+        let message = self.message(&*event);
+        let pending = Pending {
+            message: match message {
+                Ok(message) => message,
+                Err(reason) => {
+                    if let Some(receipt) = event.into_receipt() {
+                        receipt.settled(Err(reason));
+                    }
+                    return;
+                }
+            },
+            attempts: 0,
+            receipt: event.into_receipt(),
+        };
+        self.queue.push_back(pending);
     }
 
-    fn message(&self, event: &dyn Outgoing) -> Option<paho::Message> {
+    fn message(&self, event: &dyn Outgoing) -> Result<paho::Message, String> {
         let table = event.table();
         if !is_valid_level(table) {
             MqttCounters::add(&self.counters.publish_failed, 1);
@@ -381,14 +423,16 @@ impl Worker {
                 table,
                 "table name is not a valid MQTT topic level; event not published"
             );
-            return None;
+            return Err(format!(
+                "table name {table:?} is not a valid MQTT topic level"
+            ));
         }
         let payload = match event.encode() {
             Ok(payload) => payload,
             Err(error) => {
                 MqttCounters::add(&self.counters.publish_failed, 1);
                 tracing::error!(table, %error, "event does not serialize; not published");
-                return None;
+                return Err(format!("event does not serialize: {error}"));
             }
         };
         let topic = event.topic(&self.config.prefix);
@@ -403,7 +447,7 @@ impl Worker {
         if let Some(props) = &self.origin_property {
             builder = builder.properties(props.clone());
         }
-        Some(builder.finalize())
+        Ok(builder.finalize())
     }
 
     /// Publishes retries, then queued events, then new ones from the channel, until
@@ -419,7 +463,7 @@ impl Worker {
                 Some(pending) => pending,
                 None => match rx.try_recv() {
                     Ok(event) => {
-                        self.enqueue(&*event);
+                        self.enqueue(event);
                         continue;
                     }
                     Err(_) => return,
@@ -435,6 +479,9 @@ impl Worker {
                         max,
                         "event larger than the broker's maximum packet size; not published"
                     );
+                    next.settle(Err(format!(
+                        "{size} bytes exceed the broker's maximum packet size of {max}"
+                    )));
                     continue;
                 }
             }
@@ -442,6 +489,7 @@ impl Worker {
             self.inflight.push_back(InFlight {
                 token,
                 attempts: next.attempts + 1,
+                receipt: next.receipt,
             });
         }
     }
@@ -486,7 +534,13 @@ impl Worker {
             return;
         };
         let error = match outcome {
-            Ok(()) => return MqttCounters::add(&self.counters.published, 1),
+            Ok(()) => {
+                MqttCounters::add(&self.counters.published, 1);
+                if let Some(receipt) = inflight.receipt {
+                    receipt.settled(Ok(()));
+                }
+                return;
+            }
             Err(error) => error,
         };
         let mut pending = inflight.into_pending();
@@ -497,6 +551,7 @@ impl Worker {
         if pending.attempts >= MAX_ATTEMPTS {
             MqttCounters::add(&self.counters.publish_failed, 1);
             tracing::error!(topic = pending.message.topic(), %error, attempts = pending.attempts, "publish failed; event not published");
+            pending.settle(Err(format!("publish failed {MAX_ATTEMPTS} times: {error}")));
         } else {
             tracing::debug!(topic = pending.message.topic(), %error, "publish failed; will retry");
             self.retries.push_back(pending);

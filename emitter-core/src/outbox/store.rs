@@ -1,0 +1,185 @@
+//! What the relay needs from the database: [`OutboxStore`], and the rows it moves.
+//!
+//! The store is implemented next to the connection types (in `emitter-diesel`), so
+//! this crate keeps knowing nothing of Diesel.
+
+use crate::action::Action;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// One event as the committing transaction writes it into the outbox.
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let emitter = Emitter::builder().node_id("api-1").build()?;
+/// use diesel_emitter::PendingEvent;
+///
+/// let row = User { id: 1, name: "Ada".into() };
+/// let mut prepared = emitter.prepare(vec![PendingEvent::new(Action::Insert, row, vec!["id", "name"].into(), Emit::All)]);
+/// let entry = &prepared.outbox_entries()[0];
+/// assert_eq!((entry.table, entry.action, entry.seq, &*entry.origin), ("users", Action::Insert, 1, "api-1"));
+/// assert!(entry.payload.starts_with(r#"{"v":1,"#));
+/// prepared.committed();
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboxEntry {
+    /// The event's id, as in the envelope.
+    pub event_id: Uuid,
+    /// The node that committed it.
+    pub origin: Arc<str>,
+    /// Its per-origin sequence number.
+    pub seq: u64,
+    /// The changed table.
+    pub table: &'static str,
+    /// The kind of change.
+    pub action: Action,
+    /// The whole envelope, as JSON, unsigned: the relay signs it when it publishes.
+    pub payload: String,
+}
+
+/// One outbox row claimed by a relay.
+///
+/// ```
+/// use diesel_emitter::outbox::OutboxRow;
+///
+/// let row = OutboxRow::new(7, "users", "insert", r#"{"v":1}"#, 0);
+/// assert_eq!((row.id, row.table.as_str(), row.attempts), (7, "users", 0));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboxRow {
+    /// The row's key in the outbox table, in the order rows were written.
+    pub id: i64,
+    /// The changed table.
+    pub table: String,
+    /// `insert`, `update` or `delete`.
+    pub action: String,
+    /// The envelope, as written.
+    pub payload: String,
+    /// How many times publishing it failed before.
+    pub attempts: u32,
+}
+
+impl OutboxRow {
+    /// A row as a store read it.
+    pub fn new(
+        id: i64,
+        table: impl Into<String>,
+        action: impl Into<String>,
+        payload: impl Into<String>,
+        attempts: u32,
+    ) -> Self {
+        OutboxRow {
+            id,
+            table: table.into(),
+            action: action.into(),
+            payload: payload.into(),
+            attempts,
+        }
+    }
+}
+
+/// How far the relays are behind: rows waiting in the outbox and the age of the oldest.
+///
+/// ```
+/// use diesel_emitter::outbox::Backlog;
+/// use std::time::Duration;
+///
+/// let backlog = Backlog { rows: 3, oldest: Some(Duration::from_millis(250)) };
+/// assert_eq!(backlog.rows, 3);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Rows waiting (claimed or not).
+    pub rows: u64,
+    /// How long the oldest has waited, by the database's clock.
+    pub oldest: Option<Duration>,
+}
+
+/// The outbox tables as a relay uses them.
+///
+/// Implemented by `diesel_emitter::Outbox` for PostgreSQL and SQLite; implement it
+/// to keep the outbox elsewhere. Every method runs in a short transaction of its own:
+/// a claim marks rows as taken until its lease ends, so no transaction stays open
+/// while the broker is asked.
+pub trait OutboxStore: Send {
+    /// Fails unless both tables exist and can be read.
+    fn check(&mut self) -> Result<(), OutboxError>;
+
+    /// Takes up to `limit` rows in the order they were written, skipping rows another
+    /// relay holds, and marks them as taken for `lease`.
+    fn claim(&mut self, limit: usize, lease: Duration) -> Result<Vec<OutboxRow>, OutboxError>;
+
+    /// Deletes rows the broker acknowledged.
+    fn remove(&mut self, ids: &[i64]) -> Result<(), OutboxError>;
+
+    /// Records a failed publish of row `id`. Once it failed `max_attempts` times the
+    /// row moves to the dead-letter table with `reason`; returns whether it did.
+    fn fail(&mut self, id: i64, reason: &str, max_attempts: u32) -> Result<bool, OutboxError>;
+
+    /// Counts the rows waiting.
+    fn backlog(&mut self) -> Result<Backlog, OutboxError>;
+}
+
+/// Why the outbox cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    /// The outbox or dead-letter table does not exist (run the shipped SQL or migration).
+    #[error("outbox table {table} is missing or unreadable ({reason}); create it with the SQL diesel-emitter ships (see `Outbox::create_sql`)")]
+    MissingTable {
+        /// The table that was looked for.
+        table: String,
+        /// What the database said.
+        reason: String,
+    },
+    /// The table name is not a plain (optionally schema-qualified) SQL identifier.
+    #[error(
+        "invalid outbox table name {0:?}: use letters, digits and `_`, optionally `schema.table`"
+    )]
+    InvalidTable(String),
+    /// The relay's database connection could not be opened.
+    #[error("cannot connect the outbox relay to the database: {0}")]
+    Connect(String),
+    /// A statement on the outbox failed.
+    #[error("outbox statement failed: {0}")]
+    Database(String),
+    /// The outbox needs a broker to publish to.
+    #[error("the outbox needs MQTT: configure `EmitterBuilder::mqtt` as well")]
+    NoBroker,
+}
+
+/// Checks that `name` can be an outbox table: a plain SQL identifier (letters,
+/// digits, `_`), optionally qualified by a schema.
+///
+/// ```
+/// use diesel_emitter::outbox::validate_table;
+///
+/// assert!(validate_table("events.diesel_emitter_outbox").is_ok());
+/// assert!(validate_table("outbox; DROP TABLE users").is_err());
+/// ```
+pub fn validate_table(name: &str) -> Result<(), OutboxError> {
+    let ident = |part: &str| {
+        part.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && part.len() <= 50
+    };
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() <= 2 && parts.iter().all(|p| ident(p)) {
+        Ok(())
+    } else {
+        Err(OutboxError::InvalidTable(name.to_owned()))
+    }
+}

@@ -1,0 +1,248 @@
+//! The outbox tables: [`Outbox`], the store the relay reads, and the SQL each
+//! backend writes, claims and deletes rows with.
+
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use diesel::connection::Connection;
+use diesel::result::{ConnectionResult, QueryResult};
+use emitter_core::outbox::{
+    Backlog, OutboxConfig, OutboxEntry, OutboxError, OutboxRow, OutboxStore,
+};
+use std::time::Duration;
+
+/// The outbox SQL of one backend.
+///
+/// Plumbing: implemented for `PgConnection` and `SqliteConnection`; applications use
+/// [`Outbox`].
+pub trait OutboxBackend: Connection + Send + 'static {
+    /// The statements that create the outbox table `table` and its dead-letter table.
+    fn create_sql(table: &str) -> String;
+    /// Writes `entries` into `table`, inside the caller's transaction.
+    fn write_entries(&mut self, table: &str, entries: &[OutboxEntry]) -> QueryResult<()>;
+    /// Reads nothing from both tables, failing when either is missing.
+    fn check_tables(&mut self, table: &str) -> QueryResult<()>;
+    /// See [`OutboxStore::claim`].
+    fn claim_rows(
+        &mut self,
+        table: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> QueryResult<Vec<OutboxRow>>;
+    /// See [`OutboxStore::remove`].
+    fn remove_rows(&mut self, table: &str, ids: &[i64]) -> QueryResult<()>;
+    /// Counts a failure of row `id`; returns its attempts so far (`None` if it is gone).
+    fn count_failure(&mut self, table: &str, id: i64, reason: &str) -> QueryResult<Option<u32>>;
+    /// Moves row `id` to the dead-letter table.
+    fn dead_letter(&mut self, table: &str, id: i64, reason: &str) -> QueryResult<()>;
+    /// See [`OutboxStore::backlog`].
+    fn count_backlog(&mut self, table: &str) -> QueryResult<Backlog>;
+}
+
+/// The outbox tables on a connection of type `C`: builds the [`OutboxConfig`] for
+/// [`EmitterBuilder::outbox`](emitter_core::EmitterBuilder::outbox), and is the
+/// store its relay uses.
+///
+/// The tables must exist before the emitter is built: run
+/// [`create_sql`](Self::create_sql) (or [`create_tables`](Self::create_tables)), or
+/// copy it into a migration; the repository ships both as
+/// `emitter-diesel/migrations/{postgres,sqlite}`.
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use diesel_emitter::Outbox;
+///
+/// let dir = std::env::temp_dir().join(format!("outbox-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("app.db").display().to_string();
+/// Outbox::<SqliteConnection>::create_tables(&mut SqliteConnection::establish(&path)?, "diesel_emitter_outbox")?;
+///
+/// // With MQTT configured, `build()` checks these tables and starts the relay.
+/// let config = Outbox::<SqliteConnection>::url(path).batch(100);
+/// assert_eq!(config.table_name(), "diesel_emitter_outbox");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Outbox<C> {
+    conn: C,
+    table: String,
+}
+
+impl<C: OutboxBackend> Outbox<C> {
+    /// An outbox whose relay opens its connections with `C::establish(url)`.
+    pub fn url(url: impl Into<String>) -> OutboxConfig {
+        let url = url.into();
+        Self::connect_with(move || C::establish(&url))
+    }
+
+    /// An outbox whose relay opens its connections with `connect` (to set options
+    /// such as SQLite's `busy_timeout`, or to reuse a pool's settings).
+    pub fn connect_with<F>(mut connect: F) -> OutboxConfig
+    where
+        F: FnMut() -> ConnectionResult<C> + Send + 'static,
+    {
+        OutboxConfig::new(move |table| {
+            let conn = connect().map_err(|e| OutboxError::Connect(e.to_string()))?;
+            Ok(Box::new(Outbox::<C> {
+                conn,
+                table: table.to_owned(),
+            }) as Box<dyn OutboxStore>)
+        })
+    }
+
+    /// The SQL that creates the outbox table `table` and `{table}_dead_letter`.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// use diesel_emitter::Outbox;
+    ///
+    /// let sql = Outbox::<SqliteConnection>::create_sql("diesel_emitter_outbox");
+    /// assert!(sql.contains("CREATE TABLE IF NOT EXISTS diesel_emitter_outbox_dead_letter"));
+    /// ```
+    pub fn create_sql(table: &str) -> String {
+        C::create_sql(table)
+    }
+
+    /// Runs [`create_sql`](Self::create_sql) on `conn`.
+    pub fn create_tables(conn: &mut C, table: &str) -> Result<(), OutboxError> {
+        emitter_core::outbox::validate_table(table)?;
+        conn.batch_execute(&C::create_sql(table)).map_err(database)
+    }
+}
+
+fn database(error: diesel::result::Error) -> OutboxError {
+    OutboxError::Database(error.to_string())
+}
+
+impl<C: OutboxBackend> OutboxStore for Outbox<C> {
+    fn check(&mut self) -> Result<(), OutboxError> {
+        self.conn
+            .check_tables(&self.table)
+            .map_err(|e| OutboxError::MissingTable {
+                table: self.table.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn claim(&mut self, limit: usize, lease: Duration) -> Result<Vec<OutboxRow>, OutboxError> {
+        let mut rows = self
+            .conn
+            .claim_rows(&self.table, limit, lease)
+            .map_err(database)?;
+        // RETURNING promises no order.
+        rows.sort_unstable_by_key(|row| row.id);
+        Ok(rows)
+    }
+
+    fn remove(&mut self, ids: &[i64]) -> Result<(), OutboxError> {
+        self.conn.remove_rows(&self.table, ids).map_err(database)
+    }
+
+    fn fail(&mut self, id: i64, reason: &str, max_attempts: u32) -> Result<bool, OutboxError> {
+        let table = &self.table;
+        self.conn
+            .transaction(|conn| match conn.count_failure(table, id, reason)? {
+                Some(attempts) if attempts >= max_attempts => {
+                    conn.dead_letter(table, id, reason)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            })
+            .map_err(database)
+    }
+
+    fn backlog(&mut self) -> Result<Backlog, OutboxError> {
+        self.conn.count_backlog(&self.table).map_err(database)
+    }
+}
+
+/// Rows as the claim statements return them.
+#[derive(diesel::QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    table_name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    action: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    payload: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempts: i32,
+}
+
+impl From<Claimed> for OutboxRow {
+    fn from(row: Claimed) -> Self {
+        OutboxRow::new(
+            row.id,
+            row.table_name,
+            row.action,
+            row.payload,
+            u32::try_from(row.attempts).unwrap_or(0),
+        )
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Attempts {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempts: i32,
+}
+
+#[derive(diesel::QueryableByName)]
+struct BacklogRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    waiting: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    oldest: Option<f64>,
+}
+
+impl From<BacklogRow> for Backlog {
+    fn from(row: BacklogRow) -> Self {
+        Backlog {
+            rows: u64::try_from(row.waiting).unwrap_or(0),
+            oldest: row
+                .oldest
+                .map(|secs| Duration::from_secs_f64(secs.max(0.0))),
+        }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn only<T>(mut rows: Vec<T>) -> Option<T> {
+    rows.pop()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The migrations the repository ships are the SQL `create_sql` writes.
+    fn shipped(backend: &str) -> String {
+        let path = format!(
+            "{}/migrations/{backend}/2026-11-27-000000_diesel_emitter_outbox/up.sql",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn the_shipped_postgres_migration_is_create_sql() {
+        use super::OutboxBackend;
+        let sql = diesel::pg::PgConnection::create_sql(emitter_core::outbox::DEFAULT_TABLE);
+        assert_eq!(shipped("postgres"), sql);
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn the_shipped_sqlite_migration_is_create_sql() {
+        use super::OutboxBackend;
+        let sql = diesel::sqlite::SqliteConnection::create_sql(emitter_core::outbox::DEFAULT_TABLE);
+        assert_eq!(shipped("sqlite"), sql);
+    }
+}
