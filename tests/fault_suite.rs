@@ -2,7 +2,8 @@
 //!
 //! - a Mosquitto of the test's own stopped for ten seconds while four r2d2 threads
 //!   commit 20,000 rows to PostgreSQL: the other node gets every event exactly once,
-//!   and the writer neither drops nor fails a publish;
+//!   and the writer neither drops nor fails a publish, whether the events wait in
+//!   memory or in the durable outbox;
 //! - a pooled PostgreSQL connection whose backend is terminated in the middle of a
 //!   transaction: the caller gets the error, no event is delivered, and the pool
 //!   replaces the connection with a working one;
@@ -22,6 +23,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
 use diesel::sql_types::{Bool, Int4};
 use diesel_emitter::prelude::*;
+use diesel_emitter::Outbox;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
@@ -101,6 +103,17 @@ fn backend_pid(conn: &mut EmittingConnection<PgConnection>) -> i32 {
 #[test]
 fn broker_stopped_for_ten_seconds_during_20000_writes_from_four_threads_loses_nothing_and_duplicates_nothing(
 ) {
+    outage_during_pooled_writes(false);
+}
+
+#[test]
+fn with_the_outbox_a_broker_stopped_for_ten_seconds_during_20000_pooled_writes_loses_nothing_and_duplicates_nothing(
+) {
+    outage_during_pooled_writes(true);
+}
+
+/// Events wait in A's offline buffer, or with `durable` in the outbox table.
+fn outage_during_pooled_writes(durable: bool) {
     const THREADS: usize = 4;
     const PER_THREAD: usize = 5_000;
     const TOTAL: usize = THREADS * PER_THREAD;
@@ -112,10 +125,26 @@ fn broker_stopped_for_ten_seconds_during_20000_writes_from_four_threads_loses_no
     const DOWN: Duration = Duration::from_secs(10);
 
     let db = items_schema("fault_outage");
+    let outbox_table = format!("{}.diesel_emitter_outbox", db.name);
     let mut broker = broker::Broker::start();
     let config = MqttConfig::new(broker.url()).topic_prefix(broker::unique_prefix("outage"));
     // Room for every event of the run while the broker is away.
-    let a = broker::node("a", config.clone().buffer(2 * TOTAL));
+    let a = if durable {
+        Outbox::<PgConnection>::create_tables(&mut db.plain(), &outbox_table)
+            .expect("create the outbox tables");
+        Emitter::builder()
+            .node_id(broker::node_name("a"))
+            .mqtt(config.clone())
+            .outbox(
+                Outbox::<PgConnection>::url(common::pg_url())
+                    .table(outbox_table.clone())
+                    .poll_interval(Duration::from_millis(100)),
+            )
+            .build()
+            .expect("A builds with the outbox")
+    } else {
+        broker::node("a", config.clone().buffer(2 * TOTAL))
+    };
     // An explicit client id: B's broker session, and what is queued for it, survive
     // the restart (Broker::stop is a SIGTERM, on which Mosquitto saves its state).
     let b = broker::node("b", config.client_id(broker::node_name("b")));
@@ -249,9 +278,23 @@ fn broker_stopped_for_ten_seconds_during_20000_writes_from_four_threads_loses_no
         stats.broker_reconnects >= 1,
         "A noticed the outage: {stats:?}"
     );
+    if durable {
+        assert_eq!(stats.outbox_published, TOTAL as u64, "{stats:?}");
+        let left: i64 = diesel::sql_query(format!("SELECT count(*) AS n FROM {outbox_table}"))
+            .get_result::<Count>(&mut db.plain())
+            .expect("count the outbox")
+            .n;
+        assert_eq!(left, 0, "every outbox row was deleted after its PUBACK");
+    }
     let b_stats = b.stats();
     assert_eq!(b_stats.remote_rejected, 0, "{b_stats:?}");
     b.shutdown(Duration::from_secs(5)).expect("B shuts down");
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
 }
 
 // ---------------------------------------------------------------- killed connection

@@ -143,6 +143,13 @@ fn new_accounts(n: usize, tag: &str) -> Vec<NewAccount> {
         .collect()
 }
 
+/// Another node, hearing the accounts events of every other node through `config`.
+fn receiver(config: MqttConfig) -> (Emitter, Receiver<Event<Account>>) {
+    let emitter = broker::node("receiver", config);
+    let remote = emitter.on::<Account>().remote_only(true).subscribe();
+    (emitter, remote)
+}
+
 /// Waits until `rx` has `n` distinct event ids; returns (received, distinct).
 fn collect_ids(rx: &Receiver<Event<Account>>, n: usize) -> (usize, HashSet<uuid::Uuid>) {
     let mut ids = HashSet::new();
@@ -242,8 +249,8 @@ macro_rules! outbox_tests {
             fn the_relay_publishes_each_row_once_and_deletes_it() {
                 let db = H::with_outbox("relay");
                 let prefix = broker::unique_prefix("relay");
-                let receiver = broker::shared_node("receiver", &prefix);
-                let remote = receiver.on::<Account>().remote_only(true).subscribe();
+                let (receiver, remote) =
+                    receiver(MqttConfig::new(broker::SHARED_URL).topic_prefix(&prefix));
                 let emitter = writer(&db, &prefix, true);
                 broker::connected(&[&receiver, &emitter]);
                 let mut conn = db.emitting(&emitter);
@@ -343,8 +350,7 @@ fn sqlite_get_result_outside_a_transaction_is_refused_before_it_writes() {
 fn two_relays_share_one_outbox_without_publishing_a_row_twice() {
     let db = PgSchema::with_outbox("tworelays");
     let prefix = broker::unique_prefix("tworelays");
-    let receiver = broker::shared_node("receiver", &prefix);
-    let remote = receiver.on::<Account>().remote_only(true).subscribe();
+    let (receiver, remote) = receiver(MqttConfig::new(broker::SHARED_URL).topic_prefix(&prefix));
     let relay = |name: &str| {
         Emitter::builder()
             .node_id(broker::node_name(name))
@@ -388,8 +394,9 @@ fn events_wait_in_the_outbox_while_the_broker_is_down_and_arrive_after() {
     let db = PgSchema::with_outbox("outage");
     let mut own = broker::Broker::start();
     let config = MqttConfig::new(own.url()).topic_prefix("outage");
-    let receiver = broker::node("receiver", config.clone());
-    let remote = receiver.on::<Account>().remote_only(true).subscribe();
+    // An explicit client id keeps the receiver's session (its subscription) across
+    // the restart, so the relay cannot publish before anyone listens again.
+    let (receiver, remote) = receiver(config.clone().client_id(broker::node_name("receiver")));
     let emitter = Emitter::builder()
         .node_id(broker::node_name("writer"))
         .mqtt(config)
@@ -421,15 +428,25 @@ fn events_wait_in_the_outbox_while_the_broker_is_down_and_arrive_after() {
 }
 
 #[test]
-fn a_row_the_broker_refuses_ends_in_the_dead_letter_table_and_the_rest_flow() {
+fn a_row_over_the_brokers_max_packet_size_ends_in_the_dead_letter_table_and_the_rest_flow() {
+    a_refused_row_ends_in_the_dead_letter_table("max_packet_size 2000", "maximum packet size");
+}
+
+#[test]
+fn a_row_over_the_brokers_message_size_limit_ends_in_the_dead_letter_table_and_the_rest_flow() {
+    a_refused_row_ends_in_the_dead_letter_table("message_size_limit 2000", "publish failed");
+}
+
+/// A broker configured with `limit` refuses a 5,000-byte row; the reason recorded
+/// for it contains `reason`.
+fn a_refused_row_ends_in_the_dead_letter_table(limit: &str, reason: &str) {
     let db = PgSchema::with_outbox("deadletter");
     let own = broker::Broker::start_with(broker::BrokerConfig {
-        global_lines: vec!["max_packet_size 2000".into()],
+        global_lines: vec![limit.into()],
         ..broker::BrokerConfig::default()
     });
     let config = MqttConfig::new(own.url()).topic_prefix("dead");
-    let receiver = broker::node("receiver", config.clone());
-    let remote = receiver.on::<Account>().remote_only(true).subscribe();
+    let (receiver, remote) = receiver(config.clone());
     let emitter = Emitter::builder()
         .node_id(broker::node_name("writer"))
         .mqtt(config)
@@ -466,11 +483,7 @@ fn a_row_the_broker_refuses_ends_in_the_dead_letter_table_and_the_rest_flow() {
     ))
     .load(&mut db.plain())
     .expect("read the dead letter");
-    assert!(
-        dead[0].reason.contains("maximum packet size"),
-        "{}",
-        dead[0].reason
-    );
+    assert!(dead[0].reason.contains(reason), "{}", dead[0].reason);
     assert_eq!(dead[0].attempts, 2);
     assert_eq!(emitter.stats().outbox_dead_lettered, 1);
     broker::shutdown_all(&[&emitter, &receiver]);

@@ -4,6 +4,9 @@
 //! drift in the machine's speed (fsync latency, other processes on a small machine)
 //! can swamp a few percent of difference. Here the two sides alternate round by
 //! round in ABBA order and the ratio is taken per round, which cancels slow drift.
+//!
+//! Each bench uses a different subset of these helpers.
+#![allow(dead_code)]
 
 use std::time::Instant;
 
@@ -14,6 +17,28 @@ use std::time::Instant;
 pub fn interleaved<S>(
     state: &mut S,
     name: &str,
+    rounds: u32,
+    per_round: u32,
+    prepare: impl FnMut(&mut S),
+    op: impl FnMut(&mut S, bool),
+) -> (f64, f64, f64) {
+    interleaved_as(
+        state,
+        name,
+        ["emitting", "plain"],
+        rounds,
+        per_round,
+        prepare,
+        op,
+    )
+}
+
+/// [`interleaved`] with other names for the two sides (`op` gets `true` for the
+/// first).
+pub fn interleaved_as<S>(
+    state: &mut S,
+    name: &str,
+    sides: [&str; 2],
     rounds: u32,
     per_round: u32,
     mut prepare: impl FnMut(&mut S),
@@ -43,7 +68,8 @@ pub fn interleaved<S>(
         median(&mut plain),
         median(&mut ratios),
     );
-    println!("  {name:<26} emitting {e:>9.1} us   plain {p:>9.1} us   ratio {r:.3}");
+    let [a, b] = sides;
+    println!("  {name:<26} {a} {e:>9.1} us   {b} {p:>9.1} us   ratio {r:.3}");
     (e, p, r)
 }
 

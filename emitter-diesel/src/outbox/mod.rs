@@ -22,8 +22,18 @@ pub trait OutboxBackend: Connection + Send + 'static {
     fn create_sql(table: &str) -> String;
     /// Writes `entries` into `table`, inside the caller's transaction.
     fn write_entries(&mut self, table: &str, entries: &[OutboxEntry]) -> QueryResult<()>;
-    /// Reads nothing from both tables, failing when either is missing.
-    fn check_tables(&mut self, table: &str) -> QueryResult<()>;
+    /// Reads nothing from both tables, failing when either is missing or lacks a
+    /// column the outbox uses.
+    fn check_tables(&mut self, table: &str) -> QueryResult<()> {
+        self.batch_execute(&format!(
+            "SELECT id, event_id, origin, seq, table_name, action, payload, created_at, attempts, claimed_until, last_error FROM {table} LIMIT 0; \
+             SELECT id, event_id, origin, seq, table_name, action, payload, created_at, attempts, reason, failed_at FROM {table}_dead_letter LIMIT 0;"
+        ))
+    }
+    /// Settings for the relay's own connection, run once when it connects.
+    fn prepare_relay(&mut self) -> QueryResult<()> {
+        Ok(())
+    }
     /// See [`OutboxStore::claim`].
     fn claim_rows(
         &mut self,
@@ -88,7 +98,9 @@ impl<C: OutboxBackend> Outbox<C> {
         F: FnMut() -> ConnectionResult<C> + Send + 'static,
     {
         OutboxConfig::new(move |table| {
-            let conn = connect().map_err(|e| OutboxError::Connect(e.to_string()))?;
+            let mut conn = connect().map_err(|e| OutboxError::Connect(e.to_string()))?;
+            conn.prepare_relay()
+                .map_err(|e| OutboxError::Connect(e.to_string()))?;
             Ok(Box::new(Outbox::<C> {
                 conn,
                 table: table.to_owned(),

@@ -2,8 +2,9 @@
 //! `FOR UPDATE SKIP LOCKED` so that relays never take the same rows.
 
 use super::{only, Attempts, BacklogRow, Claimed, OutboxBackend};
-use diesel::connection::SimpleConnection;
+use diesel::pg::Pg;
 use diesel::pg::PgConnection;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::result::QueryResult;
 use diesel::sql_types::{Array, BigInt, Double, Text};
 use diesel::RunQueryDsl;
@@ -43,36 +44,16 @@ CREATE TABLE IF NOT EXISTS {table}_dead_letter (
         )
     }
 
-    fn write_entries(&mut self, table: &str, entries: &[OutboxEntry]) -> QueryResult<()> {
-        let ids: Vec<String> = entries.iter().map(|e| e.event_id.to_string()).collect();
-        let origins: Vec<&str> = entries.iter().map(|e| &*e.origin).collect();
-        let seqs: Vec<i64> = entries
-            .iter()
-            .map(|e| i64::try_from(e.seq).unwrap_or(i64::MAX))
-            .collect();
-        let tables: Vec<&str> = entries.iter().map(|e| e.table).collect();
-        let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
-        let payloads: Vec<&str> = entries.iter().map(|e| e.payload.as_str()).collect();
-        diesel::sql_query(format!(
-            "INSERT INTO {table} (event_id, origin, seq, table_name, action, payload) \
-             SELECT u::uuid, o, s, t, a, p \
-             FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[]) AS x(u, o, s, t, a, p)"
-        ))
-        .bind::<Array<Text>, _>(ids)
-        .bind::<Array<Text>, _>(origins)
-        .bind::<Array<BigInt>, _>(seqs)
-        .bind::<Array<Text>, _>(tables)
-        .bind::<Array<Text>, _>(actions)
-        .bind::<Array<Text>, _>(payloads)
-        .execute(self)
-        .map(drop)
+    // The relay's statements need no flush to disk before they return: a claim lost
+    // in a crash only means the rows are claimed again, a lost delete that a row is
+    // published again (receivers drop the copy by id). The events themselves were
+    // made durable by the committing transaction.
+    fn prepare_relay(&mut self) -> QueryResult<()> {
+        diesel::connection::SimpleConnection::batch_execute(self, "SET synchronous_commit TO off")
     }
 
-    fn check_tables(&mut self, table: &str) -> QueryResult<()> {
-        self.batch_execute(&format!(
-            "SELECT id, event_id, origin, seq, table_name, action, payload, created_at, attempts, claimed_until, last_error FROM {table} LIMIT 0; \
-             SELECT id, event_id, origin, seq, table_name, action, payload, created_at, attempts, reason, failed_at FROM {table}_dead_letter LIMIT 0;"
-        ))
+    fn write_entries(&mut self, table: &str, entries: &[OutboxEntry]) -> QueryResult<()> {
+        OutboxInsert::new(table, entries).execute(self).map(drop)
     }
 
     fn claim_rows(
@@ -136,5 +117,66 @@ CREATE TABLE IF NOT EXISTS {table}_dead_letter (
         ))
         .load(self)?;
         Ok(only(rows).map(Backlog::from).unwrap_or_default())
+    }
+}
+
+/// The outbox insert of one commit: six arrays, one statement. Unlike `sql_query`
+/// it is prepared once per connection (Diesel caches it by its SQL), which matters
+/// for a statement every committing transaction runs.
+struct OutboxInsert<'a> {
+    table: &'a str,
+    ids: Vec<String>,
+    origins: Vec<&'a str>,
+    seqs: Vec<i64>,
+    tables: Vec<&'a str>,
+    actions: Vec<&'a str>,
+    payloads: Vec<&'a str>,
+}
+
+impl<'a> OutboxInsert<'a> {
+    fn new(table: &'a str, entries: &'a [OutboxEntry]) -> Self {
+        OutboxInsert {
+            table,
+            ids: entries.iter().map(|e| e.event_id.to_string()).collect(),
+            origins: entries.iter().map(|e| &*e.origin).collect(),
+            seqs: entries
+                .iter()
+                .map(|e| i64::try_from(e.seq).unwrap_or(i64::MAX))
+                .collect(),
+            tables: entries.iter().map(|e| e.table).collect(),
+            actions: entries.iter().map(|e| e.action.as_str()).collect(),
+            payloads: entries.iter().map(|e| e.payload.as_str()).collect(),
+        }
+    }
+}
+
+impl QueryId for OutboxInsert<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl RunQueryDsl<PgConnection> for OutboxInsert<'_> {}
+
+impl QueryFragment<Pg> for OutboxInsert<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO ");
+        out.push_sql(self.table);
+        out.push_sql(
+            " (event_id, origin, seq, table_name, action, payload) \
+             SELECT u::uuid, o, s, t, a, p FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.origins)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.seqs)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.tables)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.actions)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.payloads)?;
+        out.push_sql(") AS x(u, o, s, t, a, p)");
+        Ok(())
     }
 }

@@ -2,7 +2,6 @@
 //! version computes; claims need no row locks, as SQLite runs one writer at a time.
 
 use super::{only, Attempts, BacklogRow, Claimed, OutboxBackend};
-use diesel::connection::SimpleConnection;
 use diesel::result::QueryResult;
 use diesel::sql_types::{BigInt, Double, Text};
 use diesel::sqlite::SqliteConnection;
@@ -45,6 +44,11 @@ CREATE TABLE IF NOT EXISTS {table}_dead_letter (
         )
     }
 
+    // Writers hold the file's lock briefly; the relay waits for it rather than fail.
+    fn prepare_relay(&mut self) -> QueryResult<()> {
+        diesel::connection::SimpleConnection::batch_execute(self, "PRAGMA busy_timeout = 5000")
+    }
+
     fn write_entries(&mut self, table: &str, entries: &[OutboxEntry]) -> QueryResult<()> {
         let sql = format!(
             "INSERT INTO {table} (event_id, origin, seq, table_name, action, payload) \
@@ -61,13 +65,6 @@ CREATE TABLE IF NOT EXISTS {table}_dead_letter (
                 .execute(self)?;
         }
         Ok(())
-    }
-
-    fn check_tables(&mut self, table: &str) -> QueryResult<()> {
-        self.batch_execute(&format!(
-            "SELECT id, event_id, origin, seq, table_name, action, payload, created_at, attempts, claimed_until, last_error FROM {table} LIMIT 0; \
-             SELECT id, event_id, origin, seq, table_name, action, payload, created_at, attempts, reason, failed_at FROM {table}_dead_letter LIMIT 0;"
-        ))
     }
 
     fn claim_rows(
