@@ -32,14 +32,21 @@ fn assert_oversized_event_fails_and_later_events_flow(limit: &str, test: &str) {
         "the oversized event is counted as failed: {:?}",
         a.stats()
     );
-    assert_eq!(a.stats().published, 1);
+    // B can hear the small event before A has read the broker's PUBACK for it.
+    assert!(
+        eventually(TIMEOUT, || a.stats().published == 1),
+        "{:?}",
+        a.stats()
+    );
     assert_empty(&rx);
     shutdown_all(&[&a, &b]);
 }
 
 #[test]
 fn an_event_over_the_brokers_message_size_limit_is_counted_and_later_events_flow() {
-    // The broker refuses the publish (MQTT 5 PUBACK reason code); it stays connected.
+    // Mosquitto 2.0 refuses the publish with a PUBACK reason code and closes the
+    // connection, often before the client has read the PUBACK; the publisher gives
+    // the message up after it was the oldest in flight at three lost connections.
     assert_oversized_event_fails_and_later_events_flow("message_size_limit 2000", "size_limit");
 }
 

@@ -182,6 +182,8 @@ pub(crate) fn start(
 struct Pending {
     message: paho::Message,
     attempts: u32,
+    /// Connections lost while this message was the oldest one unacknowledged.
+    strikes: u32,
     receipt: Option<Box<dyn Receipt>>,
 }
 
@@ -197,6 +199,7 @@ impl Pending {
 struct InFlight {
     token: paho::DeliveryToken,
     attempts: u32,
+    strikes: u32,
     receipt: Option<Box<dyn Receipt>>,
 }
 
@@ -205,6 +208,7 @@ impl InFlight {
         Pending {
             message: self.token.message().clone(),
             attempts: self.attempts,
+            strikes: self.strikes,
             receipt: self.receipt,
         }
     }
@@ -244,6 +248,11 @@ struct Worker {
 }
 
 const MAX_ATTEMPTS: u32 = 5;
+/// A message that was the oldest unacknowledged one when the connection dropped
+/// this many times is given up: Mosquitto 2.0 answers a publish over its
+/// `message_size_limit` by closing the connection (often before its PUBACK with
+/// the reason code reaches the client), and resending it would repeat that for ever.
+const MAX_STRIKES: u32 = 3;
 
 impl Worker {
     fn run(mut self, rx: Receiver<Box<dyn Outgoing>>) {
@@ -283,11 +292,15 @@ impl Worker {
             let deadline = self.deadline();
             let past_deadline = deadline.is_some_and(|d| Instant::now() >= d);
             if lost.load(Ordering::SeqCst) || !client.is_connected() {
+                // Publishes acknowledged before the drop are done, not resent.
+                self.reap(&waker, false, false);
                 self.requeue_inflight();
                 if self.counters.connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!("MQTT publisher lost the broker; buffering events");
                 }
-                if past_deadline {
+                let nothing_to_send =
+                    self.queue.is_empty() && self.retries.is_empty() && rx.is_empty();
+                if past_deadline || (deadline.is_some() && nothing_to_send) {
                     break;
                 }
                 let wait = remaining(deadline, Duration::from_secs(5));
@@ -410,6 +423,7 @@ impl Worker {
                 }
             },
             attempts: 0,
+            strikes: 0,
             receipt: event.into_receipt(),
         };
         self.queue.push_back(pending);
@@ -489,6 +503,7 @@ impl Worker {
             self.inflight.push_back(InFlight {
                 token,
                 attempts: next.attempts + 1,
+                strikes: next.strikes,
                 receipt: next.receipt,
             });
         }
@@ -544,14 +559,20 @@ impl Worker {
             Err(error) => error,
         };
         let mut pending = inflight.into_pending();
-        if !connected {
+        if let paho::Error::ReasonCode(code, _) = &error {
+            // The broker's verdict on the message itself.
+            if is_final_refusal(*code) {
+                return self.give_up(pending, &format!("the broker refused it ({code})"));
+            }
+        } else if !connected {
             // A lost connection is not the message's fault.
             pending.attempts = pending.attempts.saturating_sub(1);
         }
         if pending.attempts >= MAX_ATTEMPTS {
-            MqttCounters::add(&self.counters.publish_failed, 1);
-            tracing::error!(topic = pending.message.topic(), %error, attempts = pending.attempts, "publish failed; event not published");
-            pending.settle(Err(format!("publish failed {MAX_ATTEMPTS} times: {error}")));
+            self.give_up(
+                pending,
+                &format!("publish failed {MAX_ATTEMPTS} times: {error}"),
+            );
         } else {
             tracing::debug!(topic = pending.message.topic(), %error, "publish failed; will retry");
             self.retries.push_back(pending);
@@ -561,12 +582,40 @@ impl Worker {
     /// After a lost connection nothing in flight can be trusted: send it all again,
     /// after the retries that are older still.
     fn requeue_inflight(&mut self) {
-        for inflight in self.inflight.drain(..) {
+        let mut oldest = true;
+        for inflight in std::mem::take(&mut self.inflight) {
             let mut pending = inflight.into_pending();
             pending.attempts = pending.attempts.saturating_sub(1);
+            if std::mem::take(&mut oldest) {
+                pending.strikes += 1;
+                if pending.strikes >= MAX_STRIKES {
+                    let reason = format!(
+                        "the broker closed the connection each of the {MAX_STRIKES} times this \
+                         message was the oldest in flight (larger than its message_size_limit?)"
+                    );
+                    self.give_up(pending, &reason);
+                    continue;
+                }
+            }
             self.retries.push_back(pending);
         }
     }
+
+    /// Counts, logs and reports a message that will not be sent again.
+    fn give_up(&self, pending: Pending, reason: &str) {
+        MqttCounters::add(&self.counters.publish_failed, 1);
+        tracing::error!(topic = pending.message.topic(), size = pending.message.payload().len(), %reason, "event not published");
+        pending.settle(Err(reason.to_owned()));
+    }
+}
+
+/// PUBACK reason codes that no resend can change.
+fn is_final_refusal(code: paho::ReasonCode) -> bool {
+    use paho::ReasonCode::*;
+    matches!(
+        code,
+        PacketTooLarge | NotAuthorized | TopicNameInvalid | PayloadFormatInvalid
+    )
 }
 
 /// An upper bound of the PUBLISH packet `message` makes: fixed header (type byte
