@@ -280,21 +280,12 @@ fn outage_during_pooled_writes(durable: bool) {
     );
     if durable {
         assert_eq!(stats.outbox_published, TOTAL as u64, "{stats:?}");
-        let left: i64 = diesel::sql_query(format!("SELECT count(*) AS n FROM {outbox_table}"))
-            .get_result::<Count>(&mut db.plain())
-            .expect("count the outbox")
-            .n;
+        let left = common::count_rows(&mut db.plain(), &outbox_table);
         assert_eq!(left, 0, "every outbox row was deleted after its PUBACK");
     }
     let b_stats = b.stats();
     assert_eq!(b_stats.remote_rejected, 0, "{b_stats:?}");
     b.shutdown(Duration::from_secs(5)).expect("B shuts down");
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
 }
 
 // ---------------------------------------------------------------- killed connection

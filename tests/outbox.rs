@@ -10,7 +10,6 @@ mod common;
 use common::{Harness, PgSchema, SqliteDb};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use diesel_emitter::connection::OutboxBackend;
 use diesel_emitter::outbox::{OutboxConfig, OutboxError};
 use diesel_emitter::prelude::*;
@@ -82,18 +81,9 @@ trait OutboxDb: Harness<Plain: OutboxBackend> {
     }
 }
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 impl OutboxDb for PgSchema {
     fn rows_in(&self, table: &str) -> i64 {
-        let counts: Vec<Count> = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
-            .load(&mut self.plain())
-            .expect("count rows");
-        counts[0].n
+        common::count_rows(&mut self.plain(), table)
     }
     fn outbox_table(&self) -> String {
         format!("{}.diesel_emitter_outbox", self.name)
@@ -107,10 +97,7 @@ impl OutboxDb for PgSchema {
 
 impl OutboxDb for SqliteDb {
     fn rows_in(&self, table: &str) -> i64 {
-        let counts: Vec<Count> = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
-            .load(&mut self.plain())
-            .expect("count rows");
-        counts[0].n
+        common::count_rows(&mut self.plain(), table)
     }
     fn outbox_table(&self) -> String {
         "diesel_emitter_outbox".into()

@@ -162,13 +162,5 @@ fn a_writer_killed_after_commit_while_the_broker_is_down_loses_no_event() {
 }
 
 fn rows_in(db: &PgSchema, table: &str) -> i64 {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let counts: Vec<Count> = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
-        .load(&mut db.plain())
-        .expect("count");
-    counts[0].n
+    common::count_rows(&mut db.plain(), table)
 }

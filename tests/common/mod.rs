@@ -244,6 +244,25 @@ impl<C: SimpleConnection> diesel::r2d2::CustomizeConnection<C, diesel::r2d2::Err
     }
 }
 
+/// The rows of `table`, counted on `conn`.
+pub fn count_rows<C>(conn: &mut C, table: &str) -> i64
+where
+    C: Connection,
+    for<'a> diesel::query_builder::SqlQuery: diesel::query_dsl::LoadQuery<'a, C, RowCount>,
+{
+    diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result::<RowCount>(conn)
+        .unwrap_or_else(|e| panic!("count the rows of {table}: {e}"))
+        .n
+}
+
+/// What [`count_rows`] reads.
+#[derive(QueryableByName)]
+pub struct RowCount {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 // ---------------------------------------------------------------- PostgreSQL
 
 /// The PostgreSQL the tests use: `DATABASE_URL`, or the local trust-auth server.

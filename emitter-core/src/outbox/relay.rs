@@ -77,6 +77,7 @@ impl RelayHandle {
             counters: counters.clone(),
             claimed: HashMap::new(),
             acked: Vec::new(),
+            received: None,
             last_backlog: None,
             _done: done_tx,
         };
@@ -164,6 +165,8 @@ struct Relay {
     claimed: HashMap<i64, Instant>,
     /// Acknowledged rows not deleted yet.
     acked: Vec<i64>,
+    /// The outcome `wait` woke up for, not settled yet.
+    received: Option<(i64, Result<(), String>)>,
     last_backlog: Option<Instant>,
     _done: Sender<()>,
 }
@@ -188,15 +191,10 @@ impl Relay {
                 // in the table.
                 break;
             }
-            let mut more = false;
             if self.claimed.is_empty() && bridge.publisher_connected() && self.store.is_some() {
                 match self.claim_and_publish(&bridge) {
-                    Ok(claimed) => {
-                        more = claimed == self.config.batch;
-                        if claimed == 0 && closing.is_some() {
-                            break;
-                        }
-                    }
+                    Ok(0) if closing.is_some() => break,
+                    Ok(_) => {}
                     Err(error) => self.lost_store(&error),
                 }
             }
@@ -204,9 +202,7 @@ impl Relay {
             if self.store.is_none() {
                 self.reconnect();
             }
-            if !more {
-                self.wait();
-            }
+            self.wait();
         }
         self.settle();
         if !self.claimed.is_empty() {
@@ -256,7 +252,8 @@ impl Relay {
     /// Deletes acknowledged rows and records failed ones.
     fn settle(&mut self) {
         let mut failed = Vec::new();
-        for (id, outcome) in self.acks.try_iter() {
+        let waited = self.received.take();
+        for (id, outcome) in waited.into_iter().chain(self.acks.try_iter()) {
             self.claimed.remove(&id);
             match outcome {
                 Ok(()) => self.acked.push(id),
@@ -338,17 +335,12 @@ impl Relay {
         } else {
             Duration::from_millis(100)
         };
-        let waiting = !self.claimed.is_empty();
         select! {
             recv(self.acks) -> ack => {
-                if let Ok((id, outcome)) = ack {
-                    // Put it back for `settle`, which batches the deletes.
-                    let _ = self.acks_tx.send((id, outcome));
-                    if waiting {
-                        // Let the rest of the batch's acknowledgements arrive.
-                        std::thread::sleep(Duration::from_micros(200));
-                    }
-                }
+                // Kept for `settle`, which deletes in batches; the rest of the
+                // batch's acknowledgements get a moment to arrive.
+                self.received = ack.ok();
+                std::thread::sleep(Duration::from_micros(200));
             }
             recv(self.kicked) -> _ => {}
             default(timeout) => {}
