@@ -486,16 +486,9 @@ impl Worker {
             if let Some(max) = self.max_packet {
                 let size = packet_size(&next.message);
                 if size > max {
-                    MqttCounters::add(&self.counters.publish_failed, 1);
-                    tracing::error!(
-                        topic = next.message.topic(),
-                        size,
-                        max,
-                        "event larger than the broker's maximum packet size; not published"
-                    );
-                    next.settle(Err(format!(
-                        "{size} bytes exceed the broker's maximum packet size of {max}"
-                    )));
+                    let reason =
+                        format!("{size} bytes exceed the broker's maximum packet size of {max}");
+                    self.give_up(next, &reason);
                     continue;
                 }
             }
