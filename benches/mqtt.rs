@@ -13,7 +13,7 @@
 //!    topic, payload and properties); emitters (`max_inflight` 1,000 and 500) commit
 //!    events with no database (`Emitter::commit`), then through autocommit INSERTs
 //!    into an in-memory SQLite database (and, for context, the same INSERTs with a
-//!    broker-less emitter). Variants alternate within each of 5 rounds; medians are
+//!    broker-less emitter). Variants alternate within each of 9 rounds; medians are
 //!    reported, with the median of per-round ratios. Rate = events / time until all
 //!    are acknowledged by the broker (`stats().published`, or every delivery token).
 //!    CPU time per event (from `/proc`, by thread role, and of the broker) shows
@@ -110,7 +110,7 @@ struct Plan {
 
 const FULL: Plan = Plan {
     tput_events: 40_000,
-    tput_runs: 5,
+    tput_runs: 9,
     lat_rate: 1_000,
     lat_events: 10_000,
     lat_warm_up: 500,
@@ -573,6 +573,8 @@ struct Cpu {
     publisher: u64,
     /// The counting subscriber's consumer thread.
     counter: u64,
+    /// The publisher's loopback relay threads (see emitter-core's `mqtt::relay`).
+    relay: u64,
     /// Everything else in this process: Paho C's threads of every client, mostly.
     paho: u64,
     broker: u64,
@@ -599,6 +601,8 @@ impl Cpu {
                 &mut cpu.publisher
             } else if comm.starts_with("bench-counter") {
                 &mut cpu.counter
+            } else if comm.starts_with("emitter-mqtt-re") {
+                &mut cpu.relay
             } else {
                 &mut cpu.paho
             };
@@ -612,6 +616,7 @@ impl Cpu {
             main: self.main.saturating_sub(before.main),
             publisher: self.publisher.saturating_sub(before.publisher),
             counter: self.counter.saturating_sub(before.counter),
+            relay: self.relay.saturating_sub(before.relay),
             paho: self.paho.saturating_sub(before.paho),
             broker: self.broker.saturating_sub(before.broker),
         }
@@ -621,12 +626,13 @@ impl Cpu {
         self.main += other.main;
         self.publisher += other.publisher;
         self.counter += other.counter;
+        self.relay += other.relay;
         self.paho += other.paho;
         self.broker += other.broker;
     }
 
     fn process(&self) -> u64 {
-        self.main + self.publisher + self.counter + self.paho
+        self.main + self.publisher + self.counter + self.relay + self.paho
     }
 }
 
@@ -1309,11 +1315,12 @@ fn summary(
         "1. publish rate, QoS 1, row {} B / envelope {} B, a counting Paho subscriber attached;\n   \
          median of {} rounds x {} events; acked = every PUBACK in, delivered = the subscriber has all;\n   \
          loop = the commit/publish loop alone; CPU per event in us (bench process = main thread +\n   \
-         emitter publisher thread + counting subscriber thread + Paho C and other threads; broker)",
+         emitter publisher thread + counting subscriber thread + the publisher's relay threads +\n   \
+         Paho C and other threads; broker)",
         tput.row_bytes, tput.envelope_bytes, tput.runs, tput.n
     );
     println!(
-        "   {:<36} {:>8} {:>9} {:>6} {:>6} {:>7} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>6}",
+        "   {:<36} {:>8} {:>9} {:>6} {:>6} {:>7} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>6}",
         "",
         "acked/s",
         "deliv'd/s",
@@ -1324,6 +1331,7 @@ fn summary(
         "main",
         "pub",
         "sub",
+        "relay",
         "paho",
         "broker"
     );
@@ -1334,7 +1342,7 @@ fn summary(
         };
         let c = &m.cpu;
         println!(
-            "   {:<36} {:>8.0} {:>9.0} {:>6.2} {:>6.2} {:>5.0}ms | {:>5.1} {:>5.1} {:>5.1} {:>5.1} {:>5.1} {:>6.1}",
+            "   {:<36} {:>8.0} {:>9.0} {:>6.2} {:>6.2} {:>5.0}ms | {:>5.1} {:>5.1} {:>5.1} {:>5.1} {:>5.1} {:>5.1} {:>6.1}",
             m.variant.label(),
             m.acked,
             m.delivered,
@@ -1345,6 +1353,7 @@ fn summary(
             m.per_event(c.main),
             m.per_event(c.publisher),
             m.per_event(c.counter),
+            m.per_event(c.relay),
             m.per_event(c.paho),
             m.per_event(c.broker),
         );

@@ -434,6 +434,39 @@ fn shutdown_publishes_everything_committed_before_it() {
     shutdown_all(&[&b]);
 }
 
+#[test]
+fn small_in_flight_windows_publish_every_event_in_commit_order() {
+    // A full window waits for an eighth of itself to be acknowledged: with 1,
+    // 3 and 16 publishes in flight that is 1, 1 and 2 acknowledgements.
+    const N: usize = 300;
+    for window in [1, 3, 16] {
+        let prefix = unique_prefix(&format!("window_{window}"));
+        let a = node(
+            "a",
+            MqttConfig::new(SHARED_URL)
+                .topic_prefix(&prefix)
+                .max_inflight(window),
+        );
+        let b = shared_node("b", &prefix);
+        let rx = b.on::<User>().remote_only(true).subscribe();
+        connected(&[&a, &b]);
+        let db = Db::new(&format!("window{window}"));
+        let mut conn = db.conn(&a);
+        for i in 0..N {
+            insert(&mut conn, &format!("u{i}"), true);
+        }
+        let seqs: Vec<u64> = (0..N).map(|_| recv(&rx).meta.seq).collect();
+        assert_eq!(seqs, (1..=N as u64).collect::<Vec<_>>(), "window {window}");
+        shutdown_all(&[&a, &b]);
+        let stats = a.stats();
+        assert_eq!(
+            (stats.published, stats.publish_failed),
+            (N as u64, 0),
+            "{stats:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- 6
 
 #[test]

@@ -198,12 +198,31 @@ impl Pending {
 /// A publish awaiting its acknowledgement; the token keeps the message for a retry.
 struct InFlight {
     token: paho::DeliveryToken,
+    /// The outcome, once a poll saw it: Paho hands it out only once, and a
+    /// publish behind the oldest one can finish first.
+    outcome: Option<paho::Result<()>>,
     attempts: u32,
     strikes: u32,
     receipt: Option<Box<dyn Receipt>>,
 }
 
 impl InFlight {
+    /// The outcome, if the publish finished; `waker` is woken when it does.
+    fn outcome(&mut self, waker: &Waker) -> Option<paho::Result<()>> {
+        if self.outcome.is_none() {
+            self.outcome = poll(&mut self.token, waker);
+        }
+        self.outcome.take()
+    }
+
+    /// Whether the publish finished, keeping the outcome for `outcome`.
+    fn finished(&mut self, waker: &Waker) -> bool {
+        if self.outcome.is_none() {
+            self.outcome = poll(&mut self.token, waker);
+        }
+        self.outcome.is_some()
+    }
+
     fn into_pending(self) -> Pending {
         Pending {
             message: self.token.message().clone(),
@@ -248,6 +267,11 @@ struct Worker {
 }
 
 const MAX_ATTEMPTS: u32 = 5;
+/// With a full window the thread sleeps until this share of it is acknowledged
+/// (the publish at that depth of the window finishes), not until the oldest is:
+/// one wake-up and one burst of publishes per batch instead of one per event,
+/// where each wake-up costs more than the publish it lets through.
+const ACK_BATCH_DIVISOR: usize = 8;
 /// A message that was the oldest unacknowledged one when the connection dropped
 /// this many times is given up: Mosquitto 2.0 answers a publish over its
 /// `message_size_limit` by closing the connection (often before its PUBACK with
@@ -345,8 +369,10 @@ impl Worker {
             if past_deadline {
                 break;
             }
-            if self.inflight.len() >= self.config.max_inflight || (drained && deadline.is_some()) {
-                self.wait_front(&waker, true, Duration::from_millis(50));
+            if self.inflight.len() >= self.config.max_inflight {
+                self.wait_acks(&waker, self.ack_batch(), Duration::from_millis(50));
+            } else if drained && deadline.is_some() {
+                self.wait_acks(&waker, 1, Duration::from_millis(50));
             } else if drained {
                 let idle = if self.inflight.is_empty() {
                     Duration::from_millis(50)
@@ -495,6 +521,7 @@ impl Worker {
             let token = client.publish(next.message);
             self.inflight.push_back(InFlight {
                 token,
+                outcome: None,
                 attempts: next.attempts + 1,
                 strikes: next.strikes,
                 receipt: next.receipt,
@@ -502,14 +529,14 @@ impl Worker {
         }
     }
 
-    /// Collects finished publishes from the front of the window. On the final
-    /// pass, waits a little for each one still outstanding.
+    /// Collects finished publishes from the front of the window, in order. On
+    /// the final pass, waits a little for each one still outstanding.
     fn reap(&mut self, waker: &Waker, connected: bool, final_pass: bool) {
         while let Some(front) = self.inflight.front_mut() {
-            match poll(&mut front.token, waker) {
+            match front.outcome(Waker::noop()) {
                 Some(outcome) => self.settle_front(outcome, connected),
                 None if final_pass => {
-                    if !self.wait_front(waker, connected, Duration::from_millis(100)) {
+                    if !self.wait_acks(waker, 1, Duration::from_millis(100)) {
                         return;
                     }
                 }
@@ -518,15 +545,25 @@ impl Worker {
         }
     }
 
-    /// Waits up to `timeout` for the oldest publish; true when it settled.
-    fn wait_front(&mut self, waker: &Waker, connected: bool, timeout: Duration) -> bool {
+    /// How many acknowledgements a full window waits for.
+    fn ack_batch(&self) -> usize {
+        (self.config.max_inflight / ACK_BATCH_DIVISOR).max(1)
+    }
+
+    /// Waits up to `timeout` until the `batch` oldest publishes (or all in
+    /// flight, if fewer) finished, or at least the oldest one did when acks
+    /// came out of order; true when the oldest one finished.
+    fn wait_acks(&mut self, waker: &Waker, batch: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let Some(front) = self.inflight.front_mut() else {
+            let len = self.inflight.len();
+            if len == 0 {
                 return false;
-            };
-            if let Some(outcome) = poll(&mut front.token, waker) {
-                self.settle_front(outcome, connected);
+            }
+            // Acknowledgements come in order, so the deepest one stands for the
+            // batch. Should it finish before the oldest, the oldest is waited for.
+            let deepest = batch.min(len) - 1;
+            if self.inflight[deepest].finished(waker) && self.inflight[0].finished(waker) {
                 return true;
             }
             let now = Instant::now();
@@ -576,7 +613,15 @@ impl Worker {
     /// after the retries that are older still.
     fn requeue_inflight(&mut self) {
         let mut oldest = true;
-        for inflight in std::mem::take(&mut self.inflight) {
+        for mut inflight in std::mem::take(&mut self.inflight) {
+            // Acknowledged behind an older one still outstanding: done, not resent.
+            if let Some(Ok(())) = inflight.outcome(Waker::noop()) {
+                MqttCounters::add(&self.counters.published, 1);
+                if let Some(receipt) = inflight.receipt {
+                    receipt.settled(Ok(()));
+                }
+                continue;
+            }
             let mut pending = inflight.into_pending();
             pending.attempts = pending.attempts.saturating_sub(1);
             if std::mem::take(&mut oldest) {
