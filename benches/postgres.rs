@@ -427,6 +427,9 @@ struct Count {
     n: i32,
 }
 
+/// The label of the interleaved lines that show the floor: RETURNING alone.
+const FLOOR: &str = "  RETURNING alone";
+
 /// Every statement again with the two sides interleaved (see `common`): the
 /// ratios to trust when the machine is busy.
 fn interleaved(s: &mut Bench, full: bool) {
@@ -446,6 +449,16 @@ fn interleaved(s: &mut Bench, full: bool) {
     s.setup("TRUNCATE users, audit_log");
     common::interleaved(s, "pg_insert_single", rounds, 10, nothing, |s, e| {
         exec(s, side(e), diesel::insert_into(users::table).values(&row));
+    });
+    // The floor: what RETURNING and loading the rows with plain Diesel cost alone.
+    let returning = |r| if r { Side::PlainReturning } else { Side::Plain };
+    let sides = ["returning", "plain"];
+    common::interleaved_as(s, FLOOR, sides, rounds, 10, nothing, |s, r| {
+        run!(
+            s,
+            returning(r),
+            diesel::insert_into(users::table).values(&row)
+        );
     });
     s.seed("users", KEYED_ROWS);
     let mut key = 0;
@@ -504,6 +517,14 @@ fn interleaved(s: &mut Bench, full: bool) {
             assert_eq!(exec(s, side(e), query), BATCH_ROWS);
         },
     );
+    common::interleaved_as(s, FLOOR, sides, bulk_rounds, 1, truncate, |s, r| {
+        let n = run!(
+            s,
+            returning(r),
+            diesel::insert_into(users::table).values(&rows)
+        );
+        assert_eq!(n, BATCH_ROWS);
+    });
     s.seed("users", BULK_ROWS);
     s.setup("UPDATE users SET active = NOT active");
     let vacuum = |s: &mut Bench| {
@@ -516,6 +537,12 @@ fn interleaved(s: &mut Bench, full: bool) {
         let query = diesel::update(users::table.filter(users::id.le(BULK_ROWS)))
             .set(users::active.eq(flip));
         assert_eq!(exec(s, side(e), query), BULK_ROWS as usize);
+    });
+    common::interleaved_as(s, FLOOR, sides, bulk_rounds, 1, vacuum, |s, r| {
+        flip = !flip;
+        let query = diesel::update(users::table.filter(users::id.le(BULK_ROWS)))
+            .set(users::active.eq(flip));
+        assert_eq!(run!(s, returning(r), query), BULK_ROWS as usize);
     });
     s.settle();
     println!();

@@ -151,6 +151,9 @@ impl Side {
     }
 }
 
+/// The label of the interleaved lines that show the floor: RETURNING alone.
+const FLOOR: &str = "  RETURNING alone";
+
 /// Runs `$query` on the side's connection; the affected row count.
 macro_rules! run {
     ($s:expr, $side:expr, $query:expr) => {
@@ -277,17 +280,36 @@ fn benches(c: &mut Criterion) {
         let side = if e { Side::Emitting } else { Side::Plain };
         run!(s, side, diesel::insert_into(users::table).values(&row));
     });
+    // The floor: what RETURNING and loading the rows with plain Diesel cost alone.
+    common::interleaved_as(
+        s,
+        FLOOR,
+        ["returning", "plain"],
+        rounds,
+        20,
+        nothing,
+        |s, r| {
+            let side = if r { Side::PlainReturning } else { Side::Plain };
+            run!(s, side, diesel::insert_into(users::table).values(&row));
+        },
+    );
     s.setup(&seed);
     let settle = |s: &mut Bench| s.settle();
-    common::interleaved(
-        s,
-        "sqlite_update_10000_rows",
-        bulk_rounds,
-        1,
-        settle,
-        |s, e| {
+    for (name, sides, capture) in [
+        (
+            "sqlite_update_10000_rows",
+            ["emitting", "plain"],
+            Side::Emitting,
+        ),
+        (
+            "  RETURNING alone",
+            ["returning", "plain"],
+            Side::PlainReturning,
+        ),
+    ] {
+        common::interleaved_as(s, name, sides, bulk_rounds, 1, settle, |s, first| {
             flip = !flip;
-            let side = if e { Side::Emitting } else { Side::Plain };
+            let side = if first { capture } else { Side::Plain };
             let n = run!(
                 s,
                 side,
@@ -295,8 +317,8 @@ fn benches(c: &mut Criterion) {
                     .set(users::active.eq(flip))
             );
             assert_eq!(n, BULK_ROWS as usize);
-        },
-    );
+        });
+    }
     s.settle();
     println!();
     assert_eq!(

@@ -11,6 +11,7 @@ use crate::event::{Event, EventMeta};
 use crate::listener::{Kind, Slot, WhenFull};
 use crate::pending::Change;
 use crossbeam_channel::{SendError, TrySendError};
+use std::any::{Any, TypeId};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -18,26 +19,71 @@ use uuid::Uuid;
 
 /// The state of one commit's dispatch.
 pub(crate) struct Dispatch<'a> {
-    pub(crate) shared: &'a Shared,
-    pub(crate) next_seq: &'a mut u64,
-    pub(crate) committed_at: SystemTime,
+    shared: &'a Shared,
+    next_seq: &'a mut u64,
+    committed_at: SystemTime,
+    /// The listeners of the model dispatched last: a commit's events are mostly
+    /// rows of one table, so they are looked up once per commit and table rather
+    /// than once per row (a lock, a map lookup and reference counts each time).
+    listeners: Option<Listeners>,
 }
 
-impl Dispatch<'_> {
+/// A snapshot of one model's listeners, type-erased.
+struct Listeners {
+    model: TypeId,
+    /// `Option<Arc<[Arc<Slot<M>>]>>`: `None` when the model has no listener set.
+    slots: Box<dyn Any>,
+}
+
+impl<'a> Dispatch<'a> {
+    pub(crate) fn new(shared: &'a Shared, next_seq: &'a mut u64, committed_at: SystemTime) -> Self {
+        Dispatch {
+            shared,
+            next_seq,
+            committed_at,
+            listeners: None,
+        }
+    }
+
     pub(crate) fn typed<M: Emits>(&mut self, change: Change<M>, emit: Emit) {
         *self.next_seq += 1;
         let event = numbered(change, *self.next_seq, self.shared, self.committed_at);
         if emit.reaches_remote() {
             self.shared.publish(&event);
         }
-        if emit.reaches_local() {
-            deliver(self.shared, event, |slot| slot.local);
+        if !emit.reaches_local() {
+            return;
+        }
+        let model = TypeId::of::<M>();
+        if self.listeners.as_ref().map(|l| l.model) != Some(model) {
+            self.listeners = Some(Listeners {
+                model,
+                slots: Box::new(snapshot::<M>(self.shared)),
+            });
+        }
+        let shared = self.shared;
+        let slots = self
+            .listeners
+            .as_ref()
+            .and_then(|l| l.slots.downcast_ref::<Option<Slots<M>>>());
+        let Some(Some(slots)) = slots else {
+            return;
+        };
+        if deliver_to(shared, slots, event, |slot| slot.local) {
+            // A listener went away: the next event looks the listeners up again.
+            self.listeners = None;
         }
     }
 }
 
-/// Event ids are UUIDv8: 60 random bits fixed per emitter instance, then the
-/// sequence number. Unique without a random draw per event.
+type Slots<M> = Arc<[Arc<Slot<M>>]>;
+
+fn snapshot<M: Emits>(shared: &Shared) -> Option<Slots<M>> {
+    shared
+        .existing_listener_set::<M>()
+        .map(|set| set.snapshot())
+}
+
 /// The local event `change` becomes as number `seq` of this emitter.
 pub(crate) fn numbered<M: Emits>(
     change: Change<M>,
@@ -60,6 +106,8 @@ pub(crate) fn numbered<M: Emits>(
     }
 }
 
+/// Event ids are UUIDv8: 60 random bits fixed per emitter instance, then the
+/// sequence number. Unique without a random draw per event.
 pub(crate) fn event_id(instance: u64, seq: u64) -> Uuid {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&instance.to_be_bytes());
@@ -94,10 +142,19 @@ pub(crate) fn deliver<M: Emits>(
     event: Event<M>,
     wants: impl Fn(&Slot<M>) -> bool,
 ) {
-    let Some(set) = shared.existing_listener_set::<M>() else {
-        return;
-    };
-    let slots = set.snapshot();
+    if let Some(slots) = snapshot::<M>(shared) {
+        deliver_to(shared, &slots, event, wants);
+    }
+}
+
+/// [`deliver`] to the listeners in `slots`; true when one of them was gone (and
+/// is now removed).
+fn deliver_to<M: Emits>(
+    shared: &Shared,
+    slots: &[Arc<Slot<M>>],
+    event: Event<M>,
+    wants: impl Fn(&Slot<M>) -> bool,
+) -> bool {
     // The event is cloned for every matching listener but the last, which takes it.
     let mut previous: Option<&Arc<Slot<M>>> = None;
     let mut closed = Vec::new();
@@ -116,9 +173,11 @@ pub(crate) fn deliver<M: Emits>(
             closed.push(last.id);
         }
     }
+    let any_closed = !closed.is_empty();
     for id in closed {
         crate::listener::remove_listener::<M>(shared, id);
     }
+    any_closed
 }
 
 /// Queues `event` for one listener; false when the listener is gone.

@@ -412,11 +412,7 @@ impl Emitter {
             sequencer.ready(shared, first, numbered, true);
             return;
         }
-        let mut dispatch = Dispatch {
-            shared,
-            next_seq: &mut sequencer.last,
-            committed_at,
-        };
+        let mut dispatch = Dispatch::new(shared, &mut sequencer.last, committed_at);
         for event in events {
             shared.counters.emitted(1);
             event.inner.dispatch(event.emit, &mut dispatch);

@@ -191,6 +191,36 @@ fn dropping_a_receiver_removes_the_listener_and_counts_the_event_dropped() {
 }
 
 #[test]
+fn a_receiver_dropped_before_a_commit_of_many_events_is_counted_once_and_the_others_get_all() {
+    let emitter = emitter();
+    let gone = emitter.on::<Item>().subscribe();
+    let kept = emitter.on::<Item>().subscribe();
+    drop(gone);
+    emitter.commit((1..=3).map(|id| pending(Action::Insert, id)));
+    assert_eq!(
+        drain(&kept),
+        [
+            (Action::Insert, 1),
+            (Action::Insert, 2),
+            (Action::Insert, 3)
+        ]
+    );
+    let stats = emitter.stats();
+    assert_eq!((stats.listeners, stats.dropped, stats.delivered), (1, 1, 3));
+}
+
+#[test]
+fn a_listener_added_between_commits_gets_the_next_commit_whole() {
+    let emitter = emitter();
+    let first = emitter.on::<Item>().subscribe();
+    emitter.commit((1..=2).map(|id| pending(Action::Insert, id)));
+    let second = emitter.on::<Item>().subscribe();
+    emitter.commit((3..=4).map(|id| pending(Action::Insert, id)));
+    assert_eq!(drain(&first).len(), 4);
+    assert_eq!(drain(&second), [(Action::Insert, 3), (Action::Insert, 4)]);
+}
+
+#[test]
 fn when_full_drop_drops_and_counts_with_a_blocked_listener() {
     let emitter = emitter();
     let (started_tx, started_rx) = bounded::<i64>(16);

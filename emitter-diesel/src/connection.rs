@@ -5,7 +5,7 @@ use crate::classify::{classify, OnConflict};
 use crate::cursor::EmittingCursor;
 use crate::frames::Frames;
 use crate::model::ModelEntry;
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanCache};
 use crate::returning::Capturing;
 use crate::transaction::EmittingTransactionManager;
 use diesel::connection::{
@@ -61,8 +61,8 @@ pub struct EmittingConnection<C: EmittingBackend> {
     emitter: Emitter,
     frames: Frames,
     emit: Emit,
-    /// Plans of statements with a static query id; `None` caches "not captured".
-    plans: HashMap<TypeId, Option<Arc<PlanOf<C>>>>,
+    /// Plans of statements seen before; `None` caches "not captured".
+    plans: PlanCache<PlanOf<C>>,
 }
 
 impl<C: EmittingBackend> EmittingConnection<C> {
@@ -89,7 +89,7 @@ impl<C: EmittingBackend> EmittingConnection<C> {
             emitter,
             frames: Frames::default(),
             emit: Emit::All,
-            plans: HashMap::new(),
+            plans: PlanCache::default(),
         }
     }
 
@@ -391,15 +391,21 @@ impl<C: EmittingBackend> EmittingConnection<C> {
             return Ok(None);
         }
         let key = T::query_id();
-        if let Some(plan) = key.and_then(|k| self.plans.get(&k)) {
-            return Ok(plan.clone());
+        if let Some(plan) = key.and_then(|k| self.plans.by_type(k)) {
+            return Ok(plan);
         }
         let mut builder = C::query_builder();
         source.to_sql(&mut builder, &C::backend())?;
         let sql = builder.finish();
+        if key.is_none() {
+            if let Some(plan) = self.plans.by_sql(&sql) {
+                return Ok(plan);
+            }
+        }
         let plan = self.plan_sql(&sql)?;
-        if let Some(key) = key {
-            self.plans.insert(key, plan.clone());
+        match key {
+            Some(key) => self.plans.keep_by_type(key, plan.clone()),
+            None => self.plans.keep_by_sql(&sql, plan.clone()),
         }
         Ok(plan)
     }

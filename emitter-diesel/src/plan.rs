@@ -1,9 +1,12 @@
 //! Capture plans: for one statement, the models to capture, the columns to append
-//! and how to read each returned row back into events.
+//! and how to read each returned row back into events; and a connection's cache
+//! of the plans it made.
 
 use crate::classify::{OnConflict, Write, WriteKind};
 use crate::model::{DecodeArgs, ModelEntry, Registered};
 use emitter_core::{Action, Emit};
+use std::any::TypeId;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// How one model is read from the appended columns.
@@ -141,5 +144,82 @@ impl<DB, D> Plan<DB, D> {
             start = end;
             (m, args)
         })
+    }
+}
+
+/// The plans (or "not captured") of statements a connection has run, so that a
+/// statement seen before is neither classified nor planned again.
+///
+/// Statements whose type has a static query id are found by type, without
+/// rendering their SQL. Others (inserts of `Insertable` structs among them, as
+/// their SQL depends on which fields are `None`) are found by their SQL text; at
+/// most [`MAX_BY_SQL`] of those are kept, since SQL with literals in it may never
+/// repeat.
+pub(crate) struct PlanCache<P> {
+    by_type: HashMap<TypeId, Option<Arc<P>>>,
+    by_sql: HashMap<Box<str>, Option<Arc<P>>>,
+}
+
+/// The most plans kept by SQL text; the cache starts over when it is full.
+pub(crate) const MAX_BY_SQL: usize = 512;
+
+impl<P> Default for PlanCache<P> {
+    fn default() -> Self {
+        PlanCache {
+            by_type: HashMap::new(),
+            by_sql: HashMap::new(),
+        }
+    }
+}
+
+impl<P> PlanCache<P> {
+    pub(crate) fn by_type(&self, key: TypeId) -> Option<Option<Arc<P>>> {
+        self.by_type.get(&key).cloned()
+    }
+
+    pub(crate) fn by_sql(&self, sql: &str) -> Option<Option<Arc<P>>> {
+        self.by_sql.get(sql).cloned()
+    }
+
+    pub(crate) fn keep_by_type(&mut self, key: TypeId, plan: Option<Arc<P>>) {
+        self.by_type.insert(key, plan);
+    }
+
+    pub(crate) fn keep_by_sql(&mut self, sql: &str, plan: Option<Arc<P>>) {
+        if self.by_sql.len() >= MAX_BY_SQL {
+            tracing::debug!(
+                kept = self.by_sql.len(),
+                "capture plans by SQL text: cache full, starting over"
+            );
+            self.by_sql.clear();
+        }
+        self.by_sql.insert(sql.into(), plan);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_by_sql_text_are_bounded_and_the_newest_is_kept() {
+        let mut cache = PlanCache::<u32>::default();
+        for i in 0..MAX_BY_SQL {
+            cache.keep_by_sql(&format!("DELETE FROM t WHERE id = {i}"), Some(Arc::new(1)));
+        }
+        assert!(cache.by_sql("DELETE FROM t WHERE id = 0").is_some());
+        cache.keep_by_sql("DELETE FROM t WHERE id = -1", None);
+        assert_eq!(cache.by_sql.len(), 1, "full: started over");
+        assert_eq!(cache.by_sql("DELETE FROM t WHERE id = -1"), Some(None));
+        assert_eq!(cache.by_sql("DELETE FROM t WHERE id = 0"), None);
+    }
+
+    #[test]
+    fn plans_by_type_and_by_sql_are_separate() {
+        let mut cache = PlanCache::<u32>::default();
+        cache.keep_by_type(TypeId::of::<u8>(), Some(Arc::new(7)));
+        assert_eq!(cache.by_type(TypeId::of::<u8>()), Some(Some(Arc::new(7))));
+        assert_eq!(cache.by_type(TypeId::of::<u16>()), None);
+        assert_eq!(cache.by_sql("SELECT 1"), None);
     }
 }

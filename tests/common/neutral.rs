@@ -52,6 +52,7 @@ macro_rules! shared_tests {
             empty_batch_insert_returns_zero_and_emits_nothing,
             update_of_many_rows_emits_one_update_per_row_with_the_set_columns,
             update_matching_no_row_emits_nothing,
+            one_changeset_type_with_different_fields_set_reports_each_statements_own_columns,
             update_get_results_returns_the_rows_and_emits_them,
             get_result_on_a_many_row_update_still_emits_every_row,
             delete_of_many_rows_emits_the_deleted_rows,
@@ -455,6 +456,47 @@ pub fn update_of_many_rows_emits_one_update_per_row_with_the_set_columns() {
     }
     ids.sort();
     assert_eq!(ids, vec![seeded[0].id, seeded[1].id, seeded[2].id]);
+    sentinel(&mut conn, &rx);
+}
+
+pub fn one_changeset_type_with_different_fields_set_reports_each_statements_own_columns() {
+    // `None` fields are left out of the SET list, so one Rust type renders
+    // different SQL; each statement's plan must be its own.
+    #[derive(AsChangeset)]
+    #[diesel(table_name = users)]
+    struct Patch {
+        name: Option<String>,
+        active: Option<bool>,
+    }
+    let db = Db::with_users("patch_types");
+    let seeded = seed(&mut db.plain(), &["a"]);
+    let emitter = emitter("patch_types");
+    let rx = emitter.on::<User>().subscribe();
+    let mut conn = db.emitting(&emitter);
+    let patches = [
+        (Some("b"), None, vec!["name"]),
+        (None, Some(false), vec!["active"]),
+        (Some("c"), Some(true), vec!["active", "name"]),
+        (Some("d"), None, vec!["name"]),
+    ];
+    for (name, active, changed) in patches {
+        let patch = Patch {
+            name: name.map(str::to_owned),
+            active,
+        };
+        diesel::update(users::table.find(seeded[0].id))
+            .set(&patch)
+            .execute(&mut conn)
+            .unwrap();
+        let ev = recv(&rx);
+        assert_eq!(sorted(ev.changed()), sorted(&changed));
+        if let Some(name) = name {
+            assert_eq!(ev.row.name, name);
+        }
+        if let Some(active) = active {
+            assert_eq!(ev.row.active, active);
+        }
+    }
     sentinel(&mut conn, &rx);
 }
 
