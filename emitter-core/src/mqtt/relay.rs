@@ -53,19 +53,43 @@ enum Listening {
     Unix(PathBuf),
 }
 
-/// Both ends of a listening socket.
+/// A listening socket, non-blocking: the accept loop polls it.
 enum Listener {
     Tcp(TcpListener),
     #[cfg(unix)]
-    Unix(UnixListener),
+    Unix(UnixListener, PathBuf),
 }
 
 impl Listener {
+    /// A connection waiting to be accepted, as a blocking stream.
     fn accept(&self) -> io::Result<PahoSide> {
-        match self {
-            Listener::Tcp(listener) => listener.accept().map(|(s, _)| PahoSide::Tcp(s)),
+        let paho = match self {
+            Listener::Tcp(listener) => listener.accept().map(|(s, _)| PahoSide::Tcp(s))?,
             #[cfg(unix)]
-            Listener::Unix(listener) => listener.accept().map(|(s, _)| PahoSide::Unix(s)),
+            Listener::Unix(listener, _) => listener.accept().map(|(s, _)| PahoSide::Unix(s))?,
+        };
+        paho.set_nonblocking(false)?;
+        Ok(paho)
+    }
+
+    /// Binds the socket again if its file is gone: temporary-file cleaners
+    /// (systemd-tmpfiles after ten days, say) remove sockets of long-running
+    /// processes, and Paho could not reconnect after the next broker outage.
+    fn keep_bound(&mut self) {
+        #[cfg(unix)]
+        if let Listener::Unix(listener, path) = self {
+            if path.exists() {
+                return;
+            }
+            match bind_unix(path) {
+                Ok(bound) => {
+                    tracing::warn!(path = %path.display(), "MQTT relay socket was removed; bound it again");
+                    *listener = bound;
+                }
+                Err(error) => {
+                    tracing::error!(path = %path.display(), %error, "MQTT relay socket was removed and cannot be bound again");
+                }
+            }
         }
     }
 }
@@ -91,6 +115,14 @@ impl PahoSide {
             PahoSide::Tcp(s) => s.shutdown(how),
             #[cfg(unix)]
             PahoSide::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            PahoSide::Tcp(s) => s.set_nonblocking(nonblocking),
+            #[cfg(unix)]
+            PahoSide::Unix(s) => s.set_nonblocking(nonblocking),
         }
     }
 
@@ -131,7 +163,6 @@ impl Write for PahoSide {
 /// `None` where Unix sockets are unavailable or the path would be too long.
 #[cfg(unix)]
 fn unix_listener() -> Option<(Listener, Listening)> {
-    use std::os::unix::fs::DirBuilderExt;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     // `sun_path` holds 108 bytes with its NUL; Paho checks the same bound.
     const MAX_PATH: usize = 100;
@@ -143,20 +174,43 @@ fn unix_listener() -> Option<(Listener, Listening)> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos())
     );
-    let dir = std::env::temp_dir().join(unique);
-    let path = dir.join("relay.sock");
+    let path = std::env::temp_dir().join(unique).join("relay.sock");
     if path.as_os_str().len() > MAX_PATH || path.to_str().is_none() {
         return None;
     }
-    std::fs::DirBuilder::new().mode(0o700).create(&dir).ok()?;
-    match UnixListener::bind(&path) {
-        Ok(listener) => Some((Listener::Unix(listener), Listening::Unix(path))),
+    match bind_unix(&path) {
+        Ok(listener) => Some((
+            Listener::Unix(listener, path.clone()),
+            Listening::Unix(path),
+        )),
         Err(error) => {
             tracing::debug!(%error, "MQTT relay cannot listen on a Unix socket; using TCP");
-            let _ = std::fs::remove_dir(&dir);
             None
         }
     }
+}
+
+/// Binds a non-blocking Unix socket at `path`, in a directory only this user
+/// can enter, created for it.
+#[cfg(unix)]
+fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no directory"))?;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(error),
+    }
+    let bound = UnixListener::bind(path).and_then(|listener| {
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    });
+    if bound.is_err() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    bound
 }
 
 #[cfg(not(unix))]
@@ -180,6 +234,7 @@ impl Relay {
             Some(both) => both,
             None => {
                 let listener = TcpListener::bind(("127.0.0.1", 0))?;
+                listener.set_nonblocking(true)?;
                 let addr = listener.local_addr()?;
                 (Listener::Tcp(listener), Listening::Tcp(addr))
             }
@@ -227,19 +282,8 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop; without a wake-up it would linger until the
-        // next connection, so only then wait for it.
-        let woken = match &self.listening {
-            Listening::Tcp(addr) => {
-                TcpStream::connect_timeout(addr, Duration::from_secs(1)).is_ok()
-            }
-            #[cfg(unix)]
-            Listening::Unix(path) => UnixStream::connect(path).is_ok(),
-        };
-        if woken {
-            if let Some(accept) = self.accept.take() {
-                let _ = accept.join();
-            }
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
         }
         #[cfg(unix)]
         if let Listening::Unix(path) = &self.listening {
@@ -259,14 +303,26 @@ struct Route {
     stall: Duration,
 }
 
-fn accept_loop(listener: Listener, route: Arc<Route>, stop: Arc<AtomicBool>) {
-    loop {
-        let paho = listener.accept();
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let paho = match paho {
+/// How often the accept loop looks for a connection and for `stop`: Paho
+/// connects rarely (at start and after a lost connection), and a wait this short
+/// is lost among the connection's own round trips.
+const ACCEPT_POLL: Duration = Duration::from_millis(20);
+/// How often the accept loop checks that its socket file is still there.
+const SOCKET_CHECK: Duration = Duration::from_secs(1);
+
+fn accept_loop(mut listener: Listener, route: Arc<Route>, stop: Arc<AtomicBool>) {
+    let mut checked = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let paho = match listener.accept() {
             Ok(paho) => paho,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(ACCEPT_POLL);
+                if checked.elapsed() >= SOCKET_CHECK {
+                    checked = Instant::now();
+                    listener.keep_bound();
+                }
+                continue;
+            }
             Err(error) => {
                 tracing::warn!(%error, "MQTT relay cannot accept a connection");
                 std::thread::sleep(Duration::from_millis(50));
@@ -566,5 +622,32 @@ mod tests {
             !dir.exists(),
             "the socket's directory is removed with the relay"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_socket_removed_by_a_temp_cleaner_is_bound_again() {
+        let (broker, authority) = broker();
+        let relay = Relay::start(&format!("tcp://{authority}"), Duration::from_secs(10)).unwrap();
+        let Listening::Unix(path) = &relay.listening else {
+            panic!("a plain broker is relayed through a Unix socket");
+        };
+        std::fs::remove_file(path).unwrap();
+        std::fs::remove_dir(path.parent().unwrap()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut client = loop {
+            match UnixStream::connect(path) {
+                Ok(client) => break client,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(error) => panic!("the socket was not bound again: {error}"),
+            }
+        };
+        client.write_all(b"again").unwrap();
+        let (mut server, _) = broker.accept().unwrap();
+        let mut got = [0u8; 5];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"again");
     }
 }
