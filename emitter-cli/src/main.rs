@@ -60,8 +60,15 @@ pub(crate) struct TailArgs {
     /// Broker user name.
     #[arg(long, value_name = "USER", requires = "password")]
     pub(crate) username: Option<String>,
-    /// Broker password.
-    #[arg(long, value_name = "PASSWORD", requires = "username")]
+    /// Broker password. Prefer the MQTT_PASSWORD environment variable: other users
+    /// of the machine can read a command line in the process list.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        requires = "username",
+        env = "MQTT_PASSWORD",
+        hide_env_values = true
+    )]
     pub(crate) password: Option<String>,
     /// PEM file of the certificate authorities that sign the broker's certificate
     /// (implies TLS).

@@ -118,9 +118,7 @@ pub(crate) fn run(args: TailArgs) -> Result<(), Failure> {
         format,
         counts: Counts::default(),
     };
-    tail.connect().map_err(|reason| {
-        Failure::runtime(format!("cannot reach the broker at {}: {reason}", tail.url))
-    })?;
+    tail.connect().map_err(Failure::runtime)?;
     tail.subscribe()?;
     let end = tail.run(&events, &stop);
     let _ = tail
@@ -176,6 +174,7 @@ struct Tail {
 }
 
 impl Tail {
+    /// Connects; on failure, what went wrong, naming the broker.
     fn connect(&self) -> Result<(), String> {
         match self
             .client
@@ -183,8 +182,15 @@ impl Tail {
             .wait_for(self.timeout)
         {
             Ok(_) => Ok(()),
-            Err(paho::Error::Timeout) => Err(format!("no answer within {:?}", self.timeout)),
-            Err(error) => Err(error.to_string()),
+            Err(paho::Error::Timeout) => Err(format!(
+                "cannot reach the broker at {}: no answer within {:?}",
+                self.url, self.timeout
+            )),
+            // The broker answered, and said no (credentials, client id, ...).
+            Err(error @ (paho::Error::ReasonCode(..) | paho::Error::ConnectReturn(..))) => Err(
+                format!("the broker at {} refused the connection: {error}", self.url),
+            ),
+            Err(error) => Err(format!("cannot reach the broker at {}: {error}", self.url)),
         }
     }
 
@@ -255,10 +261,7 @@ impl Tail {
                 }
                 Err(reason) => {
                     if wait >= Duration::from_secs(2) {
-                        note(&format!(
-                            "still cannot reach the broker at {}: {reason}",
-                            self.url
-                        ));
+                        note(&format!("still no connection: {reason}"));
                     }
                 }
             }

@@ -496,3 +496,131 @@ fn a_table_that_is_not_one_topic_level_is_refused() {
         "{stderr}"
     );
 }
+
+/// A Mosquitto of the test's own on a free loopback port that lets in only the
+/// user `tail` with the password `right`. Killed on drop.
+struct AuthBroker {
+    child: Child,
+    dir: std::path::PathBuf,
+    url: String,
+}
+
+impl AuthBroker {
+    fn start() -> AuthBroker {
+        let dir = std::env::temp_dir().join(format!(
+            "diesel-emitter-cli-auth-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let passwd = dir.join("passwd");
+        let status = Command::new("mosquitto_passwd")
+            .args(["-c", "-b"])
+            .arg(&passwd)
+            .args(["tail", "right"])
+            .status()
+            .expect("mosquitto_passwd runs");
+        assert!(status.success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nuser root\n",
+                passwd.display()
+            ),
+        )
+        .unwrap();
+        let binary = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the test broker did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        AuthBroker {
+            child,
+            dir,
+            url: format!("mqtt://127.0.0.1:{port}"),
+        }
+    }
+
+    /// `diesel-emitter tail` against this broker as user `tail`, the password
+    /// given only in `MQTT_PASSWORD`.
+    fn tail(&self, password: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_diesel-emitter"));
+        command
+            .args(["tail", "--url", &self.url, "--username", "tail"])
+            .args(["--connect-timeout", "3"])
+            .env("MQTT_PASSWORD", password)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+}
+
+impl Drop for AuthBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn the_password_can_come_from_mqtt_password_instead_of_the_command_line() {
+    let broker = AuthBroker::start();
+    let mut child = broker.tail("right").spawn().expect("the binary starts");
+    let stderr = lines(child.stderr.take().unwrap());
+    let deadline = Instant::now() + WAIT;
+    let subscribed = loop {
+        match stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.starts_with("subscribed to ") => break true,
+            Ok(_) => {}
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        subscribed,
+        "tail logged in with the password from MQTT_PASSWORD"
+    );
+}
+
+#[test]
+fn a_wrong_password_from_mqtt_password_fails_with_one_clear_line() {
+    let broker = AuthBroker::start();
+    let output = broker.tail("wrong").output().expect("the binary runs");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "diesel-emitter: the broker at {} refused the connection: ",
+            broker.url
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong"),
+        "the password is not printed: {stderr}"
+    );
+}
