@@ -1,0 +1,186 @@
+//! The relay's two kinds of socket: where it listens for Paho (a Unix socket in a
+//! private directory, or a loopback TCP port for TLS brokers), and Paho's end of
+//! each relayed connection.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::{UnixListener, UnixStream};
+#[cfg(unix)]
+use std::path::PathBuf;
+#[cfg(unix)]
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Where the relay accepts Paho's connections.
+pub(super) enum Listening {
+    Tcp(SocketAddr),
+    /// The socket, inside a directory of its own (removed with the relay).
+    #[cfg(unix)]
+    Unix(PathBuf),
+}
+
+/// A listening socket, non-blocking: the accept loop polls it.
+pub(super) enum Listener {
+    Tcp(TcpListener),
+    #[cfg(unix)]
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// A connection waiting to be accepted, as a blocking stream.
+    pub(super) fn accept(&self) -> io::Result<PahoSide> {
+        let paho = match self {
+            Listener::Tcp(listener) => listener.accept().map(|(s, _)| PahoSide::Tcp(s))?,
+            #[cfg(unix)]
+            Listener::Unix(listener, _) => listener.accept().map(|(s, _)| PahoSide::Unix(s))?,
+        };
+        paho.set_nonblocking(false)?;
+        Ok(paho)
+    }
+
+    /// Binds the socket again if its file is gone: temporary-file cleaners
+    /// (systemd-tmpfiles after ten days, say) remove sockets of long-running
+    /// processes, and Paho could not reconnect after the next broker outage.
+    pub(super) fn keep_bound(&mut self) {
+        #[cfg(unix)]
+        if let Listener::Unix(listener, path) = self {
+            if path.exists() {
+                return;
+            }
+            match bind_unix(path) {
+                Ok(bound) => {
+                    tracing::warn!(path = %path.display(), "MQTT relay socket was removed; bound it again");
+                    *listener = bound;
+                }
+                Err(error) => {
+                    tracing::error!(path = %path.display(), %error, "MQTT relay socket was removed and cannot be bound again");
+                }
+            }
+        }
+    }
+}
+
+/// Paho's end of a relayed connection.
+pub(super) enum PahoSide {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl PahoSide {
+    pub(super) fn try_clone(&self) -> io::Result<PahoSide> {
+        match self {
+            PahoSide::Tcp(s) => s.try_clone().map(PahoSide::Tcp),
+            #[cfg(unix)]
+            PahoSide::Unix(s) => s.try_clone().map(PahoSide::Unix),
+        }
+    }
+
+    pub(super) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            PahoSide::Tcp(s) => s.shutdown(how),
+            #[cfg(unix)]
+            PahoSide::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    pub(super) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            PahoSide::Tcp(s) => s.set_nonblocking(nonblocking),
+            #[cfg(unix)]
+            PahoSide::Unix(s) => s.set_nonblocking(nonblocking),
+        }
+    }
+
+    pub(super) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            PahoSide::Tcp(s) => s.set_read_timeout(timeout),
+            #[cfg(unix)]
+            PahoSide::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+}
+
+impl Read for PahoSide {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            PahoSide::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
+            PahoSide::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for PahoSide {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            PahoSide::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
+            PahoSide::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Creates a directory only this user can enter, with a listening socket in it;
+/// `None` where Unix sockets are unavailable or the path would be too long.
+#[cfg(unix)]
+pub(super) fn unix_listener() -> Option<(Listener, Listening)> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // `sun_path` holds 108 bytes with its NUL; Paho checks the same bound.
+    const MAX_PATH: usize = 100;
+    let unique = format!(
+        "diesel-emitter-{}-{}-{:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    );
+    let path = std::env::temp_dir().join(unique).join("relay.sock");
+    if path.as_os_str().len() > MAX_PATH || path.to_str().is_none() {
+        return None;
+    }
+    match bind_unix(&path) {
+        Ok(listener) => Some((
+            Listener::Unix(listener, path.clone()),
+            Listening::Unix(path),
+        )),
+        Err(error) => {
+            tracing::debug!(%error, "MQTT relay cannot listen on a Unix socket; using TCP");
+            None
+        }
+    }
+}
+
+/// Binds a non-blocking Unix socket at `path`, in a directory only this user
+/// can enter, created for it.
+#[cfg(unix)]
+fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no directory"))?;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(error),
+    }
+    let bound = UnixListener::bind(path).and_then(|listener| {
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    });
+    if bound.is_err() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    bound
+}
+
+#[cfg(not(unix))]
+pub(super) fn unix_listener() -> Option<(Listener, Listening)> {
+    None
+}
