@@ -153,8 +153,8 @@ impl<DB, D> Plan<DB, D> {
 /// Statements whose type has a static query id are found by type, without
 /// rendering their SQL. Others (inserts of `Insertable` structs among them, as
 /// their SQL depends on which fields are `None`) are found by their SQL text; at
-/// most [`MAX_BY_SQL`] of those are kept, since SQL with literals in it may never
-/// repeat.
+/// most [`MAX_BY_SQL`] of those, each at most [`MAX_SQL_KEY`] bytes long, are
+/// kept, since SQL with literals in it may never repeat.
 pub(crate) struct PlanCache<P> {
     by_type: HashMap<TypeId, Option<Arc<P>>>,
     by_sql: HashMap<Box<str>, Option<Arc<P>>>,
@@ -162,6 +162,10 @@ pub(crate) struct PlanCache<P> {
 
 /// The most plans kept by SQL text; the cache starts over when it is full.
 pub(crate) const MAX_BY_SQL: usize = 512;
+/// The longest SQL text kept as a key (so at most 2 MiB per connection): longer
+/// statements, such as multi-row inserts, spread the planning over their many
+/// rows anyway.
+pub(crate) const MAX_SQL_KEY: usize = 4 * 1024;
 
 impl<P> Default for PlanCache<P> {
     fn default() -> Self {
@@ -186,6 +190,9 @@ impl<P> PlanCache<P> {
     }
 
     pub(crate) fn keep_by_sql(&mut self, sql: &str, plan: Option<Arc<P>>) {
+        if sql.len() > MAX_SQL_KEY {
+            return;
+        }
         if self.by_sql.len() >= MAX_BY_SQL {
             tracing::debug!(
                 kept = self.by_sql.len(),
@@ -212,6 +219,14 @@ mod tests {
         assert_eq!(cache.by_sql.len(), 1, "full: started over");
         assert_eq!(cache.by_sql("DELETE FROM t WHERE id = -1"), Some(None));
         assert_eq!(cache.by_sql("DELETE FROM t WHERE id = 0"), None);
+    }
+
+    #[test]
+    fn long_sql_is_not_kept() {
+        let mut cache = PlanCache::<u32>::default();
+        let long = format!("INSERT INTO t VALUES {}", "(?), ".repeat(MAX_SQL_KEY));
+        cache.keep_by_sql(&long, Some(Arc::new(1)));
+        assert_eq!(cache.by_sql(&long), None);
     }
 
     #[test]
