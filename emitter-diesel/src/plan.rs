@@ -153,25 +153,29 @@ impl<DB, D> Plan<DB, D> {
 /// Statements whose type has a static query id are found by type, without
 /// rendering their SQL. Others (inserts of `Insertable` structs among them, as
 /// their SQL depends on which fields are `None`) are found by their SQL text; at
-/// most [`MAX_BY_SQL`] of those, each at most [`MAX_SQL_KEY`] bytes long, are
-/// kept, since SQL with literals in it may never repeat.
+/// most [`MAX_BY_SQL`] of those, of [`MAX_SQL_BYTES`] in all, are kept, since SQL
+/// with literals in it may never repeat.
 pub(crate) struct PlanCache<P> {
     by_type: HashMap<TypeId, Option<Arc<P>>>,
     by_sql: HashMap<Box<str>, Option<Arc<P>>>,
+    /// Bytes of the keys of `by_sql`.
+    sql_bytes: usize,
 }
 
 /// The most plans kept by SQL text; the cache starts over when it is full.
 pub(crate) const MAX_BY_SQL: usize = 512;
-/// The longest SQL text kept as a key (so at most 2 MiB per connection): longer
-/// statements, such as multi-row inserts, spread the planning over their many
-/// rows anyway.
-pub(crate) const MAX_SQL_KEY: usize = 4 * 1024;
+/// The most bytes of SQL text kept as keys, per connection: a multi-row insert
+/// renders tens of kilobytes. The cache starts over when they would exceed it.
+pub(crate) const MAX_SQL_BYTES: usize = 256 * 1024;
+/// The longest SQL text kept as a key.
+pub(crate) const MAX_SQL_KEY: usize = MAX_SQL_BYTES / 4;
 
 impl<P> Default for PlanCache<P> {
     fn default() -> Self {
         PlanCache {
             by_type: HashMap::new(),
             by_sql: HashMap::new(),
+            sql_bytes: 0,
         }
     }
 }
@@ -193,14 +197,18 @@ impl<P> PlanCache<P> {
         if sql.len() > MAX_SQL_KEY {
             return;
         }
-        if self.by_sql.len() >= MAX_BY_SQL {
+        if self.by_sql.len() >= MAX_BY_SQL || self.sql_bytes + sql.len() > MAX_SQL_BYTES {
             tracing::debug!(
                 kept = self.by_sql.len(),
+                bytes = self.sql_bytes,
                 "capture plans by SQL text: cache full, starting over"
             );
             self.by_sql.clear();
+            self.sql_bytes = 0;
         }
-        self.by_sql.insert(sql.into(), plan);
+        if self.by_sql.insert(sql.into(), plan).is_none() {
+            self.sql_bytes += sql.len();
+        }
     }
 }
 
@@ -219,6 +227,25 @@ mod tests {
         assert_eq!(cache.by_sql.len(), 1, "full: started over");
         assert_eq!(cache.by_sql("DELETE FROM t WHERE id = -1"), Some(None));
         assert_eq!(cache.by_sql("DELETE FROM t WHERE id = 0"), None);
+    }
+
+    #[test]
+    fn plans_by_sql_text_are_bounded_in_bytes() {
+        let mut cache = PlanCache::<u32>::default();
+        let big = |i: usize| {
+            format!(
+                "INSERT INTO t VALUES ({i}) {}",
+                " ".repeat(MAX_SQL_KEY - 64)
+            )
+        };
+        for i in 0..4 {
+            cache.keep_by_sql(&big(i), Some(Arc::new(1)));
+        }
+        assert_eq!(cache.by_sql.len(), 4);
+        assert!(cache.sql_bytes <= MAX_SQL_BYTES);
+        cache.keep_by_sql(&big(4), Some(Arc::new(1)));
+        assert_eq!(cache.by_sql.len(), 1, "over the byte budget: started over");
+        assert!(cache.by_sql(&big(4)).is_some());
     }
 
     #[test]
