@@ -432,15 +432,23 @@ mod tests {
         assert_eq!(&back, b"back");
     }
 
+    /// A relay to the broker at `authority`, and the Unix socket it listens on.
+    #[cfg(unix)]
+    fn unix_relay(authority: &str) -> (Relay, std::path::PathBuf) {
+        let relay = Relay::start(&format!("tcp://{authority}"), Duration::from_secs(10)).unwrap();
+        let Listening::Unix(path) = &relay.listening else {
+            panic!("a plain broker is relayed through a Unix socket");
+        };
+        let path = path.clone();
+        (relay, path)
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_plain_broker_is_relayed_through_a_unix_socket_only_this_user_can_reach() {
         use std::os::unix::fs::PermissionsExt;
         let (_broker, authority) = broker();
-        let relay = Relay::start(&format!("tcp://{authority}"), Duration::from_secs(10)).unwrap();
-        let Listening::Unix(path) = &relay.listening else {
-            panic!("a plain broker is relayed through a Unix socket");
-        };
+        let (relay, path) = unix_relay(&authority);
         assert_eq!(relay.server_uri(), format!("unix://{}", path.display()));
         let dir = path.parent().unwrap().to_owned();
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
@@ -456,15 +464,12 @@ mod tests {
     #[test]
     fn a_socket_removed_by_a_temp_cleaner_is_bound_again() {
         let (broker, authority) = broker();
-        let relay = Relay::start(&format!("tcp://{authority}"), Duration::from_secs(10)).unwrap();
-        let Listening::Unix(path) = &relay.listening else {
-            panic!("a plain broker is relayed through a Unix socket");
-        };
-        std::fs::remove_file(path).unwrap();
+        let (_relay, path) = unix_relay(&authority);
+        std::fs::remove_file(&path).unwrap();
         std::fs::remove_dir(path.parent().unwrap()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut client = loop {
-            match UnixStream::connect(path) {
+            match UnixStream::connect(&path) {
                 Ok(client) => break client,
                 Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50))
