@@ -207,20 +207,19 @@ struct InFlight {
 }
 
 impl InFlight {
-    /// The outcome, if the publish finished; `waker` is woken when it does.
-    fn outcome(&mut self, waker: &Waker) -> Option<paho::Result<()>> {
-        if self.outcome.is_none() {
-            self.outcome = poll(&mut self.token, waker);
-        }
-        self.outcome.take()
-    }
-
-    /// Whether the publish finished, keeping the outcome for `outcome`.
+    /// Whether the publish finished, keeping its outcome for `take_outcome`;
+    /// `waker` is woken when it finishes.
     fn finished(&mut self, waker: &Waker) -> bool {
         if self.outcome.is_none() {
             self.outcome = poll(&mut self.token, waker);
         }
         self.outcome.is_some()
+    }
+
+    /// The outcome, if the publish finished.
+    fn take_outcome(&mut self) -> Option<paho::Result<()>> {
+        self.finished(Waker::noop());
+        self.outcome.take()
     }
 
     fn into_pending(self) -> Pending {
@@ -533,7 +532,7 @@ impl Worker {
     /// the final pass, waits a little for each one still outstanding.
     fn reap(&mut self, waker: &Waker, connected: bool, final_pass: bool) {
         while let Some(front) = self.inflight.front_mut() {
-            match front.outcome(Waker::noop()) {
+            match front.take_outcome() {
                 Some(outcome) => self.settle_front(outcome, connected),
                 None if final_pass => {
                     if !self.wait_acks(waker, 1, Duration::from_millis(100)) {
@@ -615,7 +614,7 @@ impl Worker {
         let mut oldest = true;
         for mut inflight in std::mem::take(&mut self.inflight) {
             // Acknowledged behind an older one still outstanding: done, not resent.
-            if let Some(Ok(())) = inflight.outcome(Waker::noop()) {
+            if let Some(Ok(())) = inflight.take_outcome() {
                 MqttCounters::add(&self.counters.published, 1);
                 if let Some(receipt) = inflight.receipt {
                     receipt.settled(Ok(()));
