@@ -15,10 +15,12 @@
 //! bytes stay encrypted end to end). A plain broker is reached over a Unix socket
 //! in a directory only this user can enter: a Unix socket costs about half as much
 //! CPU per message as a loopback TCP hop, and no other user can reach the broker
-//! through it. When the broker's side ends, the relay ends
-//! Paho's side the orderly way, with a FIN: Paho's receive thread sees the stream
-//! end and closes the connection. Until Paho closes its socket the relay keeps
-//! reading and dropping what Paho writes, so no write of Paho's ever sees a reset.
+//! through it.
+//!
+//! When the broker's side ends, the relay ends Paho's side the orderly way, with a
+//! FIN: Paho's receive thread sees the stream end and closes the connection. Until
+//! Paho closes its socket the relay keeps reading and dropping what Paho writes, so
+//! no write of Paho's ever sees a reset.
 
 mod endpoint;
 
@@ -45,7 +47,8 @@ pub(super) struct Relay {
 }
 
 impl Relay {
-    /// Listens on a free loopback port; each connection accepted there is
+    /// Listens on a private Unix socket (a free loopback port for TLS brokers,
+    /// or where Unix sockets are unavailable); each connection accepted there is
     /// relayed to the broker of `paho_url` (`tcp://host:port` or
     /// `ssl://host:port`). A write to the broker that makes no progress for
     /// `stall` ends the connection.
