@@ -5,6 +5,8 @@
 //! decodes the wire format without a broker client); the Paho clients and their
 //! threads exist only with the feature.
 
+#[cfg(feature = "mqtt")]
+mod client;
 mod config;
 #[cfg(feature = "mqtt")]
 mod connect;
@@ -17,7 +19,6 @@ pub(crate) mod envelope;
 mod properties;
 #[cfg(feature = "mqtt")]
 pub(crate) mod publisher;
-#[cfg(feature = "mqtt")]
 mod relay;
 #[cfg(feature = "mqtt")]
 mod signing;

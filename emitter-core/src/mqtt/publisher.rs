@@ -13,6 +13,7 @@
 //! socket write of Paho's fail, because Paho C 1.3.16 corrupts its heap when a QoS 1
 //! publish fails that way.
 
+use super::client::Client;
 use super::config::{MqttConfig, Protocol};
 use super::connect::{client_options, publisher_connect_options, Backoff};
 use super::counters::MqttCounters;
@@ -297,7 +298,7 @@ impl Worker {
             Err(error) => return self.cannot_start(&error, &waker, &rx),
         };
         let options = client_options(relay.server_uri(), &self.client_id, &self.config);
-        let client = match paho::AsyncClient::new(options) {
+        let client = match Client::new(options) {
             Ok(client) => client,
             Err(error) => return self.cannot_start(&error, &waker, &rx),
         };
@@ -327,7 +328,7 @@ impl Worker {
                     break;
                 }
                 let wait = remaining(deadline, Duration::from_secs(5));
-                match client.connect(options.clone()).wait_for(wait) {
+                match client.wait(client.connect(options.clone()), wait) {
                     Ok(response) => {
                         self.max_packet = response
                             .properties()
@@ -410,12 +411,7 @@ impl Worker {
     }
 
     /// Counts what was not acknowledged, disconnects, and answers `close`.
-    fn finish(
-        mut self,
-        client: Option<&paho::AsyncClient>,
-        waker: &Waker,
-        rx: &Receiver<Box<dyn Outgoing>>,
-    ) {
+    fn finish(mut self, client: Option<&Client>, waker: &Waker, rx: &Receiver<Box<dyn Outgoing>>) {
         if let Some(client) = client {
             self.reap(waker, client.is_connected(), true);
         }
@@ -429,7 +425,7 @@ impl Worker {
             );
         }
         if let Some(client) = client.filter(|c| c.is_connected()) {
-            let _ = client.disconnect(None).wait_for(Duration::from_secs(1));
+            let _ = client.wait(client.disconnect(None), Duration::from_secs(1));
         }
         self.counters.connected.store(false, Ordering::Relaxed);
         let _ = self.control.done_tx.try_send(unsent);

@@ -7,6 +7,7 @@
 //! subscribes again after every reconnect. Paho hands messages over an unbounded
 //! channel, so the socket is drained even while a listener makes us wait.
 
+use super::client::Client;
 use super::config::MqttConfig;
 use super::connect::{client_options, connect_options, Backoff};
 use super::counters::MqttCounters;
@@ -42,7 +43,7 @@ pub(crate) struct Stream {
     group: Option<Arc<str>>,
     node_id: Arc<str>,
     config: MqttConfig,
-    client: paho::AsyncClient,
+    client: Client,
     counters: Arc<MqttCounters>,
     routes: RwLock<HashMap<&'static str, Route>>,
     /// Tables subscribed on the current connection.
@@ -60,8 +61,8 @@ impl Stream {
         node_id: Arc<str>,
         counters: Arc<MqttCounters>,
     ) -> Result<Arc<Stream>, String> {
-        let mut client = paho::AsyncClient::new(client_options(paho_url, &client_id, config))
-            .map_err(|e| e.to_string())?;
+        let mut client =
+            Client::new(client_options(paho_url, &client_id, config)).map_err(|e| e.to_string())?;
         let events = client.start_consuming_events(None);
         let stream = Arc::new(Stream {
             group,
@@ -138,10 +139,10 @@ impl Stream {
             let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
             active.retain(|t| *t != table);
             if self.client.is_connected() {
-                let _ = self
-                    .client
-                    .unsubscribe(self.filter(table))
-                    .wait_for(Duration::from_secs(5));
+                let _ = self.client.wait(
+                    self.client.unsubscribe(self.filter(table)),
+                    Duration::from_secs(5),
+                );
             }
             tracing::debug!(table, group = ?self.group, "broker subscription released");
         }
@@ -152,11 +153,8 @@ impl Stream {
         if active.contains(&table) || !self.client.is_connected() {
             return;
         }
-        match self
-            .client
-            .subscribe(self.filter(table), self.config.qos)
-            .wait_for(Duration::from_secs(5))
-        {
+        let token = self.client.subscribe(self.filter(table), self.config.qos);
+        match self.client.wait(token, Duration::from_secs(5)) {
             Ok(_) => {
                 active.push(table);
                 tracing::debug!(table, group = ?self.group, "broker subscription taken");
@@ -209,8 +207,7 @@ impl Stream {
                     .clear();
                 match self
                     .client
-                    .connect(options.clone())
-                    .wait_for(Duration::from_secs(5))
+                    .wait(self.client.connect(options.clone()), Duration::from_secs(5))
                 {
                     Ok(_) => {
                         connected = true;
@@ -260,8 +257,7 @@ impl Stream {
             // Nothing of ours is in flight on a subscriber: do not linger.
             let _ = self
                 .client
-                .disconnect(None)
-                .wait_for(Duration::from_millis(250));
+                .wait(self.client.disconnect(None), Duration::from_millis(250));
         }
     }
 
