@@ -19,6 +19,7 @@ pub(crate) mod envelope;
 mod properties;
 #[cfg(feature = "mqtt")]
 pub(crate) mod publisher;
+#[cfg(feature = "mqtt")]
 mod relay;
 #[cfg(feature = "mqtt")]
 mod signing;
