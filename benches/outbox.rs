@@ -15,32 +15,13 @@
 
 mod common;
 
+use common::users::{users, NewUser};
 use criterion::{criterion_group, criterion_main, Criterion};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_emitter::prelude::*;
 use diesel_emitter::Outbox;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-diesel::table! { users (id) { id -> Int4, name -> Text, email -> Text, active -> Bool } }
-
-#[derive(Queryable, Selectable, Serialize, Deserialize, Clone, Debug, Emits)]
-#[diesel(table_name = users)]
-struct User {
-    id: i32,
-    name: String,
-    email: String,
-    active: bool,
-}
-
-#[derive(Insertable, Clone)]
-#[diesel(table_name = users)]
-struct NewUser {
-    name: String,
-    email: String,
-    active: bool,
-}
 
 fn new_user(i: usize) -> NewUser {
     NewUser {

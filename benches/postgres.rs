@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::users::{users, NewUser, User};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BatchSize, Bencher, BenchmarkGroup, Criterion};
 use diesel::connection::SimpleConnection;
@@ -19,32 +20,13 @@ use diesel::prelude::*;
 use diesel::query_dsl::methods::ExecuteDsl;
 use diesel::sql_types::Integer;
 use diesel_emitter::prelude::*;
-use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-diesel::table! { users (id) { id -> Int4, name -> Text, email -> Text, active -> Bool } }
 diesel::table! { audit_log (id) { id -> Int4, name -> Text, email -> Text, active -> Bool } }
-
-#[derive(Queryable, Selectable, Serialize, Deserialize, Clone, Debug, Emits)]
-#[diesel(table_name = users)]
-struct User {
-    id: i32,
-    name: String,
-    email: String,
-    active: bool,
-}
-
-#[derive(Insertable, Clone)]
-#[diesel(table_name = users)]
-struct NewUser {
-    name: String,
-    email: String,
-    active: bool,
-}
 
 const BATCH_ROWS: usize = 1_000;
 const BULK_ROWS: i32 = 10_000;
@@ -427,9 +409,6 @@ struct Count {
     n: i32,
 }
 
-/// The label of the interleaved lines that show the floor: RETURNING alone.
-const FLOOR: &str = "  RETURNING alone";
-
 /// Every statement again with the two sides interleaved (see `common`): the
 /// ratios to trust when the machine is busy.
 fn interleaved(s: &mut Bench, full: bool) {
@@ -453,7 +432,7 @@ fn interleaved(s: &mut Bench, full: bool) {
     // The floor: what RETURNING and loading the rows with plain Diesel cost alone.
     let returning = |r| if r { Side::PlainReturning } else { Side::Plain };
     let sides = ["returning", "plain"];
-    common::interleaved_as(s, FLOOR, sides, rounds, 10, nothing, |s, r| {
+    common::interleaved_as(s, common::FLOOR, sides, rounds, 10, nothing, |s, r| {
         run!(
             s,
             returning(r),
@@ -517,7 +496,7 @@ fn interleaved(s: &mut Bench, full: bool) {
             assert_eq!(exec(s, side(e), query), BATCH_ROWS);
         },
     );
-    common::interleaved_as(s, FLOOR, sides, bulk_rounds, 1, truncate, |s, r| {
+    common::interleaved_as(s, common::FLOOR, sides, bulk_rounds, 1, truncate, |s, r| {
         let n = run!(
             s,
             returning(r),
@@ -538,7 +517,7 @@ fn interleaved(s: &mut Bench, full: bool) {
             .set(users::active.eq(flip));
         assert_eq!(exec(s, side(e), query), BULK_ROWS as usize);
     });
-    common::interleaved_as(s, FLOOR, sides, bulk_rounds, 1, vacuum, |s, r| {
+    common::interleaved_as(s, common::FLOOR, sides, bulk_rounds, 1, vacuum, |s, r| {
         flip = !flip;
         let query = diesel::update(users::table.filter(users::id.le(BULK_ROWS)))
             .set(users::active.eq(flip));

@@ -8,37 +8,18 @@
 
 mod common;
 
+use common::users::{users, NewUser, User};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, Bencher, BenchmarkGroup, Criterion};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_emitter::prelude::*;
-use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-diesel::table! { users (id) { id -> Int4, name -> Text, email -> Text, active -> Bool } }
-
-#[derive(Queryable, Selectable, Serialize, Deserialize, Clone, Debug, Emits)]
-#[diesel(table_name = users)]
-struct User {
-    id: i32,
-    name: String,
-    email: String,
-    active: bool,
-}
-
-#[derive(Insertable, Clone)]
-#[diesel(table_name = users)]
-struct NewUser {
-    name: String,
-    email: String,
-    active: bool,
-}
 
 const BULK_ROWS: i32 = 10_000;
 const PRAGMAS: &str =
@@ -150,9 +131,6 @@ impl Side {
         }
     }
 }
-
-/// The label of the interleaved lines that show the floor: RETURNING alone.
-const FLOOR: &str = "  RETURNING alone";
 
 /// Runs `$query` on the side's connection; the affected row count.
 macro_rules! run {
@@ -283,7 +261,7 @@ fn benches(c: &mut Criterion) {
     // The floor: what RETURNING and loading the rows with plain Diesel cost alone.
     common::interleaved_as(
         s,
-        FLOOR,
+        common::FLOOR,
         ["returning", "plain"],
         rounds,
         20,

@@ -1,4 +1,5 @@
-//! Shared by the database benches: an interleaved emitting/plain measurement.
+//! Shared by the database benches: an interleaved emitting/plain measurement, and
+//! the `users` table they write (`users`).
 //!
 //! Criterion runs the functions of a group one after the other, so a few percent of
 //! drift in the machine's speed (fsync latency, other processes on a small machine)
@@ -8,7 +9,12 @@
 //! Each bench uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod users;
+
 use std::time::Instant;
+
+/// The label of the interleaved lines that show the floor: RETURNING alone.
+pub const FLOOR: &str = "  RETURNING alone";
 
 /// Runs `op(state, emitting)` `per_round` times a side for `rounds` rounds (after
 /// `rounds / 10` warm-up rounds), alternating which side goes first. `prepare` runs
