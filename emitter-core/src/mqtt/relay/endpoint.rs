@@ -20,7 +20,35 @@ pub(super) enum Listening {
     Unix(PathBuf),
 }
 
-/// A listening socket, non-blocking: the accept loop polls it.
+impl Listening {
+    /// Connects and hangs up at once, to wake an accept loop waiting here.
+    pub(super) fn knock(&self) {
+        let _ = match self {
+            Listening::Tcp(addr) => {
+                TcpStream::connect_timeout(addr, Duration::from_secs(1)).map(drop)
+            }
+            #[cfg(unix)]
+            Listening::Unix(path) => UnixStream::connect(path).map(drop),
+        };
+    }
+}
+
+/// Makes `accept` on `socket` give up after `wait` (`SO_RCVTIMEO`, which Linux
+/// applies to `accept`; where a system ignores it, only a connection ends the wait).
+#[cfg(unix)]
+pub(super) fn wait_at_most<S: std::os::fd::AsFd>(socket: &S, wait: Duration) -> io::Result<()> {
+    socket2::SockRef::from(socket).set_read_timeout(Some(wait))
+}
+
+#[cfg(windows)]
+pub(super) fn wait_at_most<S: std::os::windows::io::AsSocket>(
+    socket: &S,
+    wait: Duration,
+) -> io::Result<()> {
+    socket2::SockRef::from(socket).set_read_timeout(Some(wait))
+}
+
+/// A listening socket whose `accept` waits at most `ACCEPT_WAIT`.
 pub(super) enum Listener {
     Tcp(TcpListener),
     #[cfg(unix)]
@@ -35,7 +63,9 @@ impl Listener {
             #[cfg(unix)]
             Listener::Unix(listener, _) => listener.accept().map(|(s, _)| PahoSide::Unix(s))?,
         };
-        paho.set_nonblocking(false)?;
+        // A TCP stream accepted on Linux inherits the listener's timeout; the relay
+        // sets the timeouts it wants on each stream itself.
+        paho.set_read_timeout(None)?;
         Ok(paho)
     }
 
@@ -82,14 +112,6 @@ impl PahoSide {
             PahoSide::Tcp(s) => s.shutdown(how),
             #[cfg(unix)]
             PahoSide::Unix(s) => s.shutdown(how),
-        }
-    }
-
-    pub(super) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        match self {
-            PahoSide::Tcp(s) => s.set_nonblocking(nonblocking),
-            #[cfg(unix)]
-            PahoSide::Unix(s) => s.set_nonblocking(nonblocking),
         }
     }
 
@@ -157,7 +179,7 @@ pub(super) fn unix_listener() -> Option<(Listener, Listening)> {
     }
 }
 
-/// Binds a non-blocking Unix socket at `path`, in a directory only this user
+/// Binds a Unix socket at `path`, in a directory only this user
 /// can enter, created for it.
 #[cfg(unix)]
 fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
@@ -171,7 +193,7 @@ fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
         Err(error) => return Err(error),
     }
     let bound = UnixListener::bind(path).and_then(|listener| {
-        listener.set_nonblocking(true)?;
+        wait_at_most(&listener, super::ACCEPT_WAIT)?;
         Ok(listener)
     });
     if bound.is_err() {

@@ -63,7 +63,7 @@ impl Relay {
             Some(both) => both,
             None => {
                 let listener = TcpListener::bind(("127.0.0.1", 0))?;
-                listener.set_nonblocking(true)?;
+                endpoint::wait_at_most(&listener, ACCEPT_WAIT)?;
                 let addr = listener.local_addr()?;
                 (Listener::Tcp(listener), Listening::Tcp(addr))
             }
@@ -111,6 +111,9 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop, which sees `stop` before it relays anything; if
+        // this fails, the loop's own wait ends within `ACCEPT_WAIT`.
+        self.listening.knock();
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
@@ -132,24 +135,26 @@ struct Route {
     stall: Duration,
 }
 
-/// How often the accept loop looks for a connection and for `stop`: Paho
-/// connects rarely (at start and after a lost connection), and a wait this short
-/// is lost among the connection's own round trips.
-const ACCEPT_POLL: Duration = Duration::from_millis(20);
-/// How often the accept loop checks that its socket file is still there.
-const SOCKET_CHECK: Duration = Duration::from_secs(1);
+/// How long one wait for a connection lasts before the accept loop checks that its
+/// socket file is still there. The wait ends at once when Paho connects, and
+/// `Relay::drop` ends it by connecting too, so an idle relay wakes once a second.
+const ACCEPT_WAIT: Duration = Duration::from_secs(1);
 
 fn accept_loop(mut listener: Listener, route: Arc<Route>, stop: Arc<AtomicBool>) {
-    let mut checked = Instant::now();
-    while !stop.load(Ordering::SeqCst) {
-        let paho = match listener.accept() {
+    loop {
+        let accepted = listener.accept();
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let paho = match accepted {
             Ok(paho) => paho,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(ACCEPT_POLL);
-                if checked.elapsed() >= SOCKET_CHECK {
-                    checked = Instant::now();
-                    listener.keep_bound();
-                }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                listener.keep_bound();
                 continue;
             }
             Err(error) => {
@@ -461,6 +466,33 @@ mod tests {
             !dir.exists(),
             "the socket's directory is removed with the relay"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn dropping_a_waiting_relay_opens_no_connection_to_the_broker() {
+        let (broker, authority) = broker();
+        let (relay, path) = unix_relay(&authority);
+        // One connection relayed: the accept loop is running, and waits again.
+        let _client = UnixStream::connect(&path).unwrap();
+        let _relayed = broker.accept().unwrap();
+        drop(relay);
+        assert!(
+            UnixStream::connect(&path).is_err(),
+            "nothing listens after the drop"
+        );
+        // A relayed knock would reach the broker from a thread of its own: watch
+        // for it a while.
+        broker.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < until {
+            assert_eq!(
+                broker.accept().map(|_| ()).unwrap_err().kind(),
+                io::ErrorKind::WouldBlock,
+                "the knock that woke the accept loop was not relayed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[cfg(unix)]
