@@ -447,8 +447,16 @@ fn interleaved(s: &mut Bench, full: bool) {
         let query = diesel::update(users::table.find(key)).set(users::name.eq(name));
         assert_eq!(exec(s, side(e), query), 1);
     });
+    common::interleaved_as(s, common::FLOOR, sides, rounds, 10, nothing, |s, r| {
+        key = key % KEYED_ROWS + 1;
+        let name = if key % 2 == 0 { "renamed" } else { "original" };
+        let query = diesel::update(users::table.find(key)).set(users::name.eq(name));
+        assert_eq!(run!(s, returning(r), query), 1);
+    });
     let first = s.next_id;
-    let total = (rounds + rounds / 10) * 10 * 2;
+    // Rows for the delete line and its floor: each runs warm-up and measured rounds
+    // of 10 statements a side.
+    let total = (rounds + rounds / 10) * 10 * 2 * 2;
     s.setup(&format!(
         "INSERT INTO users (id, name, email, active)
            SELECT g, 'gone ' || g, 'gone' || g || '@example.com', false
@@ -459,6 +467,14 @@ fn interleaved(s: &mut Bench, full: bool) {
         let id = s.next_id;
         s.next_id += 1;
         assert_eq!(exec(s, side(e), diesel::delete(users::table.find(id))), 1);
+    });
+    common::interleaved_as(s, common::FLOOR, sides, rounds, 10, nothing, |s, r| {
+        let id = s.next_id;
+        s.next_id += 1;
+        assert_eq!(
+            run!(s, returning(r), diesel::delete(users::table.find(id))),
+            1
+        );
     });
     // A/A: the same statement on two plain connections; how far from 1.000 noise goes.
     common::interleaved(s, "A/A plain vs plain", rounds, 10, nothing, |s, first| {

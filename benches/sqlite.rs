@@ -297,6 +297,32 @@ fn benches(c: &mut Criterion) {
             assert_eq!(n, BULK_ROWS as usize);
         });
     }
+    // Below the floor: RETURNING one integer column, so nearly all that remains is
+    // SQLite's own RETURNING machinery (rows buffered in an ephemeral table, no
+    // one-pass update), not decoding.
+    common::interleaved_as(
+        s,
+        "  RETURNING id only",
+        ["returning", "plain"],
+        bulk_rounds,
+        1,
+        settle,
+        |s, first| {
+            flip = !flip;
+            let query = diesel::update(users::table.filter(users::id.le(BULK_ROWS)))
+                .set(users::active.eq(flip));
+            let n = if first {
+                query
+                    .returning(users::id)
+                    .get_results::<i32>(&mut s.plain)
+                    .map(|ids| ids.len())
+            } else {
+                query.execute(&mut s.plain)
+            }
+            .expect("benchmark statement");
+            assert_eq!(n, BULK_ROWS as usize);
+        },
+    );
     s.settle();
     println!();
     assert_eq!(
