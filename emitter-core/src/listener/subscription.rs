@@ -1,0 +1,102 @@
+//! [`Subscription`]: the handle of a registered listener, which removes it.
+
+use crate::emitter::Shared;
+use std::any::TypeId;
+use std::fmt;
+use std::sync::Weak;
+
+/// A registered listener. Dropping it keeps the listener; call
+/// [`unsubscribe`](Subscription::unsubscribe) to remove it.
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let emitter = Emitter::builder().node_id("api-1").build()?;
+/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// let subscription = emitter.on::<User>().listen(|_| {});
+/// assert_eq!(emitter.stats().listeners, 1);
+/// subscription.unsubscribe();
+/// assert_eq!(emitter.stats().listeners, 0);
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "dropping a Subscription keeps the listener; call .unsubscribe() to remove it"]
+pub struct Subscription {
+    pub(super) shared: Weak<Shared>,
+    pub(super) type_id: TypeId,
+    pub(super) id: u64,
+    pub(super) remove: fn(&Shared, u64) -> bool,
+}
+
+impl Subscription {
+    /// Removes the listener. Events already in its queue are still delivered;
+    /// events committed after this returns are not.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let subscription = emitter.on::<User>().listen(|_| {});
+    /// subscription.unsubscribe();
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+    /// assert_eq!(emitter.stats().delivered, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn unsubscribe(self) {
+        if let Some(shared) = self.shared.upgrade() {
+            if (self.remove)(&shared, self.id) {
+                tracing::debug!(listener = self.id, "listener unsubscribed");
+            }
+        }
+    }
+
+    /// The listener's id, unique within its emitter.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// let a = emitter.on::<User>().listen(|_| {});
+    /// let b = emitter.on::<User>().listen(|_| {});
+    /// assert_ne!(a.id(), b.id());
+    /// # a.unsubscribe(); b.unsubscribe();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(super) fn forget(self) {}
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("model", &self.type_id)
+            .finish()
+    }
+}
