@@ -1,269 +1,44 @@
-//! The publisher: one thread, one Paho client, many publishes in flight.
-//!
-//! Committing threads hand events over a bounded channel (the offline buffer) and
-//! never wait for the broker. The thread encodes each event, keeps up to
-//! `max_inflight` publishes awaiting their acknowledgement, and when the connection
-//! drops puts every unacknowledged message back, in commit order, to be sent again
-//! after reconnecting: at least once, with receivers deduplicating by id.
-//!
-//! The session is clean: when the connection drops Paho forgets its in-flight
-//! messages, and the thread sends everything unacknowledged again (publishes Paho
-//! had not written yet go out after reconnecting too; receivers drop the copies by
-//! id). Paho reaches the broker through a loopback `relay` that never lets a
-//! socket write of Paho's fail, because Paho C 1.3.16 corrupts its heap when a QoS 1
-//! publish fails that way.
+//! The publishing thread: [`Worker`] connects, fills the in-flight window from the
+//! offline buffer, collects acknowledgements, resends what a lost connection cut
+//! off, gives up on what no resend can fix, and drains the buffer at shutdown.
 
-use super::client::Client;
-use super::config::{MqttConfig, Protocol};
-use super::connect::{client_options, publisher_connect_options, Backoff};
-use super::counters::MqttCounters;
-use super::topic::{event_topic, is_valid_level};
-use crate::emits::Emits;
-use crate::event::Event;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use super::in_flight::{InFlight, Pending, Unpark};
+use super::{Control, Outgoing};
+use crate::mqtt::client::Client;
+use crate::mqtt::config::{MqttConfig, Protocol};
+use crate::mqtt::connect::{client_options, publisher_connect_options, Backoff};
+use crate::mqtt::counters::MqttCounters;
+use crate::mqtt::topic::is_valid_level;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use paho_mqtt as paho;
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::Arc;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
-/// An event on its way to the broker, encoded on the publisher thread.
-pub(crate) trait Outgoing: Send {
-    fn table(&self) -> &str;
-    fn topic(&self, prefix: &str) -> String;
-    fn encode(&self) -> serde_json::Result<Vec<u8>>;
-    /// Who wants to hear how the publish ended (the outbox relay does).
-    fn into_receipt(self: Box<Self>) -> Option<Box<dyn Receipt>> {
-        None
-    }
-}
-
-/// Told once whether the broker acknowledged a publish (`Ok`) or it failed for good
-/// (`Err` with the reason). Not told when the publisher stops with it unsent.
-pub(crate) trait Receipt: Send {
-    fn settled(self: Box<Self>, outcome: Result<(), String>);
-}
-
-impl<M: Emits> Outgoing for Event<M> {
-    fn table(&self) -> &str {
-        M::TABLE
-    }
-    fn topic(&self, prefix: &str) -> String {
-        event_topic(prefix, M::TABLE, self.action)
-    }
-    fn encode(&self) -> serde_json::Result<Vec<u8>> {
-        super::envelope::encode(self)
-    }
-}
-
-/// Shutdown coordination, outside the data channel so that a full buffer never
-/// delays it.
-struct Control {
-    /// Set by `close`: publish what is queued until then, then stop.
-    closing: Mutex<Option<Instant>>,
-    /// The worker's answer: how many events it could not get acknowledged.
-    done_tx: Sender<u64>,
-    done_rx: Receiver<u64>,
-}
-
-impl Control {
-    fn closing(&self) -> Option<Instant> {
-        *self.closing.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The committing side's handle.
-pub(crate) struct PublisherHandle {
-    tx: Sender<Box<dyn Outgoing>>,
-    counters: Arc<MqttCounters>,
-    control: Arc<Control>,
-}
-
-impl PublisherHandle {
-    pub(crate) fn publish(&self, event: Box<dyn Outgoing>) {
-        match self.tx.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(event)) => {
-                let n = self
-                    .counters
-                    .publish_dropped
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
-                if n.is_power_of_two() {
-                    tracing::error!(
-                        table = event.table(),
-                        dropped_so_far = n,
-                        "MQTT buffer full; event not published"
-                    );
-                }
-            }
-            Err(TrySendError::Disconnected(event)) => {
-                MqttCounters::add(&self.counters.publish_dropped, 1);
-                tracing::error!(
-                    table = event.table(),
-                    "MQTT publisher stopped; event not published"
-                );
-            }
-        }
-    }
-
-    /// Hands over `event`, waiting up to `timeout` for room in the buffer; gives
-    /// it back when there was none.
-    pub(crate) fn publish_waiting(
-        &self,
-        event: Box<dyn Outgoing>,
-        timeout: Duration,
-    ) -> Result<(), Box<dyn Outgoing>> {
-        self.tx
-            .send_timeout(event, timeout)
-            .map_err(|e| e.into_inner())
-    }
-
-    /// Asks the thread to publish what is queued by `deadline` and disconnect;
-    /// returns how many events were not acknowledged (also counted as failed), or
-    /// `None` when the thread did not answer.
-    pub(crate) fn close(&self, deadline: Instant) -> Option<u64> {
-        *self
-            .control
-            .closing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(deadline);
-        // The thread notices within one short wait and answers once it stopped.
-        self.control
-            .done_rx
-            .recv_deadline(deadline + Duration::from_secs(6))
-            .ok()
-    }
-}
-
-/// Starts the publisher thread.
-pub(crate) fn start(
-    config: &MqttConfig,
-    paho_url: &str,
-    client_id: String,
-    origin: Arc<str>,
-    counters: Arc<MqttCounters>,
-    first_connect: Option<Sender<Result<(), String>>>,
-) -> std::io::Result<PublisherHandle> {
-    let (tx, rx) = crossbeam_channel::bounded(config.buffer);
-    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-    let control = Arc::new(Control {
-        closing: Mutex::new(None),
-        done_tx,
-        done_rx,
-    });
-    let worker = Worker {
-        control: control.clone(),
-        config: config.clone(),
-        paho_url: paho_url.to_owned(),
-        client_id,
-        origin,
-        counters: counters.clone(),
-        queue: VecDeque::new(),
-        retries: VecDeque::new(),
-        inflight: VecDeque::new(),
-        first_connect,
-        origin_property: None,
-        max_packet: None,
-        abandoned: None,
-    };
-    std::thread::Builder::new()
-        .name("emitter-mqtt-pub".into())
-        .spawn(move || worker.run(rx))?;
-    Ok(PublisherHandle {
-        tx,
-        counters,
-        control,
-    })
-}
-
-struct Pending {
-    message: paho::Message,
-    attempts: u32,
-    /// Connections lost while this message was the oldest one unacknowledged.
-    strikes: u32,
-    receipt: Option<Box<dyn Receipt>>,
-}
-
-impl Pending {
-    fn settle(self, outcome: Result<(), String>) {
-        if let Some(receipt) = self.receipt {
-            receipt.settled(outcome);
-        }
-    }
-}
-
-/// A publish awaiting its acknowledgement; the token keeps the message for a retry.
-struct InFlight {
-    token: paho::DeliveryToken,
-    /// The outcome, once a poll saw it: Paho hands it out only once, and a
-    /// publish behind the oldest one can finish first.
-    outcome: Option<paho::Result<()>>,
-    attempts: u32,
-    strikes: u32,
-    receipt: Option<Box<dyn Receipt>>,
-}
-
-impl InFlight {
-    /// Whether the publish finished, keeping its outcome for `take_outcome`;
-    /// `waker` is woken when it finishes.
-    fn finished(&mut self, waker: &Waker) -> bool {
-        if self.outcome.is_none() {
-            self.outcome = poll(&mut self.token, waker);
-        }
-        self.outcome.is_some()
-    }
-
-    /// The outcome, if the publish finished.
-    fn take_outcome(&mut self) -> Option<paho::Result<()>> {
-        self.finished(Waker::noop());
-        self.outcome.take()
-    }
-
-    fn into_pending(self) -> Pending {
-        Pending {
-            message: self.token.message().clone(),
-            attempts: self.attempts,
-            strikes: self.strikes,
-            receipt: self.receipt,
-        }
-    }
-}
-
-/// Wakes the publisher thread when Paho completes a publish it is waiting for.
-struct Unpark(std::thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-struct Worker {
-    control: Arc<Control>,
-    config: MqttConfig,
-    paho_url: String,
-    client_id: String,
-    origin: Arc<str>,
-    counters: Arc<MqttCounters>,
+pub(super) struct Worker {
+    pub(super) control: Arc<Control>,
+    pub(super) config: MqttConfig,
+    pub(super) paho_url: String,
+    pub(super) client_id: String,
+    pub(super) origin: Arc<str>,
+    pub(super) counters: Arc<MqttCounters>,
     /// Encoded, not yet sent, in commit order.
-    queue: VecDeque<Pending>,
+    pub(super) queue: VecDeque<Pending>,
     /// To send again before `queue`: failed or cut off by a lost connection.
-    retries: VecDeque<Pending>,
-    inflight: VecDeque<InFlight>,
-    first_connect: Option<Sender<Result<(), String>>>,
+    pub(super) retries: VecDeque<Pending>,
+    pub(super) inflight: VecDeque<InFlight>,
+    pub(super) first_connect: Option<Sender<Result<(), String>>>,
     /// The MQTT 5 user property naming the origin, built once.
-    origin_property: Option<paho::Properties>,
+    pub(super) origin_property: Option<paho::Properties>,
     /// The largest packet the broker accepts, as its MQTT 5 CONNACK says. A broker
     /// disconnects a client that sends a larger one, and resending it after the
     /// reconnect would repeat that for ever, so such an event fails at once.
-    max_packet: Option<usize>,
+    pub(super) max_packet: Option<usize>,
     /// When every handle is gone (the emitter was dropped without shutdown): the
     /// deadline for what is queued.
-    abandoned: Option<Instant>,
+    pub(super) abandoned: Option<Instant>,
 }
 
 const MAX_ATTEMPTS: u32 = 5;
@@ -279,7 +54,7 @@ const ACK_BATCH_DIVISOR: usize = 8;
 const MAX_STRIKES: u32 = 3;
 
 impl Worker {
-    fn run(mut self, rx: Receiver<Box<dyn Outgoing>>) {
+    pub(super) fn run(mut self, rx: Receiver<Box<dyn Outgoing>>) {
         let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
         if self.config.protocol == Protocol::V5 {
             let mut props = paho::Properties::new();
@@ -293,7 +68,7 @@ impl Worker {
         // Declared before the client, so dropped after it: the client's socket
         // must be gone before the relay stops accepting.
         let stall = (self.config.keep_alive * 2).max(Duration::from_secs(10));
-        let relay = match super::relay::Relay::start(&self.paho_url, stall) {
+        let relay = match crate::mqtt::relay::Relay::start(&self.paho_url, stall) {
             Ok(relay) => relay,
             Err(error) => return self.cannot_start(&error, &waker, &rx),
         };
@@ -668,14 +443,5 @@ fn remaining(deadline: Option<Instant>, limit: Duration) -> Duration {
     match deadline {
         Some(deadline) => limit.min(deadline.saturating_duration_since(Instant::now())),
         None => limit,
-    }
-}
-
-/// Polls a publish without blocking. Paho hands the result to the first poll that
-/// sees it, so each token is polled by this thread only.
-fn poll(token: &mut paho::DeliveryToken, waker: &Waker) -> Option<paho::Result<()>> {
-    match Pin::new(token).poll(&mut Context::from_waker(waker)) {
-        Poll::Ready(outcome) => Some(outcome),
-        Poll::Pending => None,
     }
 }

@@ -1,0 +1,179 @@
+//! The publisher: one thread, one Paho client, many publishes in flight.
+//!
+//! Committing threads hand events over a bounded channel (the offline buffer) and
+//! never wait for the broker. The thread encodes each event, keeps up to
+//! `max_inflight` publishes awaiting their acknowledgement, and when the connection
+//! drops puts every unacknowledged message back, in commit order, to be sent again
+//! after reconnecting: at least once, with receivers deduplicating by id.
+//!
+//! The session is clean: when the connection drops Paho forgets its in-flight
+//! messages, and the thread sends everything unacknowledged again (publishes Paho
+//! had not written yet go out after reconnecting too; receivers drop the copies by
+//! id). Paho reaches the broker through a loopback `relay` that never lets a
+//! socket write of Paho's fail, because Paho C 1.3.16 corrupts its heap when a QoS 1
+//! publish fails that way.
+
+mod in_flight;
+mod worker;
+
+use super::config::MqttConfig;
+use super::counters::MqttCounters;
+use super::topic::event_topic;
+use crate::emits::Emits;
+use crate::event::Event;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use worker::Worker;
+
+/// An event on its way to the broker, encoded on the publisher thread.
+pub(crate) trait Outgoing: Send {
+    fn table(&self) -> &str;
+    fn topic(&self, prefix: &str) -> String;
+    fn encode(&self) -> serde_json::Result<Vec<u8>>;
+    /// Who wants to hear how the publish ended (the outbox relay does).
+    fn into_receipt(self: Box<Self>) -> Option<Box<dyn Receipt>> {
+        None
+    }
+}
+
+/// Told once whether the broker acknowledged a publish (`Ok`) or it failed for good
+/// (`Err` with the reason). Not told when the publisher stops with it unsent.
+pub(crate) trait Receipt: Send {
+    fn settled(self: Box<Self>, outcome: Result<(), String>);
+}
+
+impl<M: Emits> Outgoing for Event<M> {
+    fn table(&self) -> &str {
+        M::TABLE
+    }
+    fn topic(&self, prefix: &str) -> String {
+        event_topic(prefix, M::TABLE, self.action)
+    }
+    fn encode(&self) -> serde_json::Result<Vec<u8>> {
+        super::envelope::encode(self)
+    }
+}
+
+/// Shutdown coordination, outside the data channel so that a full buffer never
+/// delays it.
+struct Control {
+    /// Set by `close`: publish what is queued until then, then stop.
+    closing: Mutex<Option<Instant>>,
+    /// The worker's answer: how many events it could not get acknowledged.
+    done_tx: Sender<u64>,
+    done_rx: Receiver<u64>,
+}
+
+impl Control {
+    fn closing(&self) -> Option<Instant> {
+        *self.closing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The committing side's handle.
+pub(crate) struct PublisherHandle {
+    tx: Sender<Box<dyn Outgoing>>,
+    counters: Arc<MqttCounters>,
+    control: Arc<Control>,
+}
+
+impl PublisherHandle {
+    pub(crate) fn publish(&self, event: Box<dyn Outgoing>) {
+        match self.tx.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(event)) => {
+                let n = self
+                    .counters
+                    .publish_dropped
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                if n.is_power_of_two() {
+                    tracing::error!(
+                        table = event.table(),
+                        dropped_so_far = n,
+                        "MQTT buffer full; event not published"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(event)) => {
+                MqttCounters::add(&self.counters.publish_dropped, 1);
+                tracing::error!(
+                    table = event.table(),
+                    "MQTT publisher stopped; event not published"
+                );
+            }
+        }
+    }
+
+    /// Hands over `event`, waiting up to `timeout` for room in the buffer; gives
+    /// it back when there was none.
+    pub(crate) fn publish_waiting(
+        &self,
+        event: Box<dyn Outgoing>,
+        timeout: Duration,
+    ) -> Result<(), Box<dyn Outgoing>> {
+        self.tx
+            .send_timeout(event, timeout)
+            .map_err(|e| e.into_inner())
+    }
+
+    /// Asks the thread to publish what is queued by `deadline` and disconnect;
+    /// returns how many events were not acknowledged (also counted as failed), or
+    /// `None` when the thread did not answer.
+    pub(crate) fn close(&self, deadline: Instant) -> Option<u64> {
+        *self
+            .control
+            .closing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        // The thread notices within one short wait and answers once it stopped.
+        self.control
+            .done_rx
+            .recv_deadline(deadline + Duration::from_secs(6))
+            .ok()
+    }
+}
+
+/// Starts the publisher thread.
+pub(crate) fn start(
+    config: &MqttConfig,
+    paho_url: &str,
+    client_id: String,
+    origin: Arc<str>,
+    counters: Arc<MqttCounters>,
+    first_connect: Option<Sender<Result<(), String>>>,
+) -> std::io::Result<PublisherHandle> {
+    let (tx, rx) = crossbeam_channel::bounded(config.buffer);
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let control = Arc::new(Control {
+        closing: Mutex::new(None),
+        done_tx,
+        done_rx,
+    });
+    let worker = Worker {
+        control: control.clone(),
+        config: config.clone(),
+        paho_url: paho_url.to_owned(),
+        client_id,
+        origin,
+        counters: counters.clone(),
+        queue: VecDeque::new(),
+        retries: VecDeque::new(),
+        inflight: VecDeque::new(),
+        first_connect,
+        origin_property: None,
+        max_packet: None,
+        abandoned: None,
+    };
+    std::thread::Builder::new()
+        .name("emitter-mqtt-pub".into())
+        .spawn(move || worker.run(rx))?;
+    Ok(PublisherHandle {
+        tx,
+        counters,
+        control,
+    })
+}
