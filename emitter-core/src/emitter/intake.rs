@@ -1,0 +1,125 @@
+//! The entry point of committed events: [`Emitter::commit`] after a commit,
+//! [`Emitter::prepare`] before one (for the outbox), and the count of committed
+//! rows that could not become events.
+
+use super::Emitter;
+use crate::commit::PreparedCommit;
+use crate::dispatch::Dispatch;
+use crate::pending::PendingEvent;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+impl Emitter {
+    /// Delivers the events of one committed write or transaction, in order.
+    ///
+    /// `EmittingConnection` calls this after a successful commit; other integrations
+    /// may call it too. Events are numbered and dispatched atomically with respect to
+    /// other commits on this emitter.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// use diesel_emitter::PendingEvent;
+    ///
+    /// let rx = emitter.on::<User>().subscribe();
+    /// // What an integration other than EmittingConnection does after its own commit:
+    /// let row = User { id: 7, name: "Ada".into() };
+    /// emitter.commit([PendingEvent::new(Action::Insert, row, vec!["id", "name"].into(), Emit::All)]);
+    ///
+    /// assert_eq!(rx.recv()?.row.id, 7);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn commit(&self, events: impl IntoIterator<Item = PendingEvent>) {
+        let shared = &*self.shared;
+        let mut events = events.into_iter().peekable();
+        if events.peek().is_none() {
+            return;
+        }
+        let committed_at = SystemTime::now();
+        let mut sequencer = shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock: shutdown takes it before clearing listeners.
+        if shared.shut_down.load(Ordering::Acquire) {
+            let n = events.count() as u64;
+            shared.counters.emitted(n);
+            shared.counters.dropped(n);
+            tracing::warn!(events = n, "emitter is shut down; committed events dropped");
+            return;
+        }
+        if sequencer.has_open() {
+            // Transactions numbered earlier are still committing: queue behind them.
+            let (first, numbered) = sequencer.number(shared, events, committed_at);
+            shared.counters.emitted(numbered.len() as u64);
+            sequencer.ready(shared, first, numbered, true);
+            return;
+        }
+        let mut dispatch = Dispatch::new(shared, &mut sequencer.last, committed_at);
+        for event in events {
+            shared.counters.emitted(1);
+            event.inner.dispatch(event.emit, &mut dispatch);
+        }
+    }
+
+    /// Numbers a transaction's events before its COMMIT, for the outbox; the
+    /// connection wrapper calls it, and so can another integration that writes the
+    /// outbox rows itself.
+    ///
+    /// Write [`PreparedCommit::outbox_entries`] into the outbox inside the
+    /// transaction, commit, then call [`PreparedCommit::committed`]; drop it if the
+    /// commit failed. Until then, events of transactions numbered later wait, so that
+    /// listeners see `seq` in order.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// use diesel_emitter::PendingEvent;
+    ///
+    /// let rx = emitter.on::<User>().subscribe();
+    /// let row = User { id: 7, name: "Ada".into() };
+    /// let prepared = emitter.prepare(vec![PendingEvent::new(Action::Insert, row, vec!["id", "name"].into(), Emit::All)]);
+    /// assert!(rx.try_recv().is_err(), "nothing before the commit");
+    /// prepared.committed();
+    /// assert_eq!(rx.recv()?.meta.seq, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn prepare(&self, events: Vec<PendingEvent>) -> PreparedCommit {
+        PreparedCommit::new(self, events)
+    }
+
+    /// Counts and logs a committed row that could not become an event.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// emitter.record_capture_error("users", &"column 2 is not valid UTF-8");
+    /// assert_eq!(emitter.stats().capture_errors, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn record_capture_error(&self, table: &str, error: &dyn fmt::Display) {
+        self.shared.counters.capture_error();
+        tracing::error!(table, %error, "a committed row could not be captured as an event");
+    }
+}

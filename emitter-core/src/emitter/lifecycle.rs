@@ -1,0 +1,180 @@
+//! The emitter's lifecycle: waiting for the broker at startup, and shutting down
+//! (draining queued events and waiting for listener threads).
+
+use super::Emitter;
+use crate::error::Error;
+use crossbeam_channel::RecvTimeoutError;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+impl Emitter {
+    /// Waits until the broker connection is up and every remote listener's
+    /// subscription is in place, at most `timeout`.
+    ///
+    /// Useful at startup and in tests: events committed on other nodes before a
+    /// remote listener's subscription is in place are not delivered to it.
+    ///
+    /// ```no_run
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    ///
+    /// let emitter = Emitter::builder()
+    ///     .mqtt(MqttConfig::new("mqtt://127.0.0.1:1883"))
+    ///     .build()?;
+    /// let remote = emitter.on::<User>().remote_only(true).subscribe();
+    /// // Events other servers commit from now on reach `remote`.
+    /// emitter.wait_connected(Duration::from_secs(5))?;
+    /// # drop(remote);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_connected(&self, timeout: Duration) -> Result<(), Error> {
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = &self.shared.bridge {
+            let deadline = Instant::now() + timeout;
+            while !bridge.ready() {
+                if Instant::now() >= deadline {
+                    return Err(Error::BrokerUnreachable {
+                        url: bridge.url().to_owned(),
+                        reason: format!("not connected and subscribed within {timeout:?}"),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            return Ok(());
+        }
+        let _ = timeout;
+        Err(Error::NoBroker)
+    }
+
+    /// Stops taking events, delivers every queued event to its listener, and waits
+    /// for listener threads to finish, at most `timeout`.
+    ///
+    /// Events committed afterwards are counted as dropped. `subscribe()` receivers
+    /// keep their queued events and then end.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let seen = Arc::new(AtomicUsize::new(0));
+    /// let counter = seen.clone();
+    /// let _listener = emitter.on::<User>().listen(move |_| {
+    ///     counter.fetch_add(1, Ordering::SeqCst);
+    /// });
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+    ///
+    /// // Every event queued before shutdown reaches its listener.
+    /// emitter.shutdown(std::time::Duration::from_secs(5))?;
+    /// assert_eq!(seen.load(Ordering::SeqCst), 1);
+    /// assert!(emitter.is_shut_down());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
+        let shared = &*self.shared;
+        let deadline = Instant::now() + timeout;
+        shared.shut_down.store(true, Ordering::Release);
+        // Waiting for the commit lock lets an in-flight dispatch finish first; one
+        // blocked on a full queue nobody reads may never finish, so not past the
+        // deadline.
+        let dispatch_finished = loop {
+            match shared.commit_lock.try_lock() {
+                Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => break true,
+                Err(std::sync::TryLockError::WouldBlock) if Instant::now() >= deadline => {
+                    break false
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+            }
+        };
+        #[allow(unused_mut)]
+        let mut unsent = 0;
+        #[cfg(feature = "mqtt")]
+        if let Some(relay) = shared.outbox.as_ref().and_then(|o| o.relay.as_ref()) {
+            if !relay.close(deadline) {
+                tracing::warn!("outbox relay did not stop in time; its rows stay in the outbox");
+            }
+        }
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = &shared.bridge {
+            unsent = bridge.close(deadline);
+        }
+        let sets: Vec<_> = {
+            let sets = shared.sets.read().unwrap_or_else(|e| e.into_inner());
+            sets.values().map(|(_, set)| set.clone()).collect()
+        };
+        for set in sets {
+            let removed = set.clear() as u64;
+            shared.listeners.fetch_sub(removed, Ordering::Relaxed);
+        }
+        drop(
+            shared
+                .done_tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        loop {
+            match shared.done_rx.recv_deadline(deadline) {
+                Ok(()) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(Error::ShutdownTimeout {
+                        timeout,
+                        pending: shared.counters.queued() + unsent,
+                    })
+                }
+            }
+        }
+        if unsent > 0 || !dispatch_finished {
+            return Err(Error::ShutdownTimeout {
+                timeout,
+                pending: unsent + shared.counters.queued(),
+            });
+        }
+        tracing::debug!(node = %shared.node_id, "emitter shut down");
+        Ok(())
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// assert!(!emitter.is_shut_down());
+    /// emitter.shutdown(std::time::Duration::from_secs(1))?;
+    /// assert!(emitter.is_shut_down());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.shut_down.load(Ordering::Acquire)
+    }
+}

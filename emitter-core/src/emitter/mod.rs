@@ -1,0 +1,352 @@
+//! [`Emitter`]: the registry of listeners and the entry point of committed events.
+//!
+//! This module owns the handle and the state its clones share (`Shared`: the
+//! listener sets, the commit lock, the counters, the broker bridge and outbox).
+//! Building an emitter, taking committed events in, its lifecycle and the
+//! process-wide emitter each live in a submodule.
+
+mod builder;
+mod global;
+mod intake;
+mod lifecycle;
+
+pub use builder::EmitterBuilder;
+
+use crate::commit::Sequencer;
+use crate::emits::Emits;
+use crate::error::Error;
+use crate::event::Event;
+use crate::listener::{AnyListenerSet, ListenerBuilder, ListenerSet, Reach};
+use crate::stats::{Counters, Stats};
+use crossbeam_channel::{Receiver, Sender};
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Delivers committed events to listeners. Cheap to clone: clones share everything.
+///
+/// One emitter per process is the usual setup: build it at startup, register the
+/// listeners, and hand it to every `EmittingConnection` (or make it
+/// [global](Emitter::set_global) for pools).
+///
+/// ```
+/// # use diesel::prelude::*;
+/// # use diesel::connection::SimpleConnection;
+/// # use diesel_emitter::prelude::*;
+/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+/// # #[diesel(table_name = users)]
+/// # struct User { id: i32, name: String }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let emitter = Emitter::builder().node_id("api-1").build()?;
+/// let events = emitter.on::<User>().actions([Action::Insert]).subscribe();
+///
+/// let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// diesel::insert_into(users::table)
+///     .values((users::id.eq(7), users::name.eq("Ada")))
+///     .execute(&mut conn)?;
+///
+/// let event = events.recv()?;
+/// assert_eq!((event.row.id, event.meta.seq, &*event.meta.origin), (7, 1, "api-1"));
+/// emitter.shutdown(std::time::Duration::from_secs(1))?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Emitter {
+    pub(crate) shared: Arc<Shared>,
+}
+
+type SetEntry = (Arc<dyn Any + Send + Sync>, Arc<dyn AnyListenerSet>);
+
+pub(crate) struct Shared {
+    pub(crate) node_id: Arc<str>,
+    pub(crate) instance: u64,
+    pub(crate) counters: Counters,
+    /// Held while a commit is numbered and dispatched; hands out `seq`.
+    pub(crate) commit_lock: Mutex<Sequencer>,
+    sets: RwLock<HashMap<TypeId, SetEntry>>,
+    listener_ids: AtomicU64,
+    listeners: AtomicU64,
+    pub(crate) shut_down: AtomicBool,
+    /// Every closure listener's thread holds a clone of this sender; when all are
+    /// gone the receiver disconnects, which is how shutdown knows they finished.
+    done_tx: Mutex<Option<Sender<()>>>,
+    done_rx: Receiver<()>,
+    #[cfg(feature = "mqtt")]
+    bridge: Option<Arc<crate::mqtt::Bridge>>,
+    #[cfg(feature = "mqtt")]
+    outbox: Option<Outbox>,
+}
+
+/// The outbox as the emitter holds it.
+#[cfg(feature = "mqtt")]
+struct Outbox {
+    table: String,
+    relay: Option<crate::outbox::relay::RelayHandle>,
+}
+
+impl Shared {
+    pub(crate) fn has_bridge(&self) -> bool {
+        #[cfg(feature = "mqtt")]
+        return self.bridge.is_some();
+        #[cfg(not(feature = "mqtt"))]
+        false
+    }
+
+    /// Hands a committed event to the publisher thread (a clone: local listeners
+    /// may take the original). Encoding happens on that thread.
+    pub(crate) fn publish<M: Emits>(&self, event: &Event<M>) {
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = &self.bridge {
+            bridge.publish(Box::new(event.clone()));
+        }
+        #[cfg(not(feature = "mqtt"))]
+        let _ = event;
+    }
+
+    /// Takes the broker subscription a listener of `M` with `reach` needs.
+    // Without the `mqtt` feature there is no broker and `M` goes unused.
+    #[cfg_attr(not(feature = "mqtt"), allow(clippy::extra_unused_type_parameters))]
+    pub(crate) fn attach_remote<M: Emits>(self: &Arc<Self>, reach: &Reach) -> Result<(), Error> {
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = &self.bridge {
+            let group = match reach {
+                Reach::None => return Ok(()),
+                Reach::Remote => None,
+                Reach::Group(group) => Some(group),
+            };
+            let weak = Arc::downgrade(self);
+            return bridge.attach(group, M::TABLE, TypeId::of::<M>(), || {
+                Arc::new(crate::dispatch::ModelSink::<M>::new(weak))
+            });
+        }
+        let _ = reach;
+        Ok(())
+    }
+
+    /// Releases what [`attach_remote`](Self::attach_remote) took.
+    #[cfg_attr(not(feature = "mqtt"), allow(clippy::extra_unused_type_parameters))]
+    pub(crate) fn detach_remote<M: Emits>(&self, reach: &Reach) {
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = &self.bridge {
+            match reach {
+                Reach::None => {}
+                Reach::Remote => bridge.detach(None, M::TABLE, TypeId::of::<M>()),
+                Reach::Group(group) => bridge.detach(Some(group), M::TABLE, TypeId::of::<M>()),
+            }
+        }
+        let _ = reach;
+    }
+
+    /// Wakes the outbox relay after a commit wrote outbox rows.
+    pub(crate) fn kick_outbox(&self) {
+        #[cfg(feature = "mqtt")]
+        if let Some(relay) = self.outbox.as_ref().and_then(|o| o.relay.as_ref()) {
+            relay.kick();
+        }
+    }
+
+    pub(crate) fn next_listener_id(&self) -> u64 {
+        self.listener_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn listener_added(&self) {
+        self.listeners.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn listener_removed(&self) {
+        self.listeners.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn listener_done_token(&self) -> Option<Sender<()>> {
+        self.done_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn existing_listener_set<M: Emits>(&self) -> Option<Arc<ListenerSet<M>>> {
+        let sets = self.sets.read().unwrap_or_else(|e| e.into_inner());
+        let (any, _) = sets.get(&TypeId::of::<M>())?;
+        any.clone().downcast::<ListenerSet<M>>().ok()
+    }
+
+    pub(crate) fn listener_set<M: Emits>(&self) -> Arc<ListenerSet<M>> {
+        if let Some(set) = self.existing_listener_set::<M>() {
+            return set;
+        }
+        let mut sets = self.sets.write().unwrap_or_else(|e| e.into_inner());
+        let (any, _) = sets.entry(TypeId::of::<M>()).or_insert_with(|| {
+            let set = Arc::new(ListenerSet::<M>::new());
+            (set.clone(), set)
+        });
+        any.clone()
+            .downcast::<ListenerSet<M>>()
+            .unwrap_or_else(|_| unreachable!("listener sets are keyed by their model's TypeId"))
+    }
+}
+
+impl Emitter {
+    /// Starts configuring an emitter.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// assert_eq!(emitter.node_id(), "api-1");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder() -> EmitterBuilder {
+        EmitterBuilder::default()
+    }
+
+    /// Registers a listener for committed events of model `M`.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let updates = emitter
+    ///     .on::<User>()
+    ///     .actions([Action::Update])
+    ///     .filter(|event| event.did_change("name"))
+    ///     .subscribe();
+    ///
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+    /// diesel::update(users::table).set(users::name.eq("Ada L.")).execute(&mut conn)?;
+    ///
+    /// assert_eq!(updates.recv()?.row.name, "Ada L.");
+    /// assert!(updates.try_recv().is_err(), "the insert was not an update");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on<M: Emits>(&self) -> ListenerBuilder<M> {
+        ListenerBuilder::new(self.clone())
+    }
+
+    /// This emitter's node id, the `origin` of the events it commits.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::builder().node_id("worker-3").build()?;
+    /// assert_eq!(emitter.node_id(), "worker-3");
+    /// assert!(Emitter::builder().build()?.node_id().starts_with("node-"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    /// A snapshot of the counters.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
+    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// let rx = emitter.on::<User>().subscribe();
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+    ///
+    /// let stats = emitter.stats();
+    /// assert_eq!((stats.emitted, stats.delivered, stats.dropped), (1, 1, 0));
+    /// # drop(rx);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stats(&self) -> Stats {
+        #[allow(unused_mut)]
+        let mut stats = self
+            .shared
+            .counters
+            .snapshot(self.shared.listeners.load(Ordering::Relaxed));
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = &self.shared.bridge {
+            bridge.fill(&mut stats);
+        }
+        #[cfg(feature = "mqtt")]
+        if let Some(relay) = self.shared.outbox.as_ref().and_then(|o| o.relay.as_ref()) {
+            relay.counters.fill(&mut stats);
+        }
+        stats
+    }
+
+    /// Whether this emitter publishes to and subscribes at a broker.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert!(!Emitter::builder().build()?.has_broker());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn has_broker(&self) -> bool {
+        self.shared.has_bridge()
+    }
+
+    /// The outbox table this emitter's connections write events into, when the
+    /// outbox is on.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use diesel_emitter::Emitter;
+    ///
+    /// assert_eq!(Emitter::builder().build()?.outbox_table(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn outbox_table(&self) -> Option<&str> {
+        #[cfg(feature = "mqtt")]
+        return self.shared.outbox.as_ref().map(|o| o.table.as_str());
+        #[cfg(not(feature = "mqtt"))]
+        None
+    }
+}
+
+impl fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Emitter")
+            .field("node_id", &self.node_id())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
