@@ -91,6 +91,14 @@ impl Drop for Client {
                 return;
             }
         }
+        // A token's result is set from inside its Paho callback, which drops its own
+        // handle of the token, and with it maybe a handle of the client, only when
+        // it returns. Paho runs callbacks holding its process-wide lock, so a call
+        // that takes the lock returns after every callback that was still running:
+        // only then are this client's last handles the ones dropped here.
+        if !unfinished.is_empty() {
+            let _ = client.is_connected();
+        }
         drop(unfinished);
         drop(client);
     }
