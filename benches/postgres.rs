@@ -49,7 +49,34 @@ struct Bench {
     plain2: PgConnection,
     emitter: Emitter,
     counted: Arc<AtomicU64>,
+    /// An emitting connection whose listener stays awake `AWAKE` after each event.
+    awake: EmittingConnection<PgConnection>,
+    awake_emitter: Emitter,
+    awake_counted: Arc<AtomicU64>,
     next_id: i32,
+}
+
+/// The `stay_awake` of the `awake` connection's listener: longer than the time
+/// between two single-row statements here, so it never sleeps between them.
+const AWAKE: Duration = Duration::from_micros(500);
+
+/// An emitter with one listener that counts `User` events.
+fn counting_emitter(stay_awake: Duration) -> (Emitter, Arc<AtomicU64>) {
+    let emitter = Emitter::builder()
+        .node_id("bench")
+        .build()
+        .expect("build emitter");
+    let counted = Arc::new(AtomicU64::new(0));
+    let c = counted.clone();
+    // The listener is kept for the emitter's lifetime.
+    let _sub = emitter
+        .on::<User>()
+        .stay_awake(stay_awake)
+        .listen(move |ev: &Event<User>| {
+            black_box(&ev.row);
+            c.fetch_add(1, Relaxed);
+        });
+    (emitter, counted)
 }
 
 impl Bench {
@@ -68,17 +95,8 @@ impl Bench {
                                          email TEXT NOT NULL, active BOOLEAN NOT NULL);"
             ))
             .expect("create the benchmark schema");
-        let emitter = Emitter::builder()
-            .node_id("bench")
-            .build()
-            .expect("build emitter");
-        let counted = Arc::new(AtomicU64::new(0));
-        let c = counted.clone();
-        // The listener is kept for the emitter's lifetime.
-        let _sub = emitter.on::<User>().listen(move |ev: &Event<User>| {
-            black_box(&ev.row);
-            c.fetch_add(1, Relaxed);
-        });
+        let (emitter, counted) = counting_emitter(diesel_emitter::DEFAULT_STAY_AWAKE);
+        let (awake_emitter, awake_counted) = counting_emitter(AWAKE);
         let mut emitting = EmittingConnection::new(
             PgConnection::establish(&url).expect("connect to PostgreSQL"),
             emitter.clone(),
@@ -87,6 +105,11 @@ impl Bench {
         let search_path = format!("SET search_path TO {schema}");
         emitting.batch_execute(&search_path).unwrap();
         plain.batch_execute(&search_path).unwrap();
+        let mut awake = EmittingConnection::new(
+            PgConnection::establish(&url).expect("connect to PostgreSQL"),
+            awake_emitter.clone(),
+        );
+        awake.batch_execute(&search_path).unwrap();
         let mut plain2 = PgConnection::establish(&url).expect("connect to PostgreSQL");
         plain2.batch_execute(&search_path).unwrap();
         Bench {
@@ -97,6 +120,9 @@ impl Bench {
             plain2,
             emitter,
             counted,
+            awake,
+            awake_emitter,
+            awake_counted,
             next_id: 1_000_000,
         }
     }
@@ -118,11 +144,16 @@ impl Bench {
         self.setup(&format!("VACUUM ANALYZE {table}"));
     }
 
-    /// Waits until the listener has run for every event emitted so far.
+    /// Waits until the listeners have run for every event emitted so far.
     fn settle(&self) {
-        let emitted = self.emitter.stats().emitted;
-        while self.counted.load(Relaxed) < emitted {
-            std::thread::yield_now();
+        for (emitter, counted) in [
+            (&self.emitter, &self.counted),
+            (&self.awake_emitter, &self.awake_counted),
+        ] {
+            let emitted = emitter.stats().emitted;
+            while counted.load(Relaxed) < emitted {
+                std::thread::yield_now();
+            }
         }
     }
 }
@@ -133,6 +164,7 @@ impl Drop for Bench {
             .admin
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
         let _ = self.emitter.shutdown(Duration::from_secs(10));
+        let _ = self.awake_emitter.shutdown(Duration::from_secs(10));
     }
 }
 
@@ -409,6 +441,10 @@ struct Count {
     n: i32,
 }
 
+/// The label of the lines measuring an emitting connection whose listener stays
+/// awake `AWAKE` (`ListenerBuilder::stay_awake`) against the plain connection.
+const AWAKE_LABEL: &str = "  listener awake 500 us";
+
 /// Every statement again with the two sides interleaved (see `common`): the
 /// ratios to trust when the machine is busy.
 fn interleaved(s: &mut Bench, full: bool) {
@@ -439,6 +475,16 @@ fn interleaved(s: &mut Bench, full: bool) {
             diesel::insert_into(users::table).values(&row)
         );
     });
+    let awake = ["awake", "plain"];
+    common::interleaved_as(s, AWAKE_LABEL, awake, rounds, 10, nothing, |s, a| {
+        let query = diesel::insert_into(users::table).values(&row);
+        let n = if a {
+            query.execute(&mut s.awake)
+        } else {
+            query.execute(&mut s.plain)
+        };
+        n.expect("benchmark statement");
+    });
     s.seed("users", KEYED_ROWS);
     let mut key = 0;
     common::interleaved(s, "pg_update_by_key", rounds, 10, nothing, |s, e| {
@@ -452,6 +498,17 @@ fn interleaved(s: &mut Bench, full: bool) {
         let name = if key % 2 == 0 { "renamed" } else { "original" };
         let query = diesel::update(users::table.find(key)).set(users::name.eq(name));
         assert_eq!(run!(s, returning(r), query), 1);
+    });
+    common::interleaved_as(s, AWAKE_LABEL, awake, rounds, 10, nothing, |s, a| {
+        key = key % KEYED_ROWS + 1;
+        let name = if key % 2 == 0 { "renamed" } else { "original" };
+        let query = diesel::update(users::table.find(key)).set(users::name.eq(name));
+        let n = if a {
+            query.execute(&mut s.awake)
+        } else {
+            query.execute(&mut s.plain)
+        };
+        assert_eq!(n.expect("benchmark statement"), 1);
     });
     let first = s.next_id;
     // Rows for the delete line and its floor: each runs warm-up and measured rounds
@@ -557,6 +614,11 @@ fn benches(c: &mut Criterion) {
         bench.emitter.stats().emitted,
         bench.counted.load(Relaxed),
         "every event reached the listener"
+    );
+    assert_eq!(
+        bench.awake_emitter.stats().emitted,
+        bench.awake_counted.load(Relaxed),
+        "every event reached the listener that stays awake"
     );
 }
 

@@ -21,6 +21,15 @@ pub enum Error {
     /// A listener's queue capacity of zero was requested.
     #[error("listener capacity must be at least 1")]
     ZeroCapacity,
+    /// [`ListenerBuilder::stay_awake`](crate::ListenerBuilder::stay_awake) asked for
+    /// longer than [`MAX_STAY_AWAKE`](crate::MAX_STAY_AWAKE).
+    #[error("a listener may stay awake at most {max:?} after an event; {requested:?} was asked")]
+    StayAwakeTooLong {
+        /// The duration asked for.
+        requested: std::time::Duration,
+        /// The longest accepted.
+        max: std::time::Duration,
+    },
     /// [`Emitter::shutdown`](crate::Emitter::shutdown) ran out of time with events still queued.
     #[error(
         "shutdown timed out after {timeout:?} with {pending} events still queued for listeners"

@@ -23,7 +23,9 @@ pub use emits::Emits;
 pub use emitter::{Emitter, EmitterBuilder};
 pub use error::Error;
 pub use event::{Event, EventMeta};
-pub use listener::{ListenerBuilder, Subscription, WhenFull, DEFAULT_CAPACITY};
+pub use listener::{
+    ListenerBuilder, Subscription, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE, MAX_STAY_AWAKE,
+};
 pub use mqtt::{MqttConfig, MqttConfigError, Protocol, TlsConfig};
 pub use pending::PendingEvent;
 pub use stats::Stats;

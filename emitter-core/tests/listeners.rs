@@ -482,6 +482,45 @@ fn zero_capacity_is_rejected_by_try_listen() {
 }
 
 #[test]
+fn a_listener_that_stays_awake_or_sleeps_at_once_gets_every_event_in_order() {
+    for stay_awake in [Duration::ZERO, emitter_core::MAX_STAY_AWAKE] {
+        let emitter = emitter();
+        let (tx, rx) = unbounded();
+        let sub = emitter
+            .on::<Item>()
+            .stay_awake(stay_awake)
+            .listen(move |ev: &Event<Item>| tx.send(ev.row.id).unwrap());
+        // Bursts and gaps: some events find the thread polling, some asleep.
+        for id in 0..200 {
+            insert(&emitter, id);
+            if id % 50 == 0 {
+                std::thread::sleep(stay_awake + Duration::from_millis(2));
+            }
+        }
+        let got: Vec<i64> = (0..200).map(|_| rx.recv_timeout(LONG).unwrap()).collect();
+        assert_eq!(
+            got,
+            (0..200).collect::<Vec<_>>(),
+            "stay_awake {stay_awake:?}"
+        );
+        sub.unsubscribe();
+    }
+}
+
+#[test]
+fn stay_awake_beyond_the_maximum_is_rejected_by_try_listen() {
+    let emitter = emitter();
+    let too_long = emitter_core::MAX_STAY_AWAKE + Duration::from_micros(1);
+    let refused = emitter.on::<Item>().stay_awake(too_long).try_listen(|_| {});
+    assert!(
+        matches!(refused, Err(Error::StayAwakeTooLong { requested, max })
+            if requested == too_long && max == emitter_core::MAX_STAY_AWAKE),
+        "{refused:?}"
+    );
+    assert_eq!(emitter.stats().listeners, 0, "nothing was registered");
+}
+
+#[test]
 fn global_returns_the_emitter_given_to_set_global() {
     // The only test in this binary that touches the process-wide emitter.
     let first = Emitter::builder().node_id("global-1").build().unwrap();

@@ -3,7 +3,10 @@
 
 use super::subscription::Subscription;
 use super::thread::run_listener;
-use super::{remove_listener, Filter, Kind, Reach, Slot, WhenFull, DEFAULT_CAPACITY};
+use super::{
+    remove_listener, Filter, Kind, Reach, Slot, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE,
+    MAX_STAY_AWAKE,
+};
 use crate::action::Action;
 use crate::emits::Emits;
 use crate::emitter::Emitter;
@@ -13,6 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use std::any::TypeId;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Configures a listener for events of model `M`; from [`Emitter::on`].
 ///
@@ -47,8 +51,9 @@ pub struct ListenerBuilder<M: Emits> {
     emitter: Emitter,
     actions: u8,
     filter: Option<Filter<M>>,
-    capacity: usize,
-    when_full: WhenFull,
+    pub(super) capacity: usize,
+    pub(super) when_full: WhenFull,
+    pub(super) stay_awake: Duration,
     name: Option<String>,
     allow_remote: bool,
     remote_only: bool,
@@ -63,6 +68,7 @@ impl<M: Emits> ListenerBuilder<M> {
             filter: None,
             capacity: DEFAULT_CAPACITY,
             when_full: WhenFull::Block,
+            stay_awake: DEFAULT_STAY_AWAKE,
             name: None,
             allow_remote: false,
             remote_only: false,
@@ -214,50 +220,6 @@ impl<M: Emits> ListenerBuilder<M> {
         self
     }
 
-    /// The bound of this listener's queue, [`DEFAULT_CAPACITY`] unless set.
-    ///
-    /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// let rx = emitter.on::<User>().capacity(100).subscribe();
-    /// assert_eq!(rx.capacity(), Some(100));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
-        self
-    }
-
-    /// What to do when the queue is full: [`WhenFull::Block`] (default) or [`WhenFull::Drop`].
-    ///
-    /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// let metrics = emitter.on::<User>().when_full(WhenFull::Drop).listen(|_| { /* count */ });
-    /// # metrics.unsubscribe();
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn when_full(mut self, when_full: WhenFull) -> Self {
-        self.when_full = when_full;
-        self
-    }
-
     /// A name for logs and the listener's thread.
     ///
     /// ```
@@ -348,11 +310,12 @@ impl<M: Emits> ListenerBuilder<M> {
         let thread_shared = Arc::downgrade(&shared);
         let done = shared.listener_done_token();
         let thread_label = label.clone();
+        let stay_awake = self.stay_awake;
         std::thread::Builder::new()
             .name(format!("emitter-{label}"))
             .spawn(move || {
                 let _done = done;
-                run_listener(rx, &thread_shared, &thread_label, &mut listener);
+                run_listener(rx, &thread_shared, &thread_label, stay_awake, &mut listener);
             })?;
         self.register(id, label, tx, Kind::Closure, reach)
     }
@@ -429,6 +392,12 @@ impl<M: Emits> ListenerBuilder<M> {
     fn check(&self) -> Result<Reach, Error> {
         if self.capacity == 0 {
             return Err(Error::ZeroCapacity);
+        }
+        if self.stay_awake > MAX_STAY_AWAKE {
+            return Err(Error::StayAwakeTooLong {
+                requested: self.stay_awake,
+                max: MAX_STAY_AWAKE,
+            });
         }
         let reach = match (&self.group, self.allow_remote || self.remote_only) {
             (Some(group), _) => {

@@ -7,11 +7,12 @@
 //!
 //! This module owns the registry: each model's `ListenerSet` of `Slot`s, as the
 //! dispatcher sees them, and the queue options ([`WhenFull`], [`DEFAULT_CAPACITY`])
-//! that a slot carries. Configuring and registering a listener is in `builder`, a
-//! closure listener's thread in `thread`, and the handle that removes one in
+//! that a slot carries. Configuring and registering a listener is in `builder`, the
+//! queue and thread options in `queue`, a closure listener's thread in `thread`, and the handle that removes one in
 //! `subscription`.
 
 mod builder;
+mod queue;
 mod subscription;
 mod thread;
 
@@ -33,6 +34,24 @@ use std::sync::{Arc, RwLock};
 /// assert_eq!(diesel_emitter::DEFAULT_CAPACITY, 10_000);
 /// ```
 pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// How long a closure listener's thread polls for the next event before it sleeps,
+/// unless [`ListenerBuilder::stay_awake`] says otherwise: long enough to catch
+/// events that come in a burst, short enough to cost nothing noticeable when they
+/// come one at a time.
+///
+/// ```
+/// assert_eq!(diesel_emitter::DEFAULT_STAY_AWAKE, std::time::Duration::from_micros(50));
+/// ```
+pub const DEFAULT_STAY_AWAKE: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The longest [`ListenerBuilder::stay_awake`] accepted: a thread that spins longer
+/// after each event is a busy loop, not a wait.
+///
+/// ```
+/// assert_eq!(diesel_emitter::MAX_STAY_AWAKE, std::time::Duration::from_millis(10));
+/// ```
+pub const MAX_STAY_AWAKE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What happens when a listener's queue is full.
 ///

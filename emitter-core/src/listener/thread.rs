@@ -4,17 +4,19 @@
 use crate::emits::Emits;
 use crate::emitter::Shared;
 use crate::event::Event;
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, TryRecvError};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Weak;
+use std::time::{Duration, Instant};
 
 pub(super) fn run_listener<M: Emits>(
     rx: Receiver<Event<M>>,
     shared: &Weak<Shared>,
     label: &str,
+    stay_awake: Duration,
     listener: &mut impl FnMut(&Event<M>),
 ) {
-    while let Some(event) = next_event(&rx) {
+    while let Some(event) = next_event(&rx, stay_awake) {
         let outcome = catch_unwind(AssertUnwindSafe(|| listener(&event)));
         let Some(shared) = shared.upgrade() else {
             continue;
@@ -33,24 +35,25 @@ pub(super) fn run_listener<M: Emits>(
     }
 }
 
-/// How long a listener thread stays awake for the next event before it sleeps.
-///
-/// A committer that hands an event to a sleeping listener pays for waking it (a
-/// system call, then a context switch on the other core): measured here, most of
-/// the cost of a single-row write's event. A listener that polls briefly after each
-/// event is awake when writes come in a stream, and costs at most this much CPU
-/// after the last one.
-const STAY_AWAKE: std::time::Duration = std::time::Duration::from_micros(50);
-
-fn next_event<T>(rx: &Receiver<T>) -> Option<T> {
-    let awake_until = std::time::Instant::now() + STAY_AWAKE;
+/// The next event, or `None` once every sender is gone. After an empty queue the
+/// thread polls for `stay_awake` before it sleeps: a committer that hands an event
+/// to a sleeping listener pays for waking it (a system call, then a context switch
+/// on the other core), most of the cost of a single-row write's event on a small VM.
+fn next_event<T>(rx: &Receiver<T>, stay_awake: Duration) -> Option<T> {
+    // Events that are already queued need no clock.
+    match rx.try_recv() {
+        Ok(event) => return Some(event),
+        Err(TryRecvError::Disconnected) => return None,
+        Err(TryRecvError::Empty) => {}
+    }
+    let awake_until = Instant::now() + stay_awake;
     loop {
         match rx.try_recv() {
             Ok(event) => return Some(event),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
         }
-        if std::time::Instant::now() >= awake_until {
+        if Instant::now() >= awake_until {
             return rx.recv().ok();
         }
         std::hint::spin_loop();

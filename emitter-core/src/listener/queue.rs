@@ -1,0 +1,96 @@
+//! A listener's queue and thread options: how many events may wait, what happens
+//! when that many do, and how long a closure listener's thread polls before it
+//! sleeps.
+
+use super::{ListenerBuilder, WhenFull};
+use crate::emits::Emits;
+use std::time::Duration;
+
+impl<M: Emits> ListenerBuilder<M> {
+    /// The bound of this listener's queue, [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) unless set.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// let rx = emitter.on::<User>().capacity(100).subscribe();
+    /// assert_eq!(rx.capacity(), Some(100));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// What to do when the queue is full: [`WhenFull::Block`] (default) or [`WhenFull::Drop`].
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// let metrics = emitter.on::<User>().when_full(WhenFull::Drop).listen(|_| { /* count */ });
+    /// # metrics.unsubscribe();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn when_full(mut self, when_full: WhenFull) -> Self {
+        self.when_full = when_full;
+        self
+    }
+
+    /// How long a [`listen`](Self::listen) listener's thread keeps polling its queue
+    /// after an event before it sleeps (default [`DEFAULT_STAY_AWAKE`](crate::DEFAULT_STAY_AWAKE),
+    /// at most [`MAX_STAY_AWAKE`](crate::MAX_STAY_AWAKE)).
+    ///
+    /// Handing an event to a sleeping listener costs the committing thread the wake-up
+    /// (a system call, and on a virtual machine an interrupt to the other core): on a
+    /// 2-core VM, single-row PostgreSQL writes cost 1.05-1.10x a plain connection's
+    /// with the default, and 0.96-1.01x with a listener that stays awake 500 µs,
+    /// longer than the time between writes (`cargo bench --bench postgres`). The price is CPU: the thread spins for up to this
+    /// long after every event, so up to a whole core while writes keep coming faster
+    /// than this. Worth it for a steady, latency-sensitive write stream on a machine
+    /// with cores to spare; not for a web server that writes now and then.
+    /// `Duration::ZERO` sleeps at once. A [`subscribe`](Self::subscribe) receiver
+    /// is read by your own thread, so this does not apply to it.
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # use diesel_emitter::prelude::*;
+    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
+    /// # #[diesel(table_name = users)]
+    /// # struct User { id: i32, name: String }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// use std::time::Duration;
+    ///
+    /// let feed = emitter
+    ///     .on::<User>()
+    ///     .stay_awake(Duration::from_micros(500))
+    ///     .listen(|ev| { /* forward ev.row */ });
+    ///
+    /// let refused = emitter.on::<User>().stay_awake(Duration::from_secs(1)).try_listen(|_| {});
+    /// assert!(matches!(refused, Err(diesel_emitter::Error::StayAwakeTooLong { .. })));
+    /// # feed.unsubscribe();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stay_awake(mut self, stay_awake: Duration) -> Self {
+        self.stay_awake = stay_awake;
+        self
+    }
+}
