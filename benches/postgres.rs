@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::users::{users, NewUser, User};
+use common::users::{counting_emitter, users, NewUser, User};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BatchSize, Bencher, BenchmarkGroup, Criterion};
 use diesel::connection::SimpleConnection;
@@ -21,7 +21,6 @@ use diesel::query_dsl::methods::ExecuteDsl;
 use diesel::sql_types::Integer;
 use diesel_emitter::prelude::*;
 use std::cell::RefCell;
-use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,25 +58,6 @@ struct Bench {
 /// The `stay_awake` of the `awake` connection's listener: longer than the time
 /// between two single-row statements here, so it never sleeps between them.
 const AWAKE: Duration = Duration::from_micros(500);
-
-/// An emitter with one listener that counts `User` events.
-fn counting_emitter(stay_awake: Duration) -> (Emitter, Arc<AtomicU64>) {
-    let emitter = Emitter::builder()
-        .node_id("bench")
-        .build()
-        .expect("build emitter");
-    let counted = Arc::new(AtomicU64::new(0));
-    let c = counted.clone();
-    // The listener is kept for the emitter's lifetime.
-    let _sub = emitter
-        .on::<User>()
-        .stay_awake(stay_awake)
-        .listen(move |ev: &Event<User>| {
-            black_box(&ev.row);
-            c.fetch_add(1, Relaxed);
-        });
-    (emitter, counted)
-}
 
 impl Bench {
     fn new() -> Bench {

@@ -8,14 +8,13 @@
 
 mod common;
 
-use common::users::{users, NewUser, User};
+use common::users::{counting_emitter, users, NewUser, User};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, Bencher, BenchmarkGroup, Criterion};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_emitter::prelude::*;
 use std::cell::RefCell;
-use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -56,16 +55,7 @@ impl Bench {
                                      email TEXT NOT NULL, active BOOLEAN NOT NULL);",
             )
             .expect("create the benchmark table");
-        let emitter = Emitter::builder()
-            .node_id("bench")
-            .build()
-            .expect("build emitter");
-        let counted = Arc::new(AtomicU64::new(0));
-        let c = counted.clone();
-        let _kept = emitter.on::<User>().listen(move |ev: &Event<User>| {
-            black_box(&ev.row);
-            c.fetch_add(1, Relaxed);
-        });
+        let (emitter, counted) = counting_emitter(diesel_emitter::DEFAULT_STAY_AWAKE);
         let emitting = EmittingConnection::new(open(url), emitter.clone());
         let plain = open(url);
         let plain2 = open(url);
