@@ -166,6 +166,8 @@ enum Side {
     /// For reference: the statement with `RETURNING` the model's columns, decoded
     /// into `User`s on a plain connection: what row capture costs without events.
     PlainReturning,
+    /// `execute` on the emitting connection whose listener stays awake `AWAKE`.
+    Awake,
 }
 
 impl Side {
@@ -174,6 +176,7 @@ impl Side {
             Side::Emitting => "emitting",
             Side::Plain => "plain",
             Side::PlainReturning => "plain_returning",
+            Side::Awake => "awake",
         }
     }
 }
@@ -191,6 +194,7 @@ macro_rules! run {
                 .returning(User::as_returning())
                 .get_results::<User>(&mut $s.plain)
                 .map(|rows| rows.len()),
+            Side::Awake => $query.execute(&mut $s.awake),
         }
         .expect("benchmark statement")
     };
@@ -206,6 +210,9 @@ where
             ExecuteDsl::<EmittingConnection<PgConnection>, Pg>::execute(query, &mut s.emitting)
         }
         Side::Plain => ExecuteDsl::<PgConnection, Pg>::execute(query, &mut s.plain),
+        Side::Awake => {
+            ExecuteDsl::<EmittingConnection<PgConnection>, Pg>::execute(query, &mut s.awake)
+        }
         Side::PlainReturning => unreachable!("no RETURNING variant for this statement"),
     };
     n.expect("benchmark statement")
@@ -455,40 +462,27 @@ fn interleaved(s: &mut Bench, full: bool) {
             diesel::insert_into(users::table).values(&row)
         );
     });
-    let awake = ["awake", "plain"];
-    common::interleaved_as(s, AWAKE_LABEL, awake, rounds, 10, nothing, |s, a| {
-        let query = diesel::insert_into(users::table).values(&row);
-        let n = if a {
-            query.execute(&mut s.awake)
-        } else {
-            query.execute(&mut s.plain)
-        };
-        n.expect("benchmark statement");
+    let awake = |a| if a { Side::Awake } else { Side::Plain };
+    let awake_sides = ["awake", "plain"];
+    common::interleaved_as(s, AWAKE_LABEL, awake_sides, rounds, 10, nothing, |s, a| {
+        exec(s, awake(a), diesel::insert_into(users::table).values(&row));
     });
     s.seed("users", KEYED_ROWS);
+    // Each update renames the next of the keyed rows, cycling.
     let mut key = 0;
-    common::interleaved(s, "pg_update_by_key", rounds, 10, nothing, |s, e| {
+    let mut next_update = || {
         key = key % KEYED_ROWS + 1;
         let name = if key % 2 == 0 { "renamed" } else { "original" };
-        let query = diesel::update(users::table.find(key)).set(users::name.eq(name));
-        assert_eq!(exec(s, side(e), query), 1);
+        diesel::update(users::table.find(key)).set(users::name.eq(name))
+    };
+    common::interleaved(s, "pg_update_by_key", rounds, 10, nothing, |s, e| {
+        assert_eq!(exec(s, side(e), next_update()), 1);
     });
     common::interleaved_as(s, common::FLOOR, sides, rounds, 10, nothing, |s, r| {
-        key = key % KEYED_ROWS + 1;
-        let name = if key % 2 == 0 { "renamed" } else { "original" };
-        let query = diesel::update(users::table.find(key)).set(users::name.eq(name));
-        assert_eq!(run!(s, returning(r), query), 1);
+        assert_eq!(run!(s, returning(r), next_update()), 1);
     });
-    common::interleaved_as(s, AWAKE_LABEL, awake, rounds, 10, nothing, |s, a| {
-        key = key % KEYED_ROWS + 1;
-        let name = if key % 2 == 0 { "renamed" } else { "original" };
-        let query = diesel::update(users::table.find(key)).set(users::name.eq(name));
-        let n = if a {
-            query.execute(&mut s.awake)
-        } else {
-            query.execute(&mut s.plain)
-        };
-        assert_eq!(n.expect("benchmark statement"), 1);
+    common::interleaved_as(s, AWAKE_LABEL, awake_sides, rounds, 10, nothing, |s, a| {
+        assert_eq!(exec(s, awake(a), next_update()), 1);
     });
     let first = s.next_id;
     // Rows for the delete line and its floor: each runs warm-up and measured rounds
