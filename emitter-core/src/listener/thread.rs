@@ -40,20 +40,16 @@ pub(super) fn run_listener<M: Emits>(
 /// to a sleeping listener pays for waking it (a system call, then a context switch
 /// on the other core), most of the cost of a single-row write's event on a small VM.
 fn next_event<T>(rx: &Receiver<T>, stay_awake: Duration) -> Option<T> {
-    // Events that are already queued need no clock.
-    match rx.try_recv() {
-        Ok(event) => return Some(event),
-        Err(TryRecvError::Disconnected) => return None,
-        Err(TryRecvError::Empty) => {}
-    }
-    let awake_until = Instant::now() + stay_awake;
+    // Set at the first empty queue: events already queued need no clock.
+    let mut awake_until = None;
     loop {
         match rx.try_recv() {
             Ok(event) => return Some(event),
             Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) => {}
         }
-        if Instant::now() >= awake_until {
+        let until = *awake_until.get_or_insert_with(|| Instant::now() + stay_awake);
+        if Instant::now() >= until {
             return rx.recv().ok();
         }
         std::hint::spin_loop();
