@@ -3,8 +3,9 @@
 use crate::connection::EmittingConnection;
 use diesel::associations::HasTable;
 use diesel::dsl::Update;
-use diesel::expression::{is_aggregate, MixedAggregates, ValidGrouping};
+use diesel::expression::{is_aggregate, MixedAggregates, SelectableExpression, ValidGrouping};
 use diesel::pg::PgConnection;
+use diesel::query_builder::returning::{ReturningQuerySource, UpdateStmt};
 use diesel::query_builder::{AsChangeset, IntoUpdateTarget};
 use diesel::query_dsl::{LoadQuery, RunQueryDsl, UpdateAndFetchResults};
 use diesel::result::QueryResult;
@@ -117,7 +118,8 @@ impl<'b, Changes, Output> UpdateAndFetchResults<Changes, Output>
 where
     Changes: Copy + AsChangeset<Target = <Changes as HasTable>::Table> + IntoUpdateTarget,
     Update<Changes, Changes>: LoadQuery<'b, EmittingConnection<PgConnection>, Output>,
-    <Changes::Table as Table>::AllColumns: ValidGrouping<()>,
+    <Changes::Table as Table>::AllColumns:
+        ValidGrouping<()> + SelectableExpression<ReturningQuerySource<UpdateStmt, Changes::Table>>,
     <<Changes::Table as Table>::AllColumns as ValidGrouping<()>>::IsAggregate:
         MixedAggregates<is_aggregate::No, Output = is_aggregate::No>,
 {

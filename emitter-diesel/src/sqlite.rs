@@ -3,7 +3,8 @@
 use crate::connection::EmittingConnection;
 use diesel::associations::{HasTable, Identifiable};
 use diesel::dsl::{Find, Update};
-use diesel::expression::{is_aggregate, MixedAggregates, ValidGrouping};
+use diesel::expression::{is_aggregate, MixedAggregates, SelectableExpression, ValidGrouping};
+use diesel::query_builder::returning::{ReturningQuerySource, UpdateStmt};
 use diesel::query_builder::{AsChangeset, IntoUpdateTarget};
 use diesel::query_dsl::methods::{ExecuteDsl, FindDsl};
 use diesel::query_dsl::{LoadQuery, RunQueryDsl, UpdateAndFetchResults};
@@ -84,7 +85,8 @@ where
     Changes::Table: FindDsl<Changes::Id>,
     Update<Changes, Changes>: ExecuteDsl<EmittingConnection<SqliteConnection>>,
     Find<Changes::Table, Changes::Id>: LoadQuery<'b, EmittingConnection<SqliteConnection>, Output>,
-    <Changes::Table as Table>::AllColumns: ValidGrouping<()>,
+    <Changes::Table as Table>::AllColumns:
+        ValidGrouping<()> + SelectableExpression<ReturningQuerySource<UpdateStmt, Changes::Table>>,
     <<Changes::Table as Table>::AllColumns as ValidGrouping<()>>::IsAggregate:
         MixedAggregates<is_aggregate::No, Output = is_aggregate::No>,
 {
