@@ -152,7 +152,7 @@ fn new_user(i: usize) -> NewUser {
     NewUser {
         name: format!("user {i}"),
         email: format!("user{i}@example.com"),
-        active: i % 2 == 0,
+        active: i.is_multiple_of(2),
     }
 }
 

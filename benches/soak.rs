@@ -157,7 +157,7 @@ fn write_one(
         diesel::update(soak_users.find(live[at]))
             .set((
                 name.eq(format!("user {i:07} (renamed)")),
-                active.eq(i % 2 == 0),
+                active.eq(i.is_multiple_of(2)),
             ))
             .execute(conn)
     } else {

@@ -395,7 +395,7 @@ fn a_slow_and_a_panicking_listener_under_load_leave_others_unaffected_and_counts
         let calls = panicking_calls.clone();
         move |_: &Event<Item>| {
             // Every other call panics; resume_unwind skips the panic hook's message.
-            if calls.fetch_add(1, SeqCst) % 2 == 0 {
+            if calls.fetch_add(1, SeqCst).is_multiple_of(2) {
                 std::panic::resume_unwind(Box::new("this listener fails on purpose"));
             }
         }
