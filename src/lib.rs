@@ -78,17 +78,19 @@
 //! **3. The connection.** [`EmittingConnection`] wraps a `PgConnection` or a
 //! `SqliteConnection` and is used exactly like it. Events wait for the outermost
 //! commit: a rolled-back transaction or savepoint delivers nothing of its own, a
-//! failed statement nothing at all. Pools take the emitter from
-//! [`Emitter::set_global`]:
+//! failed statement nothing at all. r2d2 pools get their emitter from [`UseEmitter`]
+//! (connections opened by `Connection::establish` elsewhere, as by migrations, use
+//! [`Emitter::set_global`]'s):
 //!
 //! ```no_run
 //! # use diesel::prelude::*;
 //! # use diesel_emitter::prelude::*;
-//! use diesel::r2d2::{ConnectionManager, Pool};
+//! use diesel::r2d2::ConnectionManager;
+//! use diesel_emitter::UseEmitter;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! Emitter::set_global(Emitter::builder().node_id("api-1").build()?);
-//! let pool = Pool::builder()
+//! let emitter = Emitter::builder().node_id("api-1").build()?;
+//! let pool = UseEmitter::pool_builder(emitter.clone())
 //!     .build(ConnectionManager::<EmittingConnection<PgConnection>>::new("postgres://localhost/app"))?;
 //! let mut conn = pool.get()?;
 //! # let _ = &mut conn;
@@ -160,7 +162,7 @@ pub use emitter_core::{
 pub use emitter_diesel::EmittingCursor;
 #[cfg(feature = "postgres")]
 pub use emitter_diesel::TransactionBuilder;
-pub use emitter_diesel::{EmittingConnection, EmittingTransactionManager, Outbox};
+pub use emitter_diesel::{EmittingConnection, EmittingTransactionManager, Outbox, UseEmitter};
 /// Model attributes and their checks: see [`emitter_macros`]. In short, the derive
 /// reads Diesel's `table_name`, `column_name`, `primary_key` and `check_for_backend`;
 /// `#[emits(skip)]` keeps a field out of published payloads.

@@ -52,6 +52,11 @@ pub struct Stats {
     /// Committed rows that could not be turned into events (a row that did not
     /// decode into its model). Each is logged with its table.
     pub capture_errors: u64,
+    /// Write statements on a table with an `Emits` model that ran without capture,
+    /// so their rows emitted nothing: statements the wrapper could not capture safely (the
+    /// model does not match the real table, SQL it cannot read) run untouched. Each
+    /// kind is logged once per table.
+    pub uncaptured_writes: u64,
     /// Listeners currently registered.
     pub listeners: u64,
     /// Events the broker acknowledged (PUBACK at QoS 1).
@@ -105,6 +110,7 @@ pub(crate) struct Counters {
     panics: Padded,
     queued: Padded,
     capture_errors: Padded,
+    uncaptured_writes: Padded,
 }
 
 impl Counters {
@@ -133,6 +139,9 @@ impl Counters {
         self.capture_error();
         tracing::error!(%error, "a committed row could not be encoded for the outbox; it is not published");
     }
+    pub(crate) fn uncaptured_write(&self) {
+        self.uncaptured_writes.0.fetch_add(1, Relaxed);
+    }
     pub(crate) fn queued(&self) -> u64 {
         self.queued.0.load(Relaxed)
     }
@@ -145,6 +154,7 @@ impl Counters {
             panics: self.panics.0.load(Relaxed),
             queued: self.queued.0.load(Relaxed),
             capture_errors: self.capture_errors.0.load(Relaxed),
+            uncaptured_writes: self.uncaptured_writes.0.load(Relaxed),
             listeners,
             ..Stats::default()
         }

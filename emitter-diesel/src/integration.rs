@@ -7,7 +7,8 @@ use diesel::r2d2::R2D2Connection;
 use diesel::result::QueryResult;
 
 /// Pools open connections with `establish`, so their events go to the global
-/// emitter (`Emitter::set_global`).
+/// emitter (`Emitter::set_global`), unless the pool hands them one with
+/// [`UseEmitter`](crate::UseEmitter).
 impl<C: EmittingBackend + R2D2Connection> R2D2Connection for EmittingConnection<C> {
     fn ping(&mut self) -> QueryResult<()> {
         self.inner.ping()

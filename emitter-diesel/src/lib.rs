@@ -23,6 +23,7 @@ mod outbox;
 #[doc(hidden)]
 pub mod model;
 mod plan;
+mod pool;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod returning;
@@ -41,6 +42,7 @@ pub use frames::Frames;
 pub use outbox::Outbox;
 #[doc(hidden)]
 pub use outbox::OutboxBackend;
+pub use pool::UseEmitter;
 #[cfg(feature = "postgres")]
 pub use postgres::TransactionBuilder;
 #[doc(hidden)]

@@ -122,4 +122,38 @@ impl Emitter {
         self.shared.counters.capture_error();
         tracing::error!(table, %error, "a committed row could not be captured as an event");
     }
+
+    /// Counts a write on a model's table that ran without capture, and logs it the
+    /// first time this `table` and `reason` meet in this process (a statement that
+    /// runs in a loop would otherwise flood the log).
+    ///
+    /// ```
+    /// # use diesel_emitter::prelude::*;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::builder().build()?;
+    /// emitter.record_uncaptured_write("users", "the model's columns are not all in the table");
+    /// emitter.record_uncaptured_write("users", "the model's columns are not all in the table");
+    /// assert_eq!(emitter.stats().uncaptured_writes, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn record_uncaptured_write(&self, table: &str, reason: &str) {
+        use std::collections::HashSet;
+        use std::sync::Mutex;
+        static LOGGED: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
+        self.shared.counters.uncaptured_write();
+        let first = LOGGED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashSet::new)
+            .insert((table.to_owned(), reason.to_owned()));
+        if first {
+            tracing::warn!(
+                table,
+                reason,
+                "a write on a table with an Emits model ran without capture: its rows emit no events \
+                 (counted in stats().uncaptured_writes; logged once per table and reason)"
+            );
+        }
+    }
 }

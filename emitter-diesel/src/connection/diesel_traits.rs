@@ -31,6 +31,14 @@ impl<C: EmittingBackend> EmittingConnection<C> {
         Ok(self.depth().unwrap_or(0))
     }
 
+    /// Hands a statement's events to the open transaction's frame (or delivers them).
+    fn record(&mut self, depth: usize, events: Vec<PendingEvent>) {
+        if self.without_global && !events.is_empty() {
+            Emitter::note_write_without_global();
+        }
+        self.frames.record(depth, events, &self.emitter);
+    }
+
     /// Whether a captured statement must run in a transaction of its own: with the
     /// outbox, its events are written in the same transaction as its rows.
     fn needs_implicit_transaction(&mut self) -> bool {
@@ -86,11 +94,19 @@ impl<C: EmittingBackend> Connection for EmittingConnection<C> {
 
     /// Opens the inner connection; events go to the process-wide emitter
     /// ([`Emitter::set_global`]).
+    ///
+    /// With no global emitter set, the connection uses a local-only default; its
+    /// first write that emits is logged as a warning, and every such write is
+    /// counted in [`Emitter::writes_without_global`].
     fn establish(database_url: &str) -> ConnectionResult<Self> {
-        Ok(EmittingConnection::new(
-            C::establish(database_url)?,
-            Emitter::global(),
-        ))
+        let inner = C::establish(database_url)?;
+        Ok(match Emitter::try_global() {
+            Some(emitter) => EmittingConnection::new(inner, emitter),
+            None => EmittingConnection {
+                without_global: true,
+                ..EmittingConnection::new(inner, Emitter::global())
+            },
+        })
     }
 
     fn execute_returning_count<T>(&mut self, source: &T) -> QueryResult<usize>
@@ -117,7 +133,7 @@ impl<C: EmittingBackend> Connection for EmittingConnection<C> {
             capture_row::<C, DefaultLoadingMode>(&plan, &row?, *emit, emitter, &mut events);
             count += 1;
         }
-        self.frames.record(depth, events, &self.emitter);
+        self.record(depth, events);
         Ok(count)
     }
 
@@ -177,6 +193,7 @@ where
             emitter,
             emit,
             frames,
+            without_global,
             ..
         } = self;
         let query = Capturing::<T, T::SqlType>::new(source, plan.appended.clone());
@@ -185,6 +202,9 @@ where
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             capture_row::<C, B>(&plan, row, *emit, emitter, &mut events);
+        }
+        if *without_global && !events.is_empty() {
+            Emitter::note_write_without_global();
         }
         frames.record(depth, events, emitter);
         Ok(EmittingCursor::Buffered(rows.into_iter()))

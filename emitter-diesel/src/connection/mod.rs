@@ -56,6 +56,9 @@ pub struct EmittingConnection<C: EmittingBackend> {
     emit: Emit,
     /// Plans of statements seen before; `None` caches "not captured".
     plans: PlanCache<PlanOf<C>>,
+    /// Opened by `Connection::establish` before any global emitter was set: its
+    /// events go to the local-only default, which is counted and warned about.
+    without_global: bool,
 }
 
 impl<C: EmittingBackend> EmittingConnection<C> {
@@ -83,7 +86,28 @@ impl<C: EmittingBackend> EmittingConnection<C> {
             frames: Frames::default(),
             emit: Emit::All,
             plans: PlanCache::default(),
+            without_global: false,
         }
+    }
+
+    /// Sends this connection's events to `emitter` from now on, including those of
+    /// a transaction already open. r2d2 pools use it through
+    /// [`UseEmitter`](crate::UseEmitter).
+    ///
+    /// ```
+    /// # use diesel::prelude::*;
+    /// # use diesel_emitter::prelude::*;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emitter = Emitter::builder().node_id("api-1").build()?;
+    /// let mut conn = EmittingConnection::<SqliteConnection>::establish(":memory:")?;
+    /// conn.set_emitter(emitter.clone());
+    /// assert_eq!(conn.emitter().node_id(), "api-1");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_emitter(&mut self, emitter: Emitter) {
+        self.emitter = emitter;
+        self.without_global = false;
     }
 
     /// The emitter this connection delivers to.

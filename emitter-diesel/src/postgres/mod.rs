@@ -1,14 +1,19 @@
-//! PostgreSQL specifics: `build_transaction()` and `save_changes`.
+//! PostgreSQL specifics: `build_transaction()`, `save_changes` and custom SQL types'
+//! metadata.
+
+mod copy;
 
 use crate::connection::EmittingConnection;
 use diesel::associations::HasTable;
+use diesel::connection::MultiConnectionHelper;
 use diesel::dsl::Update;
 use diesel::expression::{is_aggregate, MixedAggregates, SelectableExpression, ValidGrouping};
-use diesel::pg::PgConnection;
+use diesel::pg::{GetPgMetadataCache, Pg, PgConnection, PgMetadataCache, PgMetadataLookup};
 use diesel::query_builder::returning::{ReturningQuerySource, UpdateStmt};
 use diesel::query_builder::{AsChangeset, IntoUpdateTarget};
 use diesel::query_dsl::{LoadQuery, RunQueryDsl, UpdateAndFetchResults};
 use diesel::result::QueryResult;
+use diesel::sql_types::TypeMetadata;
 use diesel::Table;
 
 impl EmittingConnection<PgConnection> {
@@ -125,5 +130,35 @@ where
 {
     fn update_and_fetch(&mut self, changeset: Changes) -> QueryResult<Output> {
         diesel::update(changeset).set(changeset).get_result(self)
+    }
+}
+
+/// Custom SQL types (a PostgreSQL `enum`, a composite type) look their OIDs up
+/// through the connection; the wrapper shares the inner connection's cache, so a
+/// type looked up once is known to both.
+impl GetPgMetadataCache for EmittingConnection<PgConnection> {
+    fn get_metadata_cache(&mut self) -> &mut PgMetadataCache {
+        self.inner.get_metadata_cache()
+    }
+}
+
+/// `#[derive(diesel::MultiConnection)]` enums may hold the wrapper. Statements run
+/// on the inner connection, which hands itself out as the type metadata lookup.
+impl MultiConnectionHelper for EmittingConnection<PgConnection> {
+    fn to_any<'a>(
+        lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
+    ) -> &mut (dyn std::any::Any + 'a) {
+        PgConnection::to_any(lookup)
+    }
+
+    fn from_any(
+        lookup: &mut dyn std::any::Any,
+    ) -> Option<&mut <Pg as TypeMetadata>::MetadataLookup> {
+        if lookup.is::<Self>() {
+            return lookup
+                .downcast_mut::<Self>()
+                .map(|conn| conn as &mut dyn PgMetadataLookup);
+        }
+        PgConnection::from_any(lookup)
     }
 }

@@ -1,7 +1,11 @@
-//! SQLite specifics: `immediate_transaction`, `exclusive_transaction` and `save_changes`.
+//! SQLite specifics: `immediate_transaction`, `exclusive_transaction`, `save_changes`
+//! and batch inserts that return rows.
+
+mod batch;
 
 use crate::connection::EmittingConnection;
 use diesel::associations::{HasTable, Identifiable};
+use diesel::connection::{MultiConnectionHelper, WithMetadataLookup};
 use diesel::dsl::{Find, Update};
 use diesel::expression::{is_aggregate, MixedAggregates, SelectableExpression, ValidGrouping};
 use diesel::query_builder::returning::{ReturningQuerySource, UpdateStmt};
@@ -9,7 +13,8 @@ use diesel::query_builder::{AsChangeset, IntoUpdateTarget};
 use diesel::query_dsl::methods::{ExecuteDsl, FindDsl};
 use diesel::query_dsl::{LoadQuery, RunQueryDsl, UpdateAndFetchResults};
 use diesel::result::QueryResult;
-use diesel::sqlite::SqliteConnection;
+use diesel::sql_types::TypeMetadata;
+use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::Table;
 
 impl EmittingConnection<SqliteConnection> {
@@ -93,5 +98,27 @@ where
     fn update_and_fetch(&mut self, changeset: Changes) -> QueryResult<Output> {
         diesel::update(changeset).set(changeset).execute(self)?;
         Changes::table().find(changeset.id()).get_result(self)
+    }
+}
+
+/// `#[derive(diesel::MultiConnection)]` enums may hold the wrapper: SQLite's type
+/// metadata needs no lookup, so the inner connection's serves.
+impl MultiConnectionHelper for EmittingConnection<SqliteConnection> {
+    fn to_any<'a>(
+        lookup: &mut <Sqlite as TypeMetadata>::MetadataLookup,
+    ) -> &mut (dyn std::any::Any + 'a) {
+        SqliteConnection::to_any(lookup)
+    }
+
+    fn from_any(
+        lookup: &mut dyn std::any::Any,
+    ) -> Option<&mut <Sqlite as TypeMetadata>::MetadataLookup> {
+        SqliteConnection::from_any(lookup)
+    }
+}
+
+impl WithMetadataLookup for EmittingConnection<SqliteConnection> {
+    fn metadata_lookup(&mut self) -> &mut <Sqlite as TypeMetadata>::MetadataLookup {
+        self.inner.metadata_lookup()
     }
 }
