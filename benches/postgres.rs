@@ -27,6 +27,15 @@ use std::time::{Duration, Instant};
 
 diesel::table! { audit_log (id) { id -> Int4, name -> Text, email -> Text, active -> Bool } }
 
+/// A row for `COPY FROM`, which takes every value given (no `DEFAULT`s).
+#[derive(Insertable)]
+#[diesel(table_name = users, treat_none_as_default_value = false)]
+struct CopiedUser {
+    name: String,
+    email: String,
+    active: bool,
+}
+
 const BATCH_ROWS: usize = 1_000;
 const BULK_ROWS: i32 = 10_000;
 /// Rows kept in `users` for the update-by-key benchmark; updates cycle over them.
@@ -550,6 +559,27 @@ fn interleaved(s: &mut Bench, full: bool) {
             diesel::insert_into(users::table).values(&rows)
         );
         assert_eq!(n, BATCH_ROWS);
+    });
+    // COPY FROM: straight into the table on the plain side; through the stand-in
+    // temporary table and INSERT ... SELECT ... RETURNING on the emitting side.
+    let copied: Vec<CopiedUser> = (0..BULK_ROWS as usize)
+        .map(|i| {
+            let u = new_user(i);
+            CopiedUser {
+                name: u.name,
+                email: u.email,
+                active: u.active,
+            }
+        })
+        .collect();
+    common::interleaved(s, "pg_copy_from_10000", bulk_rounds, 1, truncate, |s, e| {
+        let copy = diesel::copy_from(users::table).from_insertable(&copied);
+        let n = if e {
+            copy.execute(&mut s.emitting)
+        } else {
+            copy.execute(&mut s.plain)
+        };
+        assert_eq!(n.expect("benchmark COPY"), BULK_ROWS as usize);
     });
     s.seed("users", BULK_ROWS);
     s.setup("UPDATE users SET active = NOT active");

@@ -357,6 +357,50 @@ fn sqlite_get_result_outside_a_transaction_is_refused_before_it_writes() {
 }
 
 #[test]
+fn concurrent_writers_events_leave_the_outbox_in_seq_order() {
+    let db = PgSchema::with_outbox("seq_order");
+    let prefix = broker::unique_prefix("seq_order");
+    let (receiver, remote) = receiver(MqttConfig::new(broker::SHARED_URL).topic_prefix(&prefix));
+    let emitter = writer(&db, &prefix, true);
+    broker::connected(&[&receiver, &emitter]);
+
+    // Four threads commit at once: their transactions are numbered in one order
+    // and may commit (and write their outbox rows) in another.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let mut conn = db.emitting(&emitter);
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    conn.transaction(|c| {
+                        diesel::insert_into(accounts::table)
+                            .values(NewAccount::named(&format!("t{t}_{i}")))
+                            .execute(c)
+                    })
+                    .expect("commit");
+                }
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .for_each(|t| t.join().expect("writer thread"));
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut seqs = Vec::new();
+    while seqs.len() < 400 {
+        match remote.recv_deadline(deadline) {
+            Ok(event) => seqs.push(event.meta.seq),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(seqs.len(), 400, "every event arrives");
+    let inversions = seqs.windows(2).filter(|w| w[0] >= w[1]).count();
+    assert_eq!(inversions, 0, "published in seq order: {seqs:?}");
+    emitter.shutdown(Duration::from_secs(5)).expect("shutdown");
+    receiver.shutdown(Duration::from_secs(5)).expect("shutdown");
+}
+
+#[test]
 fn two_relays_share_one_outbox_without_publishing_a_row_twice() {
     let db = PgSchema::with_outbox("tworelays");
     let prefix = broker::unique_prefix("tworelays");

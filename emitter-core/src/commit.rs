@@ -38,6 +38,14 @@ impl Sequencer {
         !self.open.is_empty()
     }
 
+    /// Every `seq` below this belongs to a transaction that has committed or
+    /// rolled back (the outbox relay claims this emitter's rows below it).
+    pub(crate) fn settled_below(&self) -> u64 {
+        self.open
+            .first_key_value()
+            .map_or(self.last + 1, |(first, _)| *first)
+    }
+
     /// Queues `events` (numbered from `first`) and delivers everything no earlier
     /// commit holds back.
     pub(crate) fn ready(

@@ -48,6 +48,19 @@ pub trait EmittingBackend:
     fn backend() -> Self::Backend;
 }
 
+/// How a backend tells an upsert's inserted rows from its updated ones: SQL
+/// appended to the capture columns.
+#[derive(Clone, Copy, Debug)]
+pub struct UpsertFlag {
+    /// One boolean field, true when the row was inserted.
+    pub inserted: &'static str,
+    /// One integer field before it, the row's key, where the flag alone is not
+    /// enough: SQLite's flag compares the rowid with the last inserted one, which is
+    /// still the same when a later `VALUES` row of the same statement updates a row
+    /// an earlier one inserted. A key seen before in the statement is an update.
+    pub row_key: Option<&'static str>,
+}
+
 /// The `Emits` models of a connection type's backend.
 pub trait ModelsOf: Connection + 'static {
     /// The backend's decode function type.
@@ -56,9 +69,23 @@ pub trait ModelsOf: Connection + 'static {
     /// Every `Emits` model registered for this backend.
     fn registry() -> &'static Registry<Self::Backend, Self::Decode>;
 
-    /// SQL appended to an upsert's capture columns: one boolean field, true when
-    /// the row was inserted rather than updated. `None` when the backend cannot tell.
-    const INSERTED_FLAG: Option<&'static str>;
+    /// SQL appended to an upsert's capture columns to tell inserted rows from
+    /// updated ones. `None` when the backend cannot tell.
+    const INSERTED_FLAG: Option<UpsertFlag>;
+
+    /// The column names of `table` (rendered as in statements) as this connection
+    /// sees it; `None` when there is no such table.
+    fn table_columns(&mut self, table: &str) -> QueryResult<Option<Vec<String>>>;
+
+    /// Whether the table's column `have` is the model's column `want`.
+    fn same_column(have: &str, want: &str) -> bool {
+        have == want
+    }
+
+    /// Whether a statement that fails inside a transaction aborts the whole
+    /// transaction (PostgreSQL: its `COMMIT` then rolls back), rather than only
+    /// undoing itself (SQLite).
+    const FAILED_STATEMENT_ABORTS_TRANSACTION: bool = false;
 
     /// Runs before an upsert that carries [`INSERTED_FLAG`](Self::INSERTED_FLAG).
     fn before_flagged_upsert(&mut self) -> QueryResult<()> {
@@ -80,6 +107,14 @@ pub trait DecodeRows<B>: ModelsOf + LoadConnection<B> {
         row: &<Self as LoadConnection<B>>::Row<'c, 'q>,
         args: DecodeArgs<'_>,
     ) -> deserialize::Result<PendingEvent>
+    where
+        Self: 'c;
+
+    /// Reads an upsert's row key (`UpsertFlag::row_key`) at field `index`.
+    fn read_row_key<'c, 'q>(
+        row: &<Self as LoadConnection<B>>::Row<'c, 'q>,
+        index: usize,
+    ) -> deserialize::Result<i64>
     where
         Self: 'c;
 
@@ -109,6 +144,25 @@ pub trait DecodeRows<B>: ModelsOf + LoadConnection<B> {
     ) -> Vec<<Self as LoadConnection<B>>::Row<'c, 'q>>
     where
         Self: 'c;
+}
+
+/// A row of a backend's `table_columns` query: one per column, or a single row
+/// with no name for a table without columns or none at all.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[derive(diesel::QueryableByName)]
+struct ColumnName {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    name: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    found: bool,
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn columns_found(rows: Vec<ColumnName>) -> Option<Vec<String>> {
+    if !rows.first().is_some_and(|r| r.found) {
+        return None;
+    }
+    Some(rows.into_iter().filter_map(|r| r.name).collect())
 }
 
 /// Both backends decode through the function pointer their registry entries hold,
@@ -141,6 +195,16 @@ macro_rules! decode_rows {
                 Self: 'c,
             {
                 decode(row, args)
+            }
+
+            fn read_row_key<'c, 'q>(
+                row: &<Self as LoadConnection<$mode>>::Row<'c, 'q>,
+                index: usize,
+            ) -> deserialize::Result<i64>
+            where
+                Self: 'c,
+            {
+                diesel::row::Row::get_value::<diesel::sql_types::BigInt, i64, usize>(row, index)
             }
 
             fn read_flag<'c, 'q>(
@@ -199,7 +263,23 @@ mod pg {
         }
         // An inserted row version has no deleting transaction yet; one written by
         // the DO UPDATE branch carries the updating transaction's id in xmax.
-        const INSERTED_FLAG: Option<&'static str> = Some(", (xmax = 0)");
+        const INSERTED_FLAG: Option<UpsertFlag> = Some(UpsertFlag {
+            inserted: ", (xmax = 0)",
+            row_key: None,
+        });
+        const FAILED_STATEMENT_ABORTS_TRANSACTION: bool = true;
+
+        fn table_columns(&mut self, table: &str) -> QueryResult<Option<Vec<String>>> {
+            use diesel::RunQueryDsl;
+            let rows: Vec<ColumnName> = diesel::sql_query(
+                "SELECT a.attname::text AS name, (to_regclass($1) IS NOT NULL) AS found \
+                 FROM (SELECT 1) AS one \
+                 LEFT JOIN pg_attribute a ON a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+            )
+            .bind::<diesel::sql_types::Text, _>(table)
+            .load(self)?;
+            Ok(columns_found(rows))
+        }
 
         // A partitioned table refuses system columns in RETURNING.
         fn supports_inserted_flag(&mut self, table: &str) -> QueryResult<bool> {
@@ -248,7 +328,35 @@ mod sqlite {
         // SQLite evaluates RETURNING as each row is written, so `last_insert_rowid()`
         // equals the row's rowid exactly when this statement inserted it, once the
         // value left over from earlier statements is reset (below).
-        const INSERTED_FLAG: Option<&'static str> = Some(", (rowid = last_insert_rowid())");
+        const INSERTED_FLAG: Option<UpsertFlag> = Some(UpsertFlag {
+            inserted: ", (rowid = last_insert_rowid())",
+            row_key: Some(", rowid"),
+        });
+
+        fn table_columns(&mut self, table: &str) -> QueryResult<Option<Vec<String>>> {
+            use diesel::RunQueryDsl;
+            let parts = crate::classify::table_parts(table).unwrap_or_default();
+            let (schema, name) = match parts.as_slice() {
+                [schema, name] => (Some(schema.clone()), name.clone()),
+                [name] => (None, name.clone()),
+                _ => return Ok(None),
+            };
+            let rows: Vec<ColumnName> = diesel::sql_query(
+                "SELECT c.name AS name, \
+                        EXISTS (SELECT 1 FROM pragma_table_list t WHERE t.name = ?1 AND (?2 IS NULL OR t.schema = ?2)) AS found \
+                 FROM (SELECT 1) AS one \
+                 LEFT JOIN pragma_table_info(?1, ?2) c",
+            )
+            .bind::<diesel::sql_types::Text, _>(name)
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(schema)
+            .load(self)?;
+            Ok(columns_found(rows))
+        }
+
+        // SQLite's names ignore case.
+        fn same_column(have: &str, want: &str) -> bool {
+            have.eq_ignore_ascii_case(want)
+        }
 
         // A WITHOUT ROWID table has no rowid to compare.
         fn supports_inserted_flag(&mut self, table: &str) -> QueryResult<bool> {

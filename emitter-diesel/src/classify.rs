@@ -86,6 +86,9 @@ fn tokenize(sql: &str) -> Option<Vec<Token>> {
             ';' => return None,
             '-' if chars.peek().map(|&(_, n)| n) == Some('-') => return None,
             '/' if chars.peek().map(|&(_, n)| n) == Some('*') => return None,
+            // `$tag$` or `$$` opens a dollar-quoted string, whose body may hold any
+            // keyword (a function's RETURNING): not something to scan. `$1` is a bind.
+            '$' if !chars.peek().is_some_and(|&(_, n)| n.is_ascii_digit()) => return None,
             c if c.is_alphanumeric() || c == '_' || c == '$' || c == '?' => {
                 let mut word = String::from(c);
                 while let Some(&(_, n)) = chars.peek() {
@@ -126,20 +129,23 @@ impl<'t> Cursor<'t> {
             false
         }
     }
-    /// A possibly schema-qualified quoted name, as its parts.
+    /// A possibly schema-qualified name, as its parts: quoted as written, unquoted
+    /// folded to lower case as PostgreSQL does (SQLite ignores case), so that raw
+    /// SQL names a table the way Diesel's rendering does, whatever its quoting.
     fn table_name(&mut self) -> Option<Vec<String>> {
-        let mut parts = match self.next()? {
-            Token::Quoted(n) => vec![n.clone()],
-            _ => return None,
-        };
+        let mut parts = vec![self.identifier()?];
         while matches!(self.peek(), Some(Token::Punct('.'))) {
             self.pos += 1;
-            match self.next()? {
-                Token::Quoted(n) => parts.push(n.clone()),
-                _ => return None,
-            }
+            parts.push(self.identifier()?);
         }
         Some(parts)
+    }
+    fn identifier(&mut self) -> Option<String> {
+        match self.next()? {
+            Token::Quoted(n) => Some(n.clone()),
+            Token::Word(w) if !is_reserved(w) => Some(w.to_ascii_lowercase()),
+            _ => None,
+        }
     }
     /// `"a" = <expr>, "b" = <expr>` up to a top-level keyword in `stop`.
     fn assignments(&mut self, stop: &[&str]) -> Vec<String> {
@@ -154,6 +160,10 @@ impl<'t> Cursor<'t> {
                 Token::Word(w) if depth == 0 && stop.contains(&w.as_str()) => break,
                 Token::Quoted(c) if expect_column && depth == 0 => {
                     columns.push(c.clone());
+                    expect_column = false;
+                }
+                Token::Word(c) if expect_column && depth == 0 => {
+                    columns.push(c.to_ascii_lowercase());
                     expect_column = false;
                 }
                 _ => expect_column = false,
@@ -188,6 +198,43 @@ impl<'t> Cursor<'t> {
         }
         false
     }
+}
+
+/// Keywords that may follow `INSERT INTO`, `UPDATE` or `DELETE FROM` where a table
+/// name is expected: SQL this scanner does not read.
+fn is_reserved(word: &str) -> bool {
+    matches!(
+        word,
+        "ONLY" | "SELECT" | "SET" | "WHERE" | "VALUES" | "DEFAULT"
+    )
+}
+
+/// The words (identifiers, lower-cased) of raw SQL that [`classify`] cannot read but
+/// that looks like it writes: a statement that starts with `INSERT`, `UPDATE`,
+/// `DELETE`, `REPLACE` or `MERGE`, or a `WITH` holding one of them. `None` for SQL
+/// that reads. Approximate by design: it lets writes that run without capture be
+/// counted, never decides what is captured.
+pub(crate) fn unreadable_write_words(sql: &str) -> Option<Vec<String>> {
+    const WRITES: [&str; 5] = ["insert", "update", "delete", "replace", "merge"];
+    let lower = sql.to_ascii_lowercase();
+    let mut found = None;
+    for statement in lower.split(';') {
+        let words: Vec<&str> = statement
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        let writes = match words.first() {
+            Some(first) if WRITES.contains(first) => true,
+            Some(&"with") => words.iter().any(|w| WRITES.contains(w)),
+            _ => false,
+        };
+        if writes {
+            found
+                .get_or_insert_with(Vec::new)
+                .extend(words.into_iter().map(str::to_owned));
+        }
+    }
+    found
 }
 
 /// The name parts of a rendered table (`"app"."users"` -> `["app", "users"]`).
@@ -359,9 +406,45 @@ mod tests {
     }
 
     #[test]
-    fn raw_sql_with_unquoted_table_or_separators_is_left_alone() {
-        assert_eq!(classify("INSERT INTO users (name) VALUES ('a')"), None);
+    fn unquoted_names_fold_to_lower_case_as_quoted_ones_do_not() {
+        let w = classify("INSERT INTO Users (name) VALUES ('a')").unwrap();
+        assert_eq!(w.table, ["users"]);
+        let w = classify(r#"UPDATE app.Users SET Name = 'b', "Email" = 'c'"#).unwrap();
+        assert_eq!(
+            (w.table, w.set),
+            (
+                vec!["app".into(), "users".into()],
+                vec!["name".into(), "Email".into()]
+            )
+        );
+        assert_eq!(classify(r#"DELETE FROM "Users""#).unwrap().table, ["Users"]);
+    }
+
+    #[test]
+    fn raw_sql_with_separators_comments_or_dollar_quotes_is_left_alone() {
         assert_eq!(classify(r#"DELETE FROM "users"; DELETE FROM "x""#), None);
         assert_eq!(classify(r#"DELETE FROM "users" -- all"#), None);
+        assert_eq!(classify("UPDATE ONLY users SET name = 'a'"), None);
+        assert_eq!(
+            classify("INSERT INTO users (name) VALUES ($$ RETURNING $$)"),
+            None,
+            "a RETURNING inside a dollar-quoted string is not the statement's"
+        );
+        assert_eq!(
+            classify("INSERT INTO users (name) VALUES ($1)").map(|w| w.returning),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn unreadable_writes_are_told_from_reads() {
+        let words =
+            unreadable_write_words("WITH x AS (SELECT 1) DELETE FROM users -- gone").unwrap();
+        assert!(words.contains(&"users".to_owned()));
+        assert!(unreadable_write_words("SELECT * FROM users -- update users").is_none());
+        assert!(
+            unreadable_write_words("SET search_path TO app; INSERT INTO users DEFAULT VALUES")
+                .is_some()
+        );
     }
 }

@@ -162,6 +162,11 @@ impl<DB, D> Registry<DB, D> {
         self.models_of(&[table.to_owned()])
     }
 
+    /// The tables that have models, as name parts.
+    pub fn tables(&self) -> impl Iterator<Item = &[String]> {
+        self.by_table.keys().map(Vec::as_slice)
+    }
+
     /// The models of the table named by `parts` (schema-qualified or not).
     pub fn models_of(&self, parts: &[String]) -> &[Registered<DB, D>] {
         self.by_table.get(parts).map(Vec::as_slice).unwrap_or(&[])

@@ -2,6 +2,7 @@
 //! and how to read each returned row back into events; and a connection's cache
 //! of the plans it made.
 
+use crate::backend::UpsertFlag;
 use crate::classify::{OnConflict, Write, WriteKind};
 use crate::model::{DecodeArgs, ModelEntry, Registered};
 use emitter_core::{Action, Emit};
@@ -29,6 +30,9 @@ pub(crate) struct Plan<DB: 'static, D: 'static> {
     pub(crate) appended_fields: usize,
     /// The last appended field is true for inserted rows (an upsert's flag).
     pub(crate) inserted_flag: bool,
+    /// The field before the flag is the row's key (SQLite's rowid), which tells a
+    /// row this statement inserted and then updated (see `UpsertFlag::row_key`).
+    pub(crate) row_key: bool,
     /// A DO UPDATE upsert without the flag: rows are reported as updates.
     pub(crate) ambiguous_upsert: bool,
 }
@@ -45,11 +49,11 @@ fn intersect(model: &'static [&'static str], assigned: &[String]) -> Arc<[&'stat
 impl<DB, D> Plan<DB, D> {
     /// Plans the capture of the classified `write` on a table with `entries`;
     /// `None` when capture is impossible (then the statement runs as written).
-    /// `flag_sql` is the backend's inserted-row flag, when the table supports it.
+    /// `flag` is the backend's inserted-row flag, when the table supports it.
     pub(crate) fn build(
         write: Write,
         entries: &[Registered<DB, D>],
-        flag_sql: Option<&str>,
+        flag: Option<UpsertFlag>,
     ) -> Option<Self> {
         let Write {
             kind,
@@ -92,9 +96,15 @@ impl<DB, D> Plan<DB, D> {
             });
         }
         let do_update = matches!(on_conflict, OnConflict::DoUpdate(_));
-        let inserted_flag = do_update && flag_sql.is_some();
-        if inserted_flag {
-            appended.push_str(flag_sql.unwrap_or_default());
+        let flag = flag.filter(|_| do_update);
+        let inserted_flag = flag.is_some();
+        let row_key = flag.is_some_and(|f| f.row_key.is_some());
+        if let Some(flag) = flag {
+            if let Some(key) = flag.row_key {
+                appended.push_str(key);
+                fields += 1;
+            }
+            appended.push_str(flag.inserted);
             fields += 1;
         }
         Some(Plan {
@@ -104,6 +114,7 @@ impl<DB, D> Plan<DB, D> {
             appended: appended.into(),
             appended_fields: fields,
             inserted_flag,
+            row_key,
             ambiguous_upsert: do_update && !inserted_flag,
         })
     }
@@ -147,6 +158,33 @@ impl<DB, D> Plan<DB, D> {
     }
 }
 
+/// What the wrapper does with a statement, decided once per statement type or SQL.
+pub(crate) enum Planned<P> {
+    /// Capture its rows with this plan.
+    Capture(Arc<P>),
+    /// Not a write on a model's table: run it as written.
+    PassThrough,
+    /// A write on a model's table that cannot be captured safely: run it as
+    /// written, and count it (`stats().uncaptured_writes`) each time.
+    Uncaptured {
+        table: Arc<str>,
+        reason: &'static str,
+    },
+}
+
+impl<P> Clone for Planned<P> {
+    fn clone(&self) -> Self {
+        match self {
+            Planned::Capture(plan) => Planned::Capture(plan.clone()),
+            Planned::PassThrough => Planned::PassThrough,
+            Planned::Uncaptured { table, reason } => Planned::Uncaptured {
+                table: table.clone(),
+                reason,
+            },
+        }
+    }
+}
+
 /// The plans (or "not captured") of statements a connection has run, so that a
 /// statement seen before is neither classified nor planned again.
 ///
@@ -155,9 +193,9 @@ impl<DB, D> Plan<DB, D> {
 /// their SQL depends on which fields are `None`) are found by their SQL text; at
 /// most [`MAX_BY_SQL`] of those, of [`MAX_SQL_BYTES`] in all, are kept, since SQL
 /// with literals in it may never repeat.
-pub(crate) struct PlanCache<P> {
-    by_type: HashMap<TypeId, Option<Arc<P>>>,
-    by_sql: HashMap<Box<str>, Option<Arc<P>>>,
+pub(crate) struct PlanCache<V> {
+    by_type: HashMap<TypeId, V>,
+    by_sql: HashMap<Box<str>, V>,
     /// Bytes of the keys of `by_sql`.
     sql_bytes: usize,
 }
@@ -170,7 +208,7 @@ pub(crate) const MAX_SQL_BYTES: usize = 256 * 1024;
 /// The longest SQL text kept as a key.
 pub(crate) const MAX_SQL_KEY: usize = MAX_SQL_BYTES / 4;
 
-impl<P> Default for PlanCache<P> {
+impl<V> Default for PlanCache<V> {
     fn default() -> Self {
         PlanCache {
             by_type: HashMap::new(),
@@ -180,20 +218,20 @@ impl<P> Default for PlanCache<P> {
     }
 }
 
-impl<P> PlanCache<P> {
-    pub(crate) fn by_type(&self, key: TypeId) -> Option<Option<Arc<P>>> {
+impl<V: Clone> PlanCache<V> {
+    pub(crate) fn by_type(&self, key: TypeId) -> Option<V> {
         self.by_type.get(&key).cloned()
     }
 
-    pub(crate) fn by_sql(&self, sql: &str) -> Option<Option<Arc<P>>> {
+    pub(crate) fn by_sql(&self, sql: &str) -> Option<V> {
         self.by_sql.get(sql).cloned()
     }
 
-    pub(crate) fn keep_by_type(&mut self, key: TypeId, plan: Option<Arc<P>>) {
+    pub(crate) fn keep_by_type(&mut self, key: TypeId, plan: V) {
         self.by_type.insert(key, plan);
     }
 
-    pub(crate) fn keep_by_sql(&mut self, sql: &str, plan: Option<Arc<P>>) {
+    pub(crate) fn keep_by_sql(&mut self, sql: &str, plan: V) {
         if sql.len() > MAX_SQL_KEY {
             return;
         }
@@ -218,7 +256,7 @@ mod tests {
 
     #[test]
     fn plans_by_sql_text_are_bounded_and_the_newest_is_kept() {
-        let mut cache = PlanCache::<u32>::default();
+        let mut cache = PlanCache::<Option<Arc<u32>>>::default();
         for i in 0..MAX_BY_SQL {
             cache.keep_by_sql(&format!("DELETE FROM t WHERE id = {i}"), Some(Arc::new(1)));
         }
@@ -231,7 +269,7 @@ mod tests {
 
     #[test]
     fn plans_by_sql_text_are_bounded_in_bytes() {
-        let mut cache = PlanCache::<u32>::default();
+        let mut cache = PlanCache::<Option<Arc<u32>>>::default();
         let big = |i: usize| {
             format!(
                 "INSERT INTO t VALUES ({i}) {}",
@@ -250,7 +288,7 @@ mod tests {
 
     #[test]
     fn long_sql_is_not_kept() {
-        let mut cache = PlanCache::<u32>::default();
+        let mut cache = PlanCache::<Option<Arc<u32>>>::default();
         let long = format!("INSERT INTO t VALUES {}", "(?), ".repeat(MAX_SQL_KEY));
         cache.keep_by_sql(&long, Some(Arc::new(1)));
         assert_eq!(cache.by_sql(&long), None);
@@ -258,7 +296,7 @@ mod tests {
 
     #[test]
     fn plans_by_type_and_by_sql_are_separate() {
-        let mut cache = PlanCache::<u32>::default();
+        let mut cache = PlanCache::<Option<Arc<u32>>>::default();
         cache.keep_by_type(TypeId::of::<u8>(), Some(Arc::new(7)));
         assert_eq!(cache.by_type(TypeId::of::<u8>()), Some(Some(Arc::new(7))));
         assert_eq!(cache.by_type(TypeId::of::<u16>()), None);

@@ -975,10 +975,21 @@ pub fn writes_on_a_model_table_append_returning() {
     let mut conn = db.emitting(&emitter);
     let log = QueryLog::install(&mut conn);
 
-    let insert = || diesel::insert_into(users::table).values(NewUser::named("r"));
-    let plain = diesel::debug_query::<Backend, _>(&insert()).to_string();
+    let insert = |name: &str| diesel::insert_into(users::table).values(NewUser::named(name));
+    // The first write on a model's table per connection also reads the table's
+    // columns, to check the model against it.
+    insert("first").execute(&mut conn).unwrap();
+    let first = log.take();
+    assert_eq!(
+        first.len(),
+        2,
+        "the column check, then the insert: {first:?}"
+    );
+    assert!(has_returning(&first[1]), "{}", first[1]);
+
+    let plain = diesel::debug_query::<Backend, _>(&insert("r")).to_string();
     assert!(!has_returning(&plain));
-    insert().execute(&mut conn).unwrap();
+    insert("r").execute(&mut conn).unwrap();
     let queries = log.take();
     assert_eq!(queries.len(), 1, "{queries:?}");
     assert!(has_returning(&queries[0]), "{}", queries[0]);

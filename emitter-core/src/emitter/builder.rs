@@ -7,6 +7,8 @@ use super::{Emitter, Shared};
 use crate::commit::Sequencer;
 use crate::error::Error;
 use crate::mqtt::MqttConfig;
+#[cfg(feature = "mqtt")]
+use crate::outbox::relay::OwnRows;
 use crate::outbox::OutboxConfig;
 use crate::stats::Counters;
 use std::collections::HashMap;
@@ -154,9 +156,17 @@ impl EmitterBuilder {
             )?)),
             None => None,
         };
+        let sequencer = Arc::new(Mutex::new(Sequencer::default()));
         #[cfg(feature = "mqtt")]
         let outbox = match (self.outbox, &bridge) {
-            (Some(config), Some(bridge)) => Some(start_outbox(config, bridge)?),
+            (Some(config), Some(bridge)) => {
+                let own = OwnRows {
+                    origin: node_id.clone(),
+                    instance: random.1,
+                    sequencer: sequencer.clone(),
+                };
+                Some(start_outbox(config, bridge, own)?)
+            }
             _ => None,
         };
         #[cfg(not(feature = "mqtt"))]
@@ -170,7 +180,7 @@ impl EmitterBuilder {
                 node_id,
                 instance: random.1,
                 counters: Counters::default(),
-                commit_lock: Mutex::new(Sequencer::default()),
+                commit_lock: sequencer,
                 sets: RwLock::new(HashMap::new()),
                 listener_ids: AtomicU64::new(0),
                 listeners: AtomicU64::new(0),
@@ -188,7 +198,11 @@ impl EmitterBuilder {
 
 /// Checks the outbox tables and starts the relay.
 #[cfg(feature = "mqtt")]
-fn start_outbox(config: OutboxConfig, bridge: &Arc<crate::mqtt::Bridge>) -> Result<Outbox, Error> {
+fn start_outbox(
+    config: OutboxConfig,
+    bridge: &Arc<crate::mqtt::Bridge>,
+    own: OwnRows,
+) -> Result<Outbox, Error> {
     let mut store = config.open_store()?;
     store.check()?;
     let table = config.table.clone();
@@ -197,6 +211,7 @@ fn start_outbox(config: OutboxConfig, bridge: &Arc<crate::mqtt::Bridge>) -> Resu
             config,
             store,
             Arc::downgrade(bridge),
+            own,
         )?)
     } else {
         None

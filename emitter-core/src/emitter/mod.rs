@@ -67,7 +67,8 @@ pub(crate) struct Shared {
     pub(crate) instance: u64,
     pub(crate) counters: Counters,
     /// Held while a commit is numbered and dispatched; hands out `seq`.
-    pub(crate) commit_lock: Mutex<Sequencer>,
+    /// Shared with the outbox relay, which reads which `seq` are settled.
+    pub(crate) commit_lock: Arc<Mutex<Sequencer>>,
     sets: RwLock<HashMap<TypeId, SetEntry>>,
     listener_ids: AtomicU64,
     listeners: AtomicU64,

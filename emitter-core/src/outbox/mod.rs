@@ -17,4 +17,6 @@ pub(crate) mod relay;
 mod store;
 
 pub use config::{OutboxConfig, DEFAULT_TABLE};
-pub use store::{validate_table, Backlog, OutboxEntry, OutboxError, OutboxRow, OutboxStore};
+pub use store::{
+    validate_table, Backlog, ClaimScope, OutboxEntry, OutboxError, OutboxRow, OutboxStore,
+};

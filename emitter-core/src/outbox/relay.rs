@@ -1,7 +1,7 @@
 //! The relay: one thread that publishes outbox rows and deletes each once the broker
 //! acknowledged it.
 //!
-//! Rows are claimed in the order they were written, handed to the MQTT publisher
+//! Rows are claimed in `seq` order (see [`ClaimScope`]), handed to the MQTT publisher
 //! (which signs, pipelines and retries them like any event) and settled through a
 //! receipt per row: acknowledged rows are deleted in batches, refused ones are
 //! counted against the row and end in the dead-letter table. The relay claims only
@@ -10,7 +10,8 @@
 //! the lease ends any relay publishes them again, and receivers drop the copies by id.
 
 use super::config::OutboxConfig;
-use super::store::{OutboxError, OutboxStore};
+use super::store::{ClaimScope, OutboxError, OutboxStore};
+use crate::commit::Sequencer;
 use crate::mqtt::publisher::{Outgoing, Receipt};
 use crate::mqtt::Bridge;
 use crate::stats::Stats;
@@ -45,6 +46,24 @@ impl RelayCounters {
 }
 
 /// The emitter's handle on its relay thread.
+/// What the relay knows of its own emitter, to claim its rows in `seq` order.
+pub(crate) struct OwnRows {
+    pub(crate) origin: Arc<str>,
+    pub(crate) instance: u64,
+    pub(crate) sequencer: Arc<Mutex<Sequencer>>,
+}
+
+impl OwnRows {
+    fn scope(&self) -> ClaimScope {
+        let below = self
+            .sequencer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .settled_below();
+        ClaimScope::new(self.origin.clone(), self.instance, below)
+    }
+}
+
 pub(crate) struct RelayHandle {
     kick: Sender<()>,
     closing: Arc<Mutex<Option<Instant>>>,
@@ -57,6 +76,7 @@ impl RelayHandle {
         config: OutboxConfig,
         store: Box<dyn OutboxStore>,
         bridge: Weak<Bridge>,
+        own: OwnRows,
     ) -> std::io::Result<RelayHandle> {
         let (kick, kicked) = crossbeam_channel::bounded(1);
         let (acks_tx, acks) = crossbeam_channel::unbounded();
@@ -70,6 +90,7 @@ impl RelayHandle {
             config,
             store: Some(store),
             bridge,
+            own,
             kicked,
             acks_tx,
             acks,
@@ -156,6 +177,7 @@ struct Relay {
     config: OutboxConfig,
     store: Option<Box<dyn OutboxStore>>,
     bridge: Weak<Bridge>,
+    own: OwnRows,
     kicked: Receiver<()>,
     acks_tx: Sender<(i64, Result<(), String>)>,
     acks: Receiver<(i64, Result<(), String>)>,
@@ -217,7 +239,9 @@ impl Relay {
         let Some(store) = self.store.as_mut() else {
             return Ok(0);
         };
-        let rows = store.claim(self.config.batch, self.config.lease)?;
+        // Read before the claim: every row of ours below it is visible to it.
+        let scope = self.own.scope();
+        let rows = store.claim(self.config.batch, self.config.lease, &scope)?;
         let claimed = rows.len();
         let now = Instant::now();
         for row in rows {

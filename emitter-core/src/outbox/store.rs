@@ -68,6 +68,9 @@ pub struct OutboxRow {
     pub payload: String,
     /// How many times publishing it failed before.
     pub attempts: u32,
+    /// The event's per-origin sequence number; the relay publishes a claim in
+    /// this order.
+    pub seq: u64,
 }
 
 impl OutboxRow {
@@ -85,6 +88,65 @@ impl OutboxRow {
             action: action.into(),
             payload: payload.into(),
             attempts,
+            seq: 0,
+        }
+    }
+
+    /// The row with its event's sequence number.
+    ///
+    /// ```
+    /// use diesel_emitter::outbox::OutboxRow;
+    ///
+    /// let row = OutboxRow::new(7, "users", "insert", r#"{"v":1}"#, 0).with_seq(42);
+    /// assert_eq!(row.seq, 42);
+    /// ```
+    pub fn with_seq(mut self, seq: u64) -> Self {
+        self.seq = seq;
+        self
+    }
+}
+
+/// Which rows a relay may claim, so that its own emitter's events reach the broker
+/// in `seq` order.
+///
+/// A transaction's events are numbered just before its `COMMIT`, and transactions
+/// on other connections commit in between: a row can become visible before a row
+/// numbered earlier. So a relay claims the rows of its own emitter (event ids from
+/// `first_id` to `last_id`) only below `below_seq`, under which every transaction
+/// has committed or rolled back, and claims in `seq` order. Rows of other emitters
+/// (writers built with `relay(false)`, another run of this node) are claimed at
+/// once, also in `seq` order; as their writer's settled `seq` is unknown here, two
+/// of their transactions that commit at the same moment may still cross.
+///
+/// ```
+/// use diesel_emitter::outbox::ClaimScope;
+///
+/// let scope = ClaimScope::new("api-1", 0x1234, 43);
+/// assert!(scope.first_id < scope.last_id);
+/// assert_eq!((&*scope.origin, scope.below_seq), ("api-1", 43));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClaimScope {
+    /// The relay's own node id.
+    pub origin: Arc<str>,
+    /// The smallest event id its emitter gives out.
+    pub first_id: Uuid,
+    /// The largest event id its emitter gives out.
+    pub last_id: Uuid,
+    /// Its own rows with a `seq` below this are settled: claimable.
+    pub below_seq: u64,
+}
+
+impl ClaimScope {
+    /// The scope of the emitter with node id `origin` and event-id prefix
+    /// `instance`, whose transactions below `below_seq` are all settled.
+    pub fn new(origin: impl Into<Arc<str>>, instance: u64, below_seq: u64) -> Self {
+        ClaimScope {
+            origin: origin.into(),
+            first_id: crate::dispatch::event_id(instance, 0),
+            last_id: crate::dispatch::event_id(instance, u64::MAX),
+            below_seq,
         }
     }
 }
@@ -116,9 +178,15 @@ pub trait OutboxStore: Send {
     /// Fails unless both tables exist and can be read.
     fn check(&mut self) -> Result<(), OutboxError>;
 
-    /// Takes up to `limit` rows in the order they were written, skipping rows another
-    /// relay holds, and marks them as taken for `lease`.
-    fn claim(&mut self, limit: usize, lease: Duration) -> Result<Vec<OutboxRow>, OutboxError>;
+    /// Takes up to `limit` rows that `scope` allows, lowest `seq` first, skipping
+    /// rows another relay holds, and marks them as taken for `lease`. Returns them
+    /// in `seq` order.
+    fn claim(
+        &mut self,
+        limit: usize,
+        lease: Duration,
+        scope: &ClaimScope,
+    ) -> Result<Vec<OutboxRow>, OutboxError>;
 
     /// Deletes rows the broker acknowledged.
     fn remove(&mut self, ids: &[i64]) -> Result<(), OutboxError>;

@@ -5,7 +5,7 @@
 use super::{EmittingConnection, PlanOf};
 use crate::backend::{DecodeRows, EmittingBackend};
 use crate::cursor::EmittingCursor;
-use crate::frames::Frames;
+use crate::frames::{Captured, Frames};
 use crate::model::ModelEntry;
 use crate::returning::Capturing;
 use crate::transaction::EmittingTransactionManager;
@@ -15,10 +15,11 @@ use diesel::connection::{
 };
 use diesel::expression::QueryMetadata;
 use diesel::query_builder::{Query, QueryFragment, QueryId};
+use diesel::result::Error;
 use diesel::result::{ConnectionResult, QueryResult};
 use diesel::row::Row;
 use diesel::sql_types::Untyped;
-use emitter_core::{Emit, Emitter, PendingEvent};
+use emitter_core::{Emit, Emitter};
 
 impl<C: EmittingBackend> EmittingConnection<C> {
     /// Readies a captured statement: the backend's upsert preparation when the
@@ -32,11 +33,45 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     }
 
     /// Hands a statement's events to the open transaction's frame (or delivers them).
-    fn record(&mut self, depth: usize, events: Vec<PendingEvent>) {
-        if self.without_global && !events.is_empty() {
+    fn record(&mut self, depth: usize, captured: Captured) {
+        if self.without_global && !captured.events.is_empty() {
             Emitter::note_write_without_global();
         }
-        self.frames.record(depth, events, &self.emitter);
+        self.frames.record(depth, captured, &self.emitter);
+    }
+
+    /// Passes a statement's result through, noting a failure that aborts the open
+    /// transaction on this backend.
+    fn observe<T>(&mut self, result: QueryResult<T>) -> QueryResult<T> {
+        if let Err(error) = &result {
+            let depth = self.depth().unwrap_or(0);
+            note_failure::<C>(&mut self.frames, depth, error);
+        }
+        result
+    }
+
+    /// `execute_returning_count`, capturing the statement's rows when it writes a
+    /// model's table.
+    fn execute_captured<T>(&mut self, source: &T) -> QueryResult<usize>
+    where
+        T: QueryFragment<C::Backend> + QueryId,
+    {
+        let Some(plan) = self.plan(source)? else {
+            return self.inner.execute_returning_count(source);
+        };
+        if self.needs_implicit_transaction() {
+            return self.transaction(|conn| conn.execute_returning_count(source));
+        }
+        let depth = self.prepare_capture(&plan)?;
+        let mut captured = Captured::default();
+        let mut count = 0;
+        let query = Capturing::<_, Untyped>::new(source, plan.appended.clone());
+        for row in self.inner.load(query)? {
+            capture_row::<C, DefaultLoadingMode>(&plan, &row?, self.emit, &mut captured);
+            count += 1;
+        }
+        self.record(depth, captured);
+        Ok(count)
     }
 
     /// Whether a captured statement must run in a transaction of its own: with the
@@ -48,24 +83,34 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     }
 }
 
-/// Turns the capture columns of `row` into events, counting rows that fail.
+/// Notes in `frames` that a statement at `depth` failed with `error`, if that
+/// aborts the transaction on this backend (a database error on PostgreSQL; errors
+/// raised before or after the statement, such as decoding, do not).
+fn note_failure<C: EmittingBackend>(frames: &mut Frames, depth: usize, error: &Error) {
+    if C::FAILED_STATEMENT_ABORTS_TRANSACTION && matches!(error, Error::DatabaseError(..)) {
+        frames.record_failed_statement(depth);
+    }
+}
+
+/// Turns the capture columns of `row` into events; rows that fail to decode are
+/// kept as failures, reported if the statement's transaction commits.
 fn capture_row<'c, 'q, C, B>(
     plan: &PlanOf<C>,
     row: &<C as LoadConnection<B>>::Row<'c, 'q>,
     emit: Emit,
-    emitter: &Emitter,
-    out: &mut Vec<PendingEvent>,
+    out: &mut Captured,
 ) where
     C: DecodeRows<B> + 'c,
 {
     let fields = row.field_count();
     let inserted = if plan.inserted_flag {
-        match C::read_flag(row, fields - 1) {
-            Ok(flag) => Some(flag),
-            Err(error) => {
-                emitter.record_capture_error(&plan.table, &error);
-                return;
-            }
+        let flag = C::read_flag(row, fields - 1);
+        let key = plan.row_key.then(|| C::read_row_key(row, fields - 2));
+        match (flag, key) {
+            (Ok(flag), None) => Some(flag),
+            // A row this statement inserted, then updated from a later VALUES row.
+            (Ok(flag), Some(Ok(key))) => Some(flag && out.inserted_keys.insert(key)),
+            (Err(error), _) | (_, Some(Err(error))) => return out.fail(&plan.table, &error),
         }
     } else {
         None
@@ -74,15 +119,17 @@ fn capture_row<'c, 'q, C, B>(
     for (model, args) in plan.decode_args(fields, action, emit) {
         let entry: &ModelEntry<_, _> = model.entry;
         match C::decode(entry.decode, row, args) {
-            Ok(event) => out.push(event),
-            Err(error) => emitter.record_capture_error(&plan.table, &error),
+            Ok(event) => out.events.push(event),
+            Err(error) => out.fail(&plan.table, &error),
         }
     }
 }
 
 impl<C: EmittingBackend> SimpleConnection for EmittingConnection<C> {
     fn batch_execute(&mut self, query: &str) -> QueryResult<()> {
-        self.inner.batch_execute(query)
+        self.note_uncaptured_batch(query);
+        let result = self.inner.batch_execute(query);
+        self.observe(result)
     }
 }
 
@@ -113,28 +160,8 @@ impl<C: EmittingBackend> Connection for EmittingConnection<C> {
     where
         T: QueryFragment<Self::Backend> + QueryId,
     {
-        let Some(plan) = self.plan(source)? else {
-            return self.inner.execute_returning_count(source);
-        };
-        if self.needs_implicit_transaction() {
-            return self.transaction(|conn| conn.execute_returning_count(source));
-        }
-        let depth = self.prepare_capture(&plan)?;
-        let Self {
-            inner,
-            emitter,
-            emit,
-            ..
-        } = self;
-        let mut events = Vec::new();
-        let mut count = 0;
-        let query = Capturing::<_, Untyped>::new(source, plan.appended.clone());
-        for row in inner.load(query)? {
-            capture_row::<C, DefaultLoadingMode>(&plan, &row?, *emit, emitter, &mut events);
-            count += 1;
-        }
-        self.record(depth, events);
-        Ok(count)
+        let result = self.execute_captured(source);
+        self.observe(result)
     }
 
     fn transaction_state(&mut self) -> &mut Frames {
@@ -178,16 +205,27 @@ where
         T: Query + QueryFragment<Self::Backend> + QueryId + 'query,
         Self::Backend: QueryMetadata<T::SqlType>,
     {
-        let Some(plan) = self.plan(&source)? else {
-            return Ok(EmittingCursor::Direct(LoadConnection::<B>::load(
-                &mut self.inner,
-                source,
-            )?));
+        let plan = match self.plan(&source) {
+            Ok(plan) => plan,
+            Err(error) => return self.observe(Err(error)),
+        };
+        // Taken before the statement: its cursor borrows the inner connection.
+        let depth = self.depth().unwrap_or(0);
+        let Some(plan) = plan else {
+            return match LoadConnection::<B>::load(&mut self.inner, source) {
+                Ok(cursor) => Ok(EmittingCursor::Direct(cursor)),
+                Err(error) => {
+                    note_failure::<C>(&mut self.frames, depth, &error);
+                    Err(error)
+                }
+            };
         };
         if self.needs_implicit_transaction() {
             return self.load_in_implicit_transaction::<B, T>(source);
         }
-        let depth = self.prepare_capture(&plan)?;
+        if let Err(error) = self.prepare_capture(&plan) {
+            return self.observe(Err(error));
+        }
         let Self {
             inner,
             emitter,
@@ -198,15 +236,23 @@ where
         } = self;
         let query = Capturing::<T, T::SqlType>::new(source, plan.appended.clone());
         // `get_result` reads one row only: take them all now so every row is captured.
-        let rows = LoadConnection::<B>::load(inner, query)?.collect::<QueryResult<Vec<_>>>()?;
-        let mut events = Vec::with_capacity(rows.len());
+        let rows = match LoadConnection::<B>::load(inner, query)
+            .and_then(|cursor| cursor.collect::<QueryResult<Vec<_>>>())
+        {
+            Ok(rows) => rows,
+            Err(error) => {
+                note_failure::<C>(frames, depth, &error);
+                return Err(error);
+            }
+        };
+        let mut captured = Captured::with_capacity(rows.len());
         for row in &rows {
-            capture_row::<C, B>(&plan, row, *emit, emitter, &mut events);
+            capture_row::<C, B>(&plan, row, *emit, &mut captured);
         }
-        if *without_global && !events.is_empty() {
+        if *without_global && !captured.events.is_empty() {
             Emitter::note_write_without_global();
         }
-        frames.record(depth, events, emitter);
+        frames.record(depth, captured, emitter);
         Ok(EmittingCursor::Buffered(rows.into_iter()))
     }
 }

@@ -11,9 +11,10 @@ mod transactions;
 
 use crate::backend::{EmittingBackend, ModelsOf};
 use crate::frames::Frames;
-use crate::plan::{Plan, PlanCache};
+use crate::plan::{Plan, PlanCache, Planned};
 use diesel::connection::Connection;
 use emitter_core::{Emit, Emitter};
+use std::collections::HashMap;
 use std::fmt;
 
 type PlanOf<C> = Plan<<C as Connection>::Backend, <C as ModelsOf>::Decode>;
@@ -54,8 +55,11 @@ pub struct EmittingConnection<C: EmittingBackend> {
     emitter: Emitter,
     frames: Frames,
     emit: Emit,
-    /// Plans of statements seen before; `None` caches "not captured".
-    plans: PlanCache<PlanOf<C>>,
+    /// What to do with statements seen before.
+    plans: PlanCache<Planned<PlanOf<C>>>,
+    /// Tables (by name parts) whose models were checked against the table this
+    /// connection writes under that name: whether all their columns are there.
+    checked_tables: HashMap<Vec<String>, bool>,
     /// Opened by `Connection::establish` before any global emitter was set: its
     /// events go to the local-only default, which is counted and warned about.
     without_global: bool,
@@ -86,6 +90,7 @@ impl<C: EmittingBackend> EmittingConnection<C> {
             frames: Frames::default(),
             emit: Emit::All,
             plans: PlanCache::default(),
+            checked_tables: HashMap::new(),
             without_global: false,
         }
     }

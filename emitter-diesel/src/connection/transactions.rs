@@ -22,8 +22,12 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// At the outermost commit with the outbox on: numbers the transaction's events
     /// and writes those bound for the broker into the outbox, inside the transaction.
     pub(crate) fn write_outbox(&mut self) -> QueryResult<Option<PreparedCommit>> {
+        // An aborted PostgreSQL transaction cannot write the outbox, and its COMMIT
+        // rolls back: nothing to make durable, and no error a plain connection
+        // would not give either.
         if self.emitter.outbox_table().is_none()
             || self.frames.pending() == 0
+            || self.frames.aborted()
             || self.depth() != Some(1)
         {
             return Ok(None);

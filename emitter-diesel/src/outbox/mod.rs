@@ -9,7 +9,7 @@ mod sqlite;
 use diesel::connection::Connection;
 use diesel::result::{ConnectionResult, QueryResult};
 use emitter_core::outbox::{
-    Backlog, OutboxConfig, OutboxEntry, OutboxError, OutboxRow, OutboxStore,
+    Backlog, ClaimScope, OutboxConfig, OutboxEntry, OutboxError, OutboxRow, OutboxStore,
 };
 use std::time::Duration;
 
@@ -40,6 +40,7 @@ pub trait OutboxBackend: Connection + Send + 'static {
         table: &str,
         limit: usize,
         lease: Duration,
+        scope: &ClaimScope,
     ) -> QueryResult<Vec<OutboxRow>>;
     /// See [`OutboxStore::remove`].
     fn remove_rows(&mut self, table: &str, ids: &[i64]) -> QueryResult<()>;
@@ -142,13 +143,18 @@ impl<C: OutboxBackend> OutboxStore for Outbox<C> {
             })
     }
 
-    fn claim(&mut self, limit: usize, lease: Duration) -> Result<Vec<OutboxRow>, OutboxError> {
+    fn claim(
+        &mut self,
+        limit: usize,
+        lease: Duration,
+        scope: &ClaimScope,
+    ) -> Result<Vec<OutboxRow>, OutboxError> {
         let mut rows = self
             .conn
-            .claim_rows(&self.table, limit, lease)
+            .claim_rows(&self.table, limit, lease, scope)
             .map_err(database)?;
         // RETURNING promises no order.
-        rows.sort_unstable_by_key(|row| row.id);
+        rows.sort_unstable_by_key(|row| (row.seq, row.id));
         Ok(rows)
     }
 
@@ -187,6 +193,8 @@ struct Claimed {
     payload: String,
     #[diesel(sql_type = diesel::sql_types::Integer)]
     attempts: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
 }
 
 impl From<Claimed> for OutboxRow {
@@ -198,6 +206,7 @@ impl From<Claimed> for OutboxRow {
             row.payload,
             u32::try_from(row.attempts).unwrap_or(0),
         )
+        .with_seq(u64::try_from(row.seq).unwrap_or(0))
     }
 }
 

@@ -8,7 +8,7 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::result::QueryResult;
 use diesel::sql_types::{Array, BigInt, Double, Text};
 use diesel::RunQueryDsl;
-use emitter_core::outbox::{Backlog, OutboxEntry, OutboxRow};
+use emitter_core::outbox::{Backlog, ClaimScope, OutboxEntry, OutboxRow};
 use std::time::Duration;
 
 impl OutboxBackend for PgConnection {
@@ -61,16 +61,22 @@ CREATE TABLE IF NOT EXISTS {table}_dead_letter (
         table: &str,
         limit: usize,
         lease: Duration,
+        scope: &ClaimScope,
     ) -> QueryResult<Vec<OutboxRow>> {
+        // This emitter's own rows only below the settled seq; any other row at once.
         let rows: Vec<Claimed> = diesel::sql_query(format!(
             "UPDATE {table} SET claimed_until = clock_timestamp() + make_interval(secs => $2) \
              WHERE id IN (SELECT id FROM {table} \
-                 WHERE claimed_until IS NULL OR claimed_until < clock_timestamp() \
-                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, table_name, action, payload, attempts"
+                 WHERE (claimed_until IS NULL OR claimed_until < clock_timestamp()) \
+                   AND (event_id NOT BETWEEN $3::uuid AND $4::uuid OR seq < $5) \
+                 ORDER BY seq, id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, table_name, action, payload, attempts, seq"
         ))
         .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind::<Double, _>(lease.as_secs_f64())
+        .bind::<Text, _>(scope.first_id.to_string())
+        .bind::<Text, _>(scope.last_id.to_string())
+        .bind::<BigInt, _>(i64::try_from(scope.below_seq).unwrap_or(i64::MAX))
         .load(self)?;
         Ok(rows.into_iter().map(OutboxRow::from).collect())
     }

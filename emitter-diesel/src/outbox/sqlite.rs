@@ -6,7 +6,7 @@ use diesel::result::QueryResult;
 use diesel::sql_types::{BigInt, Double, Text};
 use diesel::sqlite::SqliteConnection;
 use diesel::RunQueryDsl;
-use emitter_core::outbox::{Backlog, OutboxEntry, OutboxRow};
+use emitter_core::outbox::{Backlog, ClaimScope, OutboxEntry, OutboxRow};
 use std::time::Duration;
 
 const NOW: &str = "((julianday('now') - 2440587.5) * 86400.0)";
@@ -72,16 +72,23 @@ CREATE TABLE IF NOT EXISTS {table}_dead_letter (
         table: &str,
         limit: usize,
         lease: Duration,
+        scope: &ClaimScope,
     ) -> QueryResult<Vec<OutboxRow>> {
+        // As on PostgreSQL; event ids are stored as lower-case text, which compares
+        // as the bytes do.
         let rows: Vec<Claimed> = diesel::sql_query(format!(
-            "UPDATE {table} SET claimed_until = {NOW} + ? \
+            "UPDATE {table} SET claimed_until = {NOW} + ?1 \
              WHERE id IN (SELECT id FROM {table} \
-                 WHERE claimed_until IS NULL OR claimed_until < {NOW} \
-                 ORDER BY id LIMIT ?) \
-             RETURNING id, table_name, action, payload, attempts"
+                 WHERE (claimed_until IS NULL OR claimed_until < {NOW}) \
+                   AND (event_id NOT BETWEEN ?3 AND ?4 OR seq < ?5) \
+                 ORDER BY seq, id LIMIT ?2) \
+             RETURNING id, table_name, action, payload, attempts, seq"
         ))
         .bind::<Double, _>(lease.as_secs_f64())
         .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind::<Text, _>(scope.first_id.to_string())
+        .bind::<Text, _>(scope.last_id.to_string())
+        .bind::<BigInt, _>(i64::try_from(scope.below_seq).unwrap_or(i64::MAX))
         .load(self)?;
         Ok(rows.into_iter().map(OutboxRow::from).collect())
     }
