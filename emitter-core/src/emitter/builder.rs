@@ -205,8 +205,7 @@ fn start_outbox(config: OutboxConfig, bridge: &Arc<crate::mqtt::Bridge>) -> Resu
 }
 
 fn validate_node_id(id: String) -> Result<String, Error> {
-    let bad = |c: char| matches!(c, '/' | '+' | '#' | '\0') || c.is_control();
-    if id.is_empty() || id.len() > 128 || id.chars().any(bad) {
+    if !crate::mqtt::topic::is_valid_node_id(&id) {
         return Err(Error::InvalidNodeId(id));
     }
     Ok(id)

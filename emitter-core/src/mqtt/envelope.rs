@@ -81,7 +81,7 @@ pub(crate) struct Incoming<'a> {
     #[serde(default, borrow)]
     changed: Vec<Cow<'a, str>>,
     #[serde(borrow)]
-    row: &'a RawValue,
+    pub(crate) row: &'a RawValue,
 }
 
 /// Why a payload is not an event envelope (or not one for a given topic or model).
@@ -128,6 +128,11 @@ pub enum EnvelopeError {
     /// `committed_at` is not an RFC 3339 timestamp.
     #[error("committed_at {0:?} is not RFC 3339")]
     Timestamp(String),
+    /// The envelope's `origin` is not a valid node id (empty, longer than 128
+    /// bytes, or with `/`, `+`, `#`, NUL or control characters), the rule every
+    /// emitter's own node id follows.
+    #[error("origin is not a valid node id: {0}")]
+    Origin(&'static str),
     /// The envelope names another table than its topic.
     #[error("envelope for table {envelope:?} arrived on the topic of {topic:?}")]
     TableMismatch {
@@ -152,6 +157,24 @@ pub enum EnvelopeError {
         /// What serde_json reported.
         error: serde_json::Error,
     },
+}
+
+impl EnvelopeError {
+    /// A short name of the reason, for the summarised log of dropped payloads.
+    #[cfg(feature = "mqtt")]
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            EnvelopeError::Topic { .. } => "topic",
+            EnvelopeError::TooLarge(_) => "too large",
+            EnvelopeError::Malformed(_) => "malformed",
+            EnvelopeError::Version(_) => "version",
+            EnvelopeError::Timestamp(_) => "timestamp",
+            EnvelopeError::Origin(_) => "origin",
+            EnvelopeError::TableMismatch { .. } => "table mismatch",
+            EnvelopeError::ActionMismatch { .. } => "action mismatch",
+            EnvelopeError::Row { .. } => "row",
+        }
+    }
 }
 
 /// The name the emitter's internals use for a payload they drop.
@@ -185,6 +208,9 @@ pub(crate) fn check<'a>(
     }
     let inner: Incoming<'a> = serde_json::from_slice(payload).map_err(EnvelopeError::Malformed)?;
     debug_assert_eq!(inner.v, WIRE_VERSION);
+    if let Some(problem) = origin_problem(&inner.origin) {
+        return Err(EnvelopeError::Origin(problem));
+    }
     if inner.table != table {
         return Err(EnvelopeError::TableMismatch {
             envelope: inner.table.to_string(),
@@ -203,6 +229,20 @@ pub(crate) fn check<'a>(
         inner,
         committed_at,
     })
+}
+
+/// What is wrong with a remote `origin`, if anything. The text of the origin
+/// itself stays out of the answer: it came from the network.
+fn origin_problem(origin: &str) -> Option<&'static str> {
+    if super::topic::is_valid_node_id(origin) {
+        None
+    } else if origin.is_empty() {
+        Some("empty")
+    } else if origin.len() > super::topic::MAX_NODE_ID_LEN {
+        Some("longer than 128 bytes")
+    } else {
+        Some("contains `/`, `+`, `#`, NUL or a control character")
+    }
 }
 
 #[cfg(feature = "mqtt")]
@@ -452,6 +492,25 @@ mod tests {
         let error = Envelope::decode(PREFIX, "other/users/update", &payload(1, "users", "update"))
             .unwrap_err();
         assert!(matches!(error, EnvelopeError::Topic { .. }), "{error}");
+    }
+
+    #[test]
+    fn decode_rejects_an_origin_that_could_not_be_a_node_id() {
+        let long = "o".repeat(100 * 1024);
+        for (origin, problem) in [
+            ("", "empty"),
+            (long.as_str(), "longer than 128 bytes"),
+            ("api-1\\nforged log line", "contains"),
+            ("\\u001b]0;owned\\u0007", "contains"),
+        ] {
+            let text = String::from_utf8(payload(1, "users", "update"))
+                .unwrap()
+                .replace(r#""origin":"api-1""#, &format!(r#""origin":"{origin}""#));
+            let error = Envelope::decode(PREFIX, "diesel/events/users/update", text.as_bytes())
+                .unwrap_err();
+            assert!(matches!(error, EnvelopeError::Origin(_)), "{error}");
+            assert!(error.to_string().contains(problem), "{error}");
+        }
     }
 
     #[test]
