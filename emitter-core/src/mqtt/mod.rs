@@ -207,7 +207,7 @@ mod bridge {
         /// number of events not acknowledged by the broker by `deadline`.
         pub(crate) fn close(&self, deadline: Instant) -> u64 {
             let unsent = self.publisher.close(deadline).unwrap_or_else(|| {
-                tracing::error!("MQTT publisher did not answer the shutdown request");
+                tracing::error!("MQTT publisher did not stop in time");
                 self.counters.unsent.load(Relaxed).max(1)
             });
             let streams: Vec<_> = self

@@ -78,7 +78,15 @@ pub(crate) struct PublisherHandle {
     tx: Sender<Box<dyn Outgoing>>,
     counters: Arc<MqttCounters>,
     control: Arc<Control>,
+    /// The thread, joined by `close`: it answers before it has dropped its Paho
+    /// client and relay, whose threads and socket directory go with them.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
+
+/// How long `close` waits for the thread to end after it answered: dropping the
+/// Paho client may wait for a request Paho has not finished (its connect timeout,
+/// 5 s), and the relay then joins its threads.
+const EXIT_GRACE: Duration = Duration::from_secs(12);
 
 impl PublisherHandle {
     pub(crate) fn publish(&self, event: Box<dyn Outgoing>) {
@@ -130,11 +138,36 @@ impl PublisherHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(deadline);
         // The thread notices within one short wait and answers once it stopped.
-        self.control
+        let unsent = self
+            .control
             .done_rx
             .recv_deadline(deadline + Duration::from_secs(6))
-            .ok()
+            .ok()?;
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            if !join_by(thread, Instant::now() + EXIT_GRACE) {
+                tracing::warn!(
+                    ?EXIT_GRACE,
+                    "MQTT publisher thread still ending its Paho client after shutdown"
+                );
+                return None;
+            }
+        }
+        Some(unsent)
     }
+}
+
+/// Joins `thread` if it ends by `deadline`; false (and the thread left to end by
+/// itself) if not. std offers no join with a timeout.
+pub(crate) fn join_by(thread: std::thread::JoinHandle<()>, deadline: Instant) -> bool {
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = thread.join();
+    true
 }
 
 /// Starts the publisher thread.
@@ -168,12 +201,13 @@ pub(crate) fn start(
         max_packet: None,
         abandoned: None,
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("emitter-mqtt-pub".into())
         .spawn(move || worker.run(rx))?;
     Ok(PublisherHandle {
         tx,
         counters,
         control,
+        thread: Mutex::new(Some(thread)),
     })
 }
