@@ -58,7 +58,30 @@ impl Emitter {
     /// for listener threads to finish, at most `timeout`.
     ///
     /// Events committed afterwards are counted as dropped. `subscribe()` receivers
-    /// keep their queued events and then end.
+    /// keep their queued events and then end. When it returns `Ok`, every thread
+    /// of the emitter has ended (listeners, MQTT publisher, relay, subscribers) and
+    /// the relay's socket directory is removed.
+    ///
+    /// # When it times out
+    ///
+    /// It returns [`Error::ShutdownTimeout`] at `timeout`, with the number of
+    /// events not yet handled, and stops nothing by force: a thread cannot be
+    /// stopped safely from outside. What then still runs, and for how long:
+    ///
+    /// - a closure listener still busy calls its closure for the events already in
+    ///   its queue (nothing new is queued, the emitter takes no more events), then
+    ///   its thread ends; `pending` counts those events;
+    /// - a commit blocked on a full [`WhenFull::Block`](crate::WhenFull) queue stays
+    ///   blocked until that listener makes room;
+    /// - the MQTT publisher stops publishing at the deadline (what was not
+    ///   acknowledged is counted in `Stats::publish_failed` and in `pending`); its
+    ///   thread, its Paho client and its relay end at most a few seconds later,
+    ///   once Paho has finished what it was doing;
+    /// - a broker subscriber ends within 100 ms of the deadline (plus the time its
+    ///   Paho client takes to disconnect); what it still receives is dropped, as no
+    ///   listener is registered any more;
+    /// - the outbox relay stops claiming rows; rows it did not publish stay in the
+    ///   outbox for the next start.
     ///
     /// ```
     /// # use diesel::prelude::*;
