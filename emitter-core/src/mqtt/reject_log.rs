@@ -27,8 +27,7 @@ pub(crate) fn escape(text: &str) -> Cow<'_, str> {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len().min(4 * MAX_CHARS) + 16);
-    let mut shown = 0;
-    for (at, c) in text.char_indices() {
+    for (shown, (at, c)) in text.char_indices().enumerate() {
         if shown == MAX_CHARS {
             let _ = write!(out, "... ({} more bytes)", text.len() - at);
             break;
@@ -38,7 +37,6 @@ pub(crate) fn escape(text: &str) -> Cow<'_, str> {
         } else {
             out.push(c);
         }
-        shown += 1;
     }
     Cow::Owned(out)
 }
