@@ -18,7 +18,7 @@ fn thread_names() -> Vec<String> {
 }
 
 /// The emitter's threads: `emitter-mqtt-pub`, `emitter-mqtt-relay`,
-/// `emitter-mqtt-sub`, `emitter-{listener}`.
+/// `emitter-mqtt-sub`, `emitter-{listener name}`.
 fn emitter_threads() -> Vec<String> {
     thread_names()
         .into_iter()
@@ -58,6 +58,11 @@ fn a_shut_down_emitter_leaves_no_thread_and_no_file_and_sweeps_what_killed_ones_
     let writer = shared_node("writer", &prefix);
     let reader = shared_node("reader", &prefix);
     let remote = reader.on::<User>().remote_only(true).subscribe();
+    let (tx, heard) = std::sync::mpsc::channel();
+    let _local = writer
+        .on::<User>()
+        .name("count")
+        .listen(move |ev| tx.send(ev.meta.id).unwrap());
     connected(&[&writer, &reader]);
     assert!(!emitter_threads().is_empty(), "the emitters run threads");
     let db = Db::new("clean_exit");
@@ -67,6 +72,7 @@ fn a_shut_down_emitter_leaves_no_thread_and_no_file_and_sweeps_what_killed_ones_
     }
     for _ in 0..10 {
         recv(&remote);
+        heard.recv_timeout(TIMEOUT).unwrap();
     }
     drop(conn);
     let publishers = || {
@@ -79,6 +85,11 @@ fn a_shut_down_emitter_leaves_no_thread_and_no_file_and_sweeps_what_killed_ones_
 
     // The moment shutdown returns, as a process that exits right after it sees it.
     shutdown_all(&[&writer]);
+    assert!(
+        !thread_names().contains(&"emitter-count".to_owned()),
+        "the listener's thread ended: {:?}",
+        thread_names()
+    );
     assert_eq!(
         (publishers(), relay_dirs(std::process::id()).len()),
         (1, 1),

@@ -177,6 +177,7 @@ impl EmitterBuilder {
                 shut_down: AtomicBool::new(false),
                 done_tx: Mutex::new(Some(done_tx)),
                 done_rx,
+                listener_threads: Mutex::new(Vec::new()),
                 #[cfg(feature = "mqtt")]
                 bridge,
                 #[cfg(feature = "mqtt")]

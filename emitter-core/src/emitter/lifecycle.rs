@@ -169,6 +169,17 @@ impl Emitter {
                 }
             }
         }
+        // Every listener thread dropped its token, its last act: joining now waits
+        // only for the threads to exit, so that none is left when this returns.
+        let threads = std::mem::take(
+            &mut *shared
+                .listener_threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for thread in threads {
+            let _ = thread.join();
+        }
         if unsent > 0 || !dispatch_finished {
             return Err(Error::ShutdownTimeout {
                 timeout,

@@ -311,12 +311,13 @@ impl<M: Emits> ListenerBuilder<M> {
         let done = shared.listener_done_token();
         let thread_label = label.clone();
         let stay_awake = self.stay_awake;
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("emitter-{label}"))
             .spawn(move || {
                 let _done = done;
                 run_listener(rx, &thread_shared, &thread_label, stay_awake, &mut listener);
             })?;
+        shared.listener_thread(thread);
         self.register(id, label, tx, Kind::Closure, reach)
     }
 
