@@ -132,15 +132,21 @@ impl Emitter {
         };
         #[allow(unused_mut)]
         let mut unsent = 0;
+        // Whether every thread of the outbox relay and the broker bridge ended.
+        #[allow(unused_mut)]
+        let mut threads_ended = true;
         #[cfg(feature = "mqtt")]
         if let Some(relay) = shared.outbox.as_ref().and_then(|o| o.relay.as_ref()) {
             if !relay.close(deadline) {
                 tracing::warn!("outbox relay did not stop in time; its rows stay in the outbox");
+                threads_ended = false;
             }
         }
         #[cfg(feature = "mqtt")]
         if let Some(bridge) = &shared.bridge {
-            unsent = bridge.close(deadline);
+            let (not_acknowledged, ended) = bridge.close(deadline);
+            unsent = not_acknowledged;
+            threads_ended &= ended;
         }
         let sets: Vec<_> = {
             let sets = shared.sets.read().unwrap_or_else(|e| e.into_inner());
@@ -180,7 +186,7 @@ impl Emitter {
         for thread in threads {
             let _ = thread.join();
         }
-        if unsent > 0 || !dispatch_finished {
+        if unsent > 0 || !dispatch_finished || !threads_ended {
             return Err(Error::ShutdownTimeout {
                 timeout,
                 pending: unsent + shared.counters.queued(),

@@ -204,12 +204,16 @@ mod bridge {
         }
 
         /// Publishes what is queued, then disconnects everything. Returns the
-        /// number of events not acknowledged by the broker by `deadline`.
-        pub(crate) fn close(&self, deadline: Instant) -> u64 {
-            let unsent = self.publisher.close(deadline).unwrap_or_else(|| {
-                tracing::error!("MQTT publisher did not stop in time");
-                self.counters.unsent.load(Relaxed).max(1)
-            });
+        /// number of events not acknowledged by the broker by `deadline`, and
+        /// whether every thread (publisher, relay, subscribers) has ended.
+        pub(crate) fn close(&self, deadline: Instant) -> (u64, bool) {
+            let (unsent, mut stopped) = match self.publisher.close(deadline) {
+                Some(unsent) => (unsent, true),
+                None => {
+                    tracing::error!("MQTT publisher did not stop in time");
+                    (self.counters.unsent.load(Relaxed), false)
+                }
+            };
             let streams: Vec<_> = self
                 .streams
                 .lock()
@@ -218,9 +222,13 @@ mod bridge {
                 .map(|(_, s)| s)
                 .collect();
             for stream in streams {
-                stream.stop(deadline.max(Instant::now() + Duration::from_millis(500)));
+                let grace = deadline.max(Instant::now() + Duration::from_millis(500));
+                if !stream.stop(grace) {
+                    tracing::warn!("an MQTT subscriber did not stop in time");
+                    stopped = false;
+                }
             }
-            unsent
+            (unsent, stopped)
         }
 
         pub(crate) fn fill(&self, stats: &mut Stats) {

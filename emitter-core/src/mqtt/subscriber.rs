@@ -178,16 +178,14 @@ impl Stream {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    pub(crate) fn stop(&self, deadline: Instant) {
+    /// Stops the stream's thread; false if it had not ended by `deadline` (it
+    /// then ends by itself, within its 100 ms receive timeout and a disconnect).
+    pub(crate) fn stop(&self, deadline: Instant) -> bool {
         self.request_stop();
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(handle) = handle {
-            while !handle.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if handle.is_finished() {
-                let _ = handle.join();
-            }
+        match handle {
+            Some(handle) => super::publisher::join_by(handle, deadline),
+            None => true,
         }
     }
 
