@@ -229,7 +229,11 @@ impl Stream {
                     Err(error) => {
                         let wait = backoff.next();
                         tracing::debug!(%error, retry_in = ?wait, "MQTT subscriber cannot connect");
-                        std::thread::sleep(wait);
+                        // In steps, so that a shutdown meanwhile is not kept waiting.
+                        let until = Instant::now() + wait;
+                        while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
                         continue;
                     }
                 }
