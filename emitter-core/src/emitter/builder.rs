@@ -175,7 +175,6 @@ impl EmitterBuilder {
                 listener_ids: AtomicU64::new(0),
                 listeners: AtomicU64::new(0),
                 shut_down: AtomicBool::new(false),
-                abandoned: AtomicBool::new(false),
                 done_tx: Mutex::new(Some(done_tx)),
                 done_rx,
                 listener_threads: Mutex::new(Vec::new()),

@@ -65,13 +65,13 @@ impl Emitter {
     /// # When it times out
     ///
     /// It returns [`Error::ShutdownTimeout`] at `timeout`, with the number of
-    /// events not yet handled. A call in progress cannot be interrupted safely, so
-    /// what then still runs, and for how long, is:
+    /// events not yet handled, and stops nothing by force: a thread cannot be
+    /// stopped safely from outside. What then still runs, and for how long:
     ///
-    /// - a closure listener finishes the call it is in, and then calls its closure
-    ///   no more: the events still queued for it (counted in `pending`) are
-    ///   dropped and counted in `Stats::dropped`, and its thread ends;
-    /// - a `subscribe()` receiver keeps the events already in it;
+    /// - a closure listener still busy calls its closure for the events already in
+    ///   its queue (nothing new is queued, the emitter takes no more events), then
+    ///   its thread ends; `pending` counts those events, and calling `shutdown`
+    ///   again waits for them;
     /// - a commit blocked on a full [`WhenFull::Block`](crate::WhenFull) queue stays
     ///   blocked until that listener makes room;
     /// - the MQTT publisher stops publishing at the deadline (what was not
@@ -169,10 +169,10 @@ impl Emitter {
                 Ok(()) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
-                    let pending = shared.counters.queued() + unsent;
-                    // Listeners finish the call they are in and call no more.
-                    shared.abandoned.store(true, Ordering::Release);
-                    return Err(Error::ShutdownTimeout { timeout, pending });
+                    return Err(Error::ShutdownTimeout {
+                        timeout,
+                        pending: shared.counters.queued() + unsent,
+                    })
                 }
             }
         }

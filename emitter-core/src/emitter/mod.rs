@@ -72,9 +72,6 @@ pub(crate) struct Shared {
     listener_ids: AtomicU64,
     listeners: AtomicU64,
     pub(crate) shut_down: AtomicBool,
-    /// Set when shutdown timed out: closure listeners stop calling their
-    /// closures and drop (and count) what is still queued for them.
-    pub(crate) abandoned: AtomicBool,
     /// Every closure listener's thread holds a clone of this sender; when all are
     /// gone the receiver disconnects, which is how shutdown knows they finished.
     done_tx: Mutex<Option<Sender<()>>>,

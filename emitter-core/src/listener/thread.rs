@@ -6,7 +6,6 @@ use crate::emitter::Shared;
 use crate::event::Event;
 use crossbeam_channel::{Receiver, TryRecvError};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
@@ -17,19 +16,7 @@ pub(super) fn run_listener<M: Emits>(
     stay_awake: Duration,
     listener: &mut impl FnMut(&Event<M>),
 ) {
-    let mut abandoned = 0u64;
     while let Some(event) = next_event(&rx, stay_awake) {
-        // A shutdown that timed out: the caller has moved on, so the closure is
-        // not called again; what is left is counted as dropped.
-        if let Some(live) = shared
-            .upgrade()
-            .filter(|s| s.abandoned.load(Ordering::Acquire))
-        {
-            live.counters.dequeued(1);
-            live.counters.dropped(1);
-            abandoned += 1;
-            continue;
-        }
         let outcome = catch_unwind(AssertUnwindSafe(|| listener(&event)));
         if let Err(payload) = &outcome {
             tracing::error!(
@@ -48,14 +35,6 @@ pub(super) fn run_listener<M: Emits>(
         if outcome.is_err() {
             shared.counters.panicked();
         }
-    }
-    if abandoned > 0 {
-        tracing::warn!(
-            listener = label,
-            table = M::TABLE,
-            dropped = abandoned,
-            "emitter shutdown timed out; events still queued for this listener were dropped"
-        );
     }
 }
 
