@@ -155,7 +155,8 @@ pub use emitter_core::outbox;
 pub use emitter_core::{
     Action, Emit, Emits, Emitter, EmitterBuilder, Error, Event, EventMeta, ListenerBuilder,
     MqttConfig, MqttConfigError, PendingEvent, PreparedCommit, Protocol, Source, Stats,
-    Subscription, TlsConfig, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE, MAX_STAY_AWAKE,
+    Subscription, TlsConfig, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE, MAX_QUEUE_BYTES,
+    MAX_STAY_AWAKE,
 };
 /// The cursor type of `EmittingConnection`'s loads: plumbing, never named by users.
 #[doc(hidden)]

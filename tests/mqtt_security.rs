@@ -447,3 +447,46 @@ fn acl_example_refuses_a_service_publishing_under_another_services_prefix() {
     assert_eq!(forger.stats().published, 0);
     shutdown_all(&[&shop, &other_shop, &forger]);
 }
+
+// ---------------------------------------------------------------- configuration
+
+#[test]
+fn a_topic_prefix_under_sys_is_a_configuration_error() {
+    for prefix in ["$SYS/", "$SYS/broker/events", "$share/g/events"] {
+        match Emitter::builder()
+            .mqtt(MqttConfig::new(SHARED_URL).topic_prefix(prefix))
+            .build()
+        {
+            Err(Error::Mqtt(MqttConfigError::ReservedPrefix(p))) => assert_eq!(p, prefix),
+            other => panic!("expected ReservedPrefix for {prefix:?}, got {other:?}"),
+        }
+    }
+}
+
+/// The reason `build()` gives for a broker it could not reach within `timeout`.
+fn unreachable_reason(url: &str) -> String {
+    let config = MqttConfig::new(url).require_connection(Duration::from_secs(5));
+    match Emitter::builder().mqtt(config).build() {
+        Err(Error::BrokerUnreachable { reason, .. }) => reason,
+        other => panic!("expected BrokerUnreachable, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_unresolvable_broker_host_is_reported_as_such() {
+    let reason = unreachable_reason("mqtt://no-such-host.invalid:1883");
+    assert!(
+        reason.starts_with("cannot resolve host no-such-host.invalid"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_refused_connection_is_reported_as_such() {
+    let port = free_port();
+    let reason = unreachable_reason(&format!("mqtt://127.0.0.1:{port}"));
+    assert!(
+        reason.starts_with(&format!("connection refused by 127.0.0.1:{port}")),
+        "{reason}"
+    );
+}

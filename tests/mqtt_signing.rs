@@ -169,6 +169,87 @@ fn a_signed_event_replayed_within_the_window_is_dropped_by_its_id() {
     nodes.finish();
 }
 
+/// `envelope` as a node holding `key` signs it for `topic`: HMAC-SHA256 over the
+/// topic, a NUL byte and the envelope, computed by the `openssl` command (the
+/// README's recipe, in another implementation than the library's).
+fn sign(topic: &str, envelope: &serde_json::Value, key: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let body = envelope.to_string();
+    let mut openssl = Command::new("openssl")
+        .args(["dgst", "-sha256", "-mac", "HMAC", "-macopt"])
+        .arg(format!("key:{}", std::str::from_utf8(key).unwrap()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    let mut stdin = openssl.stdin.take().unwrap();
+    stdin.write_all(topic.as_bytes()).unwrap();
+    stdin.write_all(b"\0").unwrap();
+    stdin.write_all(body.as_bytes()).unwrap();
+    drop(stdin);
+    let output = openssl.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let tag = text.trim().rsplit("= ").next().unwrap().to_owned();
+    assert_eq!(tag.len(), 64, "{text}");
+    format!("{},\"sig\":\"{tag}\"}}", &body[..body.len() - 1])
+}
+
+/// A correctly signed envelope of a new user, committed at `committed_at`.
+fn signed_forgery(nodes: &Nodes, committed_at: &str) -> (String, String) {
+    let topic = format!("{}/users/insert", nodes.prefix);
+    let mut forged = envelope(
+        &fake_uuid(),
+        "node-from-the-future",
+        1,
+        "users",
+        "insert",
+        user_row(99, "marty"),
+    );
+    forged["committed_at"] = committed_at.into();
+    let payload = sign(&topic, &forged, KEY);
+    (topic, payload)
+}
+
+#[test]
+fn a_signed_event_dated_beyond_the_clock_skew_is_refused_as_a_replay() {
+    let nodes = Nodes::start("signed_future", |p| signed(p, KEY));
+    let (topic, payload) = signed_forgery(&nodes, "2999-01-01T00:00:00Z");
+
+    mosquitto_pub(SHARED_PORT, &topic, payload.as_bytes(), &[]);
+    nodes.write("ada");
+
+    assert_eq!(
+        recv(&nodes.rx).row.name,
+        "ada",
+        "the event from 2999 never arrives"
+    );
+    let stats = nodes.b.stats();
+    assert_eq!((stats.remote_replayed, stats.remote_bad_signature), (1, 0));
+    nodes.finish();
+}
+
+#[test]
+fn a_signed_event_dated_within_the_clock_skew_is_accepted() {
+    let nodes = Nodes::start("signed_skew", |p| {
+        signed(p, KEY).max_clock_skew(Duration::from_secs(60))
+    });
+    let soon = std::time::SystemTime::now() + Duration::from_secs(5);
+    let soon = chrono::DateTime::<chrono::Utc>::from(soon)
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let (topic, payload) = signed_forgery(&nodes, &soon);
+
+    mosquitto_pub(SHARED_PORT, &topic, payload.as_bytes(), &[]);
+
+    let event = recv(&nodes.rx);
+    assert_eq!(
+        (event.row.name.as_str(), &*event.meta.origin),
+        ("marty", "node-from-the-future")
+    );
+    nodes.finish();
+}
+
 #[test]
 fn a_signing_key_shorter_than_16_bytes_is_a_configuration_error() {
     let refused = Emitter::builder()

@@ -29,6 +29,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print the events passing through the broker, live, until Ctrl-C.
+    ///
+    /// Events travel at QoS 1, which is at least once: the same event can be
+    /// delivered twice (after a reconnect, or when a publisher resends what the
+    /// broker had not acknowledged). `--dedupe` drops repeated event ids. Whatever
+    /// came from the network is printed with control characters escaped.
     Tail(TailArgs),
 }
 
@@ -53,6 +58,10 @@ pub(crate) struct TailArgs {
     /// Print each envelope as received, one per line (for jq).
     #[arg(long)]
     pub(crate) json: bool,
+    /// Drop events whose id was already printed (the last 100,000 ids are
+    /// remembered): QoS 1 delivers at least once, so an event can arrive twice.
+    #[arg(long)]
+    pub(crate) dedupe: bool,
     /// Colours in the readable format: auto (a terminal, unless NO_COLOR is set),
     /// always or never.
     #[arg(long, value_name = "WHEN", value_enum, default_value_t = ColorArg::Auto)]
@@ -176,7 +185,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            let _ = writeln!(std::io::stderr(), "diesel-emitter: {}", failure.message);
+            // The message may quote what the broker or a payload said.
+            let message = output::printable(&failure.message);
+            let _ = writeln!(std::io::stderr(), "diesel-emitter: {message}");
             ExitCode::from(failure.code)
         }
     }

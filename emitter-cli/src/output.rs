@@ -61,21 +61,44 @@ pub(crate) fn human_line(envelope: &Envelope, color: bool) -> String {
 }
 
 /// The `--json` line: the payload as received, unless it spans lines (a sender that
-/// pretty-prints), which would break one-envelope-per-line.
+/// pretty-prints), which would break one-envelope-per-line, or carries characters a
+/// terminal obeys. JSON strings may hold DEL and the C1 controls (U+0080 to U+009F,
+/// among them the 8-bit CSI) unescaped; those are written as `\u` escapes, which
+/// read back as the same JSON value.
 pub(crate) fn json_line(payload: &[u8]) -> Cow<'_, [u8]> {
-    if !payload.contains(&b'\n') && !payload.contains(&b'\r') {
+    let text = match std::str::from_utf8(payload) {
+        Ok(text) => text,
+        // A decoded envelope is UTF-8; keep the line shape whatever happens.
+        Err(_) => {
+            return Cow::Owned(
+                payload
+                    .iter()
+                    .map(|b| if b.is_ascii_control() { b' ' } else { *b })
+                    .collect(),
+            )
+        }
+    };
+    let spans_lines = text.contains(['\n', '\r']);
+    let obeyed = text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+    if !spans_lines && !obeyed {
         return Cow::Borrowed(payload);
     }
-    match std::str::from_utf8(payload) {
-        Ok(text) => Cow::Owned(compact_json(text).into_owned().into_bytes()),
-        // A decoded envelope is UTF-8; keep the line shape whatever happens.
-        Err(_) => Cow::Owned(
-            payload
-                .iter()
-                .map(|b| if matches!(b, b'\n' | b'\r') { b' ' } else { *b })
-                .collect(),
-        ),
+    let compact = if spans_lines {
+        compact_json(text)
+    } else {
+        Cow::Borrowed(text)
+    };
+    let mut out = String::with_capacity(compact.len() + 16);
+    for c in compact.chars() {
+        if c.is_control() && c != '\t' {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
     }
+    Cow::Owned(out.into_bytes())
 }
 
 /// Valid JSON text without the whitespace between tokens.
@@ -138,6 +161,53 @@ pub(crate) fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// [`printable`] for text of several lines: line breaks stay, every other control
+/// character is escaped.
+pub(crate) fn printable_lines(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\n') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&printable(line));
+    }
+    Cow::Owned(out)
+}
+
+/// The event ids `--dedupe` printed lately, at most `capacity` of them.
+pub(crate) struct RecentIds {
+    order: std::collections::VecDeque<uuid::Uuid>,
+    seen: std::collections::HashSet<uuid::Uuid>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    pub(crate) fn new(capacity: usize) -> Self {
+        RecentIds {
+            order: Default::default(),
+            seen: Default::default(),
+            capacity,
+        }
+    }
+
+    /// Records `id`; false when it is among the last `capacity` recorded.
+    pub(crate) fn first_time(&mut self, id: uuid::Uuid) -> bool {
+        if !self.seen.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
 /// What `tail` saw, reported on Ctrl-C.
 #[derive(Default)]
 pub(crate) struct Counts {
@@ -147,6 +217,8 @@ pub(crate) struct Counts {
     pub(crate) filtered: u64,
     /// Payloads that were not valid envelopes.
     pub(crate) rejected: u64,
+    /// Events dropped by `--dedupe` as already printed.
+    pub(crate) duplicates: u64,
 }
 
 impl Counts {
@@ -177,6 +249,9 @@ impl Counts {
         }
         if self.rejected > 0 {
             let _ = write!(out, ", {}", plural(self.rejected, "rejected payload"));
+        }
+        if self.duplicates > 0 {
+            let _ = write!(out, ", {}", plural(self.duplicates, "duplicate"));
         }
         out.push('\n');
         let width = self
@@ -246,6 +321,34 @@ mod tests {
     fn json_lines_are_the_payload_unless_it_spans_lines() {
         assert_eq!(&*json_line(br#"{"a": 1}"#), br#"{"a": 1}"#);
         assert_eq!(&*json_line(b"{\n  \"a\": 1\n}"), br#"{"a":1}"#);
+    }
+
+    #[test]
+    fn json_lines_escape_the_controls_json_strings_may_hold_raw() {
+        let payload = "{\"a\":\"x\u{9b}2J\u{7f}y\"}";
+        let line = json_line(payload.as_bytes());
+        assert_eq!(&*line, br#"{"a":"x\u009b2J\u007fy"}"#);
+        let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(value["a"], "x\u{9b}2J\u{7f}y", "the same JSON value");
+    }
+
+    #[test]
+    fn stderr_text_keeps_its_line_breaks_and_escapes_the_rest() {
+        assert_eq!(printable_lines("a\nb"), "a\nb");
+        assert_eq!(
+            printable_lines("a\u{1b}]0;x\u{7}\nb"),
+            "a\\u{1b}]0;x\\u{7}\nb"
+        );
+    }
+
+    #[test]
+    fn dedupe_remembers_the_last_ids_only() {
+        let mut ids = RecentIds::new(1);
+        let (a, b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        assert!(ids.first_time(a));
+        assert!(!ids.first_time(a));
+        assert!(ids.first_time(b));
+        assert!(ids.first_time(a), "forgotten beyond the window");
     }
 
     #[test]

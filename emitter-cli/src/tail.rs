@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Subscriptions are QoS 1, as the emitter publishes.
 const QOS: i32 = 1;
+/// How many event ids `--dedupe` remembers.
+const DEDUPE_WINDOW: usize = 100_000;
 
 /// Which events to print.
 struct Filters {
@@ -105,6 +107,8 @@ pub(crate) fn run(args: TailArgs) -> Result<(), Failure> {
     let events = client.start_consuming_events(None);
     let mut tail = Tail {
         client,
+        config,
+        seen: args.dedupe.then(|| output::RecentIds::new(DEDUPE_WINDOW)),
         connect,
         timeout,
         url: args.url,
@@ -151,8 +155,10 @@ fn interrupts() -> Result<Receiver<()>, Failure> {
     Ok(rx)
 }
 
-/// A line on stderr; a closed stderr is not worth a panic.
+/// A line on stderr; a closed stderr is not worth a panic. Control characters
+/// other than line breaks are escaped: the text may quote a payload.
 fn note(text: &str) {
+    let text = output::printable_lines(text);
     let mut stderr = io::stderr().lock();
     let _ = stderr.write_all(text.as_bytes());
     if !text.ends_with('\n') {
@@ -162,6 +168,10 @@ fn note(text: &str) {
 
 struct Tail {
     client: paho::AsyncClient,
+    /// To tell why a connection failed when Paho cannot.
+    config: MqttConfig,
+    /// With `--dedupe`: the ids printed lately.
+    seen: Option<output::RecentIds>,
     connect: paho::ConnectOptions,
     timeout: Duration,
     url: String,
@@ -183,15 +193,29 @@ impl Tail {
         {
             Ok(_) => Ok(()),
             Err(paho::Error::Timeout) => Err(format!(
-                "cannot reach the broker at {}: no answer within {:?}",
-                self.url, self.timeout
+                "cannot reach the broker at {}: {}",
+                self.url,
+                self.diagnose()
+                    .unwrap_or_else(|| format!("no answer within {:?}", self.timeout))
             )),
             // The broker answered, and said no (credentials, client id, ...).
             Err(error @ (paho::Error::ReasonCode(..) | paho::Error::ConnectReturn(..))) => Err(
                 format!("the broker at {} refused the connection: {error}", self.url),
             ),
-            Err(error) => Err(format!("cannot reach the broker at {}: {error}", self.url)),
+            // Paho says "General failure" whether the host is unknown or nothing
+            // listens there: find out which.
+            Err(error) => Err(format!(
+                "cannot reach the broker at {}: {}",
+                self.url,
+                self.diagnose().unwrap_or_else(|| error.to_string())
+            )),
         }
+    }
+
+    /// What a TCP connection attempt of our own says about the broker.
+    fn diagnose(&self) -> Option<String> {
+        self.config
+            .diagnose_connect(self.timeout.min(Duration::from_secs(2)))
     }
 
     /// Subscribes to every filter and says so on stderr once the broker's SUBACK is in.
@@ -289,6 +313,12 @@ impl Tail {
         if !self.wanted.pass(&envelope) {
             self.counts.filtered += 1;
             return Ok(None);
+        }
+        if let Some(seen) = &mut self.seen {
+            if !seen.first_time(envelope.id) {
+                self.counts.duplicates += 1;
+                return Ok(None);
+            }
         }
         self.counts.shown(&envelope.table, envelope.action);
         let mut stdout = io::stdout().lock();

@@ -124,12 +124,17 @@ fn matches<M>(shared: &Shared, slot: &Slot<M>, event: &Event<M>) -> bool {
     };
     match catch_unwind(AssertUnwindSafe(|| filter(event))) {
         Ok(keep) => keep,
-        Err(_) => {
+        Err(payload) => {
             // Offered to the listener and never handed over: dropped, so that every
             // offered event is either delivered or dropped.
             shared.counters.panicked();
             shared.counters.dropped(1);
-            tracing::error!(listener = %slot.label, event = %event.meta.id, "listener filter panicked; event dropped for it");
+            tracing::error!(
+                listener = %slot.label,
+                event = %event.meta.id,
+                panic = %crate::listener::panic_message(payload.as_ref()),
+                "listener filter panicked; event dropped for it"
+            );
             false
         }
     }

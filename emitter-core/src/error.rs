@@ -21,6 +21,23 @@ pub enum Error {
     /// A listener's queue capacity of zero was requested.
     #[error("listener capacity must be at least 1")]
     ZeroCapacity,
+    /// A listener's queue of this capacity would take more than
+    /// [`MAX_QUEUE_BYTES`](crate::MAX_QUEUE_BYTES): the queue is allocated in full
+    /// when the listener registers.
+    #[error(
+        "listener capacity {requested} is too large: its queue would take more than {limit} bytes \
+         ({slot_bytes} bytes per event of this model, allocated up front); at most {max} fit"
+    )]
+    CapacityTooLarge {
+        /// The capacity asked for.
+        requested: usize,
+        /// The largest capacity accepted for this model.
+        max: usize,
+        /// What one queued event of this model takes, in bytes.
+        slot_bytes: usize,
+        /// [`MAX_QUEUE_BYTES`](crate::MAX_QUEUE_BYTES).
+        limit: usize,
+    },
     /// [`ListenerBuilder::stay_awake`](crate::ListenerBuilder::stay_awake) asked for
     /// longer than [`MAX_STAY_AWAKE`](crate::MAX_STAY_AWAKE).
     #[error("a listener may stay awake at most {max:?} after an event; {requested:?} was asked")]

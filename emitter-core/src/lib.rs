@@ -24,7 +24,8 @@ pub use emitter::{Emitter, EmitterBuilder};
 pub use error::Error;
 pub use event::{Event, EventMeta};
 pub use listener::{
-    ListenerBuilder, Subscription, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE, MAX_STAY_AWAKE,
+    ListenerBuilder, Subscription, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE, MAX_QUEUE_BYTES,
+    MAX_STAY_AWAKE,
 };
 pub use mqtt::{MqttConfig, MqttConfigError, Protocol, TlsConfig};
 pub use pending::PendingEvent;

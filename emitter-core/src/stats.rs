@@ -69,7 +69,8 @@ pub struct Stats {
     /// Messages received from the broker on the subscriptions of remote listeners.
     pub remote_received: u64,
     /// Received payloads dropped as malformed, oversized, of another wire version,
-    /// or whose row does not decode into the model.
+    /// with an origin that could not be a node id, or whose row does not decode
+    /// into the model. Logged as a summary, at most one line per 10 seconds.
     pub remote_rejected: u64,
     /// Received events dropped as QoS 1 redeliveries (an id seen before).
     pub remote_duplicates: u64,
@@ -79,7 +80,8 @@ pub struct Stats {
     /// not match (forged, altered, or signed with another key).
     pub remote_bad_signature: u64,
     /// With a signing key: correctly signed events dropped as replays, committed
-    /// longer ago than `MqttConfig::replay_window`.
+    /// longer ago than `MqttConfig::replay_window`, or dated further ahead of this
+    /// node's clock than `MqttConfig::max_clock_skew`.
     pub remote_replayed: u64,
     /// Times a broker connection was lost and re-established.
     pub broker_reconnects: u64,

@@ -187,6 +187,7 @@ impl EmitterBuilder {
                 shut_down: AtomicBool::new(false),
                 done_tx: Mutex::new(Some(done_tx)),
                 done_rx,
+                listener_threads: Mutex::new(Vec::new()),
                 #[cfg(feature = "mqtt")]
                 bridge,
                 #[cfg(feature = "mqtt")]
@@ -220,8 +221,7 @@ fn start_outbox(
 }
 
 fn validate_node_id(id: String) -> Result<String, Error> {
-    let bad = |c: char| matches!(c, '/' | '+' | '#' | '\0') || c.is_control();
-    if id.is_empty() || id.len() > 128 || id.chars().any(bad) {
+    if !crate::mqtt::topic::is_valid_node_id(&id) {
         return Err(Error::InvalidNodeId(id));
     }
     Ok(id)

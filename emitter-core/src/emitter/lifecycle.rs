@@ -58,7 +58,31 @@ impl Emitter {
     /// for listener threads to finish, at most `timeout`.
     ///
     /// Events committed afterwards are counted as dropped. `subscribe()` receivers
-    /// keep their queued events and then end.
+    /// keep their queued events and then end. When it returns `Ok`, every thread
+    /// of the emitter has ended (listeners, MQTT publisher, relay, subscribers) and
+    /// the relay's socket directory is removed.
+    ///
+    /// # When it times out
+    ///
+    /// It returns [`Error::ShutdownTimeout`] at `timeout`, with the number of
+    /// events not yet handled, and stops nothing by force: a thread cannot be
+    /// stopped safely from outside. What then still runs, and for how long:
+    ///
+    /// - a closure listener still busy calls its closure for the events already in
+    ///   its queue (nothing new is queued, the emitter takes no more events), then
+    ///   its thread ends; `pending` counts those events, and calling `shutdown`
+    ///   again waits for them;
+    /// - a commit blocked on a full [`WhenFull::Block`](crate::WhenFull) queue stays
+    ///   blocked until that listener makes room;
+    /// - the MQTT publisher stops publishing at the deadline (what was not
+    ///   acknowledged is counted in `Stats::publish_failed` and in `pending`); its
+    ///   thread, its Paho client and its relay end at most a few seconds later,
+    ///   once Paho has finished what it was doing;
+    /// - a broker subscriber ends within 100 ms of the deadline (plus the time its
+    ///   Paho client takes to disconnect); what it still receives is dropped, as no
+    ///   listener is registered any more;
+    /// - the outbox relay stops claiming rows; rows it did not publish stay in the
+    ///   outbox for the next start.
     ///
     /// ```
     /// # use diesel::prelude::*;
@@ -109,15 +133,21 @@ impl Emitter {
         };
         #[allow(unused_mut)]
         let mut unsent = 0;
+        // Whether every thread of the outbox relay and the broker bridge ended.
+        #[allow(unused_mut)]
+        let mut threads_ended = true;
         #[cfg(feature = "mqtt")]
         if let Some(relay) = shared.outbox.as_ref().and_then(|o| o.relay.as_ref()) {
             if !relay.close(deadline) {
                 tracing::warn!("outbox relay did not stop in time; its rows stay in the outbox");
+                threads_ended = false;
             }
         }
         #[cfg(feature = "mqtt")]
         if let Some(bridge) = &shared.bridge {
-            unsent = bridge.close(deadline);
+            let (not_acknowledged, ended) = bridge.close(deadline);
+            unsent = not_acknowledged;
+            threads_ended &= ended;
         }
         let sets: Vec<_> = {
             let sets = shared.sets.read().unwrap_or_else(|e| e.into_inner());
@@ -146,7 +176,18 @@ impl Emitter {
                 }
             }
         }
-        if unsent > 0 || !dispatch_finished {
+        // Every listener thread dropped its token, its last act: joining now waits
+        // only for the threads to exit, so that none is left when this returns.
+        let threads = std::mem::take(
+            &mut *shared
+                .listener_threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for thread in threads {
+            let _ = thread.join();
+        }
+        if unsent > 0 || !dispatch_finished || !threads_ended {
             return Err(Error::ShutdownTimeout {
                 timeout,
                 pending: unsent + shared.counters.queued(),

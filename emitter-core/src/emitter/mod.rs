@@ -77,6 +77,9 @@ pub(crate) struct Shared {
     /// gone the receiver disconnects, which is how shutdown knows they finished.
     done_tx: Mutex<Option<Sender<()>>>,
     done_rx: Receiver<()>,
+    /// Closure listeners' threads, joined by shutdown once `done_rx` says they
+    /// finished: the token goes just before the thread ends, not after.
+    listener_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     #[cfg(feature = "mqtt")]
     bridge: Option<Arc<crate::mqtt::Bridge>>,
     #[cfg(feature = "mqtt")]
@@ -168,6 +171,17 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Keeps a closure listener's thread for shutdown to join.
+    pub(crate) fn listener_thread(&self, thread: std::thread::JoinHandle<()>) {
+        let mut threads = self
+            .listener_threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Unsubscribed listeners' threads end by themselves: keep the list short.
+        threads.retain(|t| !t.is_finished());
+        threads.push(thread);
     }
 
     pub(crate) fn existing_listener_set<M: Emits>(&self) -> Option<Arc<ListenerSet<M>>> {

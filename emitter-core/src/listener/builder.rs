@@ -4,8 +4,8 @@
 use super::subscription::Subscription;
 use super::thread::run_listener;
 use super::{
-    remove_listener, Filter, Kind, Reach, Slot, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE,
-    MAX_STAY_AWAKE,
+    remove_listener, slot_bytes, Filter, Kind, Reach, Slot, WhenFull, DEFAULT_CAPACITY,
+    DEFAULT_STAY_AWAKE, MAX_QUEUE_BYTES, MAX_STAY_AWAKE,
 };
 use crate::action::Action;
 use crate::emits::Emits;
@@ -245,8 +245,8 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Calls `listener` on its own thread for every matching committed event.
     ///
     /// # Panics
-    /// Panics if the capacity is zero or the thread cannot be spawned; use
-    /// [`try_listen`](Self::try_listen) to get these as errors.
+    /// Panics on the errors [`try_listen`](Self::try_listen) returns (a capacity of
+    /// zero or too large, a thread that cannot be spawned, ...).
     ///
     /// ```
     /// # use diesel::prelude::*;
@@ -311,12 +311,13 @@ impl<M: Emits> ListenerBuilder<M> {
         let done = shared.listener_done_token();
         let thread_label = label.clone();
         let stay_awake = self.stay_awake;
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("emitter-{label}"))
             .spawn(move || {
                 let _done = done;
                 run_listener(rx, &thread_shared, &thread_label, stay_awake, &mut listener);
             })?;
+        shared.listener_thread(thread);
         self.register(id, label, tx, Kind::Closure, reach)
     }
 
@@ -392,6 +393,19 @@ impl<M: Emits> ListenerBuilder<M> {
     fn check(&self) -> Result<Reach, Error> {
         if self.capacity == 0 {
             return Err(Error::ZeroCapacity);
+        }
+        let slot = slot_bytes::<M>();
+        if self
+            .capacity
+            .checked_mul(slot)
+            .is_none_or(|bytes| bytes > MAX_QUEUE_BYTES)
+        {
+            return Err(Error::CapacityTooLarge {
+                requested: self.capacity,
+                max: MAX_QUEUE_BYTES / slot,
+                slot_bytes: slot,
+                limit: MAX_QUEUE_BYTES,
+            });
         }
         if self.stay_awake > MAX_STAY_AWAKE {
             return Err(Error::StayAwakeTooLong {

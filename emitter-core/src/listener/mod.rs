@@ -18,6 +18,7 @@ mod thread;
 
 pub use builder::ListenerBuilder;
 pub use subscription::Subscription;
+pub(crate) use thread::panic_message;
 
 use crate::emits::Emits;
 use crate::emitter::Shared;
@@ -34,6 +35,22 @@ use std::sync::{Arc, RwLock};
 /// assert_eq!(diesel_emitter::DEFAULT_CAPACITY, 10_000);
 /// ```
 pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// The most memory one listener's queue may take: a queue is allocated in full
+/// when its listener registers, `capacity × (size_of::<Event<M>>() + 8)` bytes, so
+/// a capacity beyond this is refused with [`Error::CapacityTooLarge`](crate::Error)
+/// rather than allocated (or, past what the machine has, aborting the process).
+///
+/// ```
+/// assert_eq!(diesel_emitter::MAX_QUEUE_BYTES, 1 << 30);
+/// ```
+pub const MAX_QUEUE_BYTES: usize = 1 << 30;
+
+/// What one queued event of model `M` takes in a listener's queue: the event and
+/// the channel's per-slot stamp.
+pub(crate) fn slot_bytes<M>() -> usize {
+    std::mem::size_of::<Event<M>>() + std::mem::size_of::<usize>()
+}
 
 /// How long a closure listener's thread polls for the next event before it sleeps,
 /// unless [`ListenerBuilder::stay_awake`] says otherwise: long enough to catch

@@ -9,6 +9,15 @@ use std::time::Duration;
 impl<M: Emits> ListenerBuilder<M> {
     /// The bound of this listener's queue, [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) unless set.
     ///
+    /// What it costs: the queue is allocated in full when the listener registers,
+    /// `capacity × (size_of::<Event<M>>() + 8)` bytes. An `Event` holds the row by
+    /// value plus some 80 bytes of metadata, so for a model of a few columns about
+    /// 150 bytes an event: 1.5 MB for the default 10,000, 150 MB for a million.
+    /// A capacity whose queue would take more than
+    /// [`MAX_QUEUE_BYTES`](crate::MAX_QUEUE_BYTES) (1 GiB) is refused with
+    /// [`Error::CapacityTooLarge`](crate::Error::CapacityTooLarge) by `try_listen`
+    /// and `try_subscribe` (and makes `listen` and `subscribe` panic).
+    ///
     /// ```
     /// # use diesel::prelude::*;
     /// # use diesel::connection::SimpleConnection;
@@ -21,6 +30,9 @@ impl<M: Emits> ListenerBuilder<M> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let rx = emitter.on::<User>().capacity(100).subscribe();
     /// assert_eq!(rx.capacity(), Some(100));
+    ///
+    /// let refused = emitter.on::<User>().capacity(usize::MAX).try_subscribe();
+    /// assert!(matches!(refused, Err(diesel_emitter::Error::CapacityTooLarge { .. })));
     /// # Ok(())
     /// # }
     /// ```

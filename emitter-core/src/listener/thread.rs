@@ -18,6 +18,15 @@ pub(super) fn run_listener<M: Emits>(
 ) {
     while let Some(event) = next_event(&rx, stay_awake) {
         let outcome = catch_unwind(AssertUnwindSafe(|| listener(&event)));
+        if let Err(payload) = &outcome {
+            tracing::error!(
+                listener = label,
+                table = M::TABLE,
+                event = %event.meta.id,
+                panic = %panic_message(payload.as_ref()),
+                "listener panicked; it keeps receiving"
+            );
+        }
         let Some(shared) = shared.upgrade() else {
             continue;
         };
@@ -25,14 +34,29 @@ pub(super) fn run_listener<M: Emits>(
         shared.counters.delivered();
         if outcome.is_err() {
             shared.counters.panicked();
-            tracing::error!(
-                listener = label,
-                table = M::TABLE,
-                event = %event.meta.id,
-                "listener panicked; it keeps receiving"
-            );
         }
     }
+}
+
+/// The message a panic was raised with (`panic!("...")` carries a `&str` or a
+/// `String`), escaped: it may quote a row that came from the network.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = if let Some(text) = payload.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.as_str()
+    } else {
+        "(a panic payload that is not text)"
+    };
+    let mut message = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            message.extend(c.escape_unicode());
+        } else {
+            message.push(c);
+        }
+    }
+    message
 }
 
 /// The next event, or `None` once every sender is gone. After an empty queue the

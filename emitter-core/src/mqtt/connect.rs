@@ -2,6 +2,7 @@
 
 use super::config::{MqttConfig, MqttConfigError, Protocol};
 use paho_mqtt as paho;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 impl MqttConfig {
@@ -43,6 +44,51 @@ impl MqttConfig {
             client_options(&url.paho, client_id, self),
             connect_options_with(self, clean, connect_timeout),
         ))
+    }
+}
+
+impl MqttConfig {
+    /// Why the broker cannot be reached, told by a TCP connection attempt of its
+    /// own: `cannot resolve host ...`, `connection refused by host:port`, or the
+    /// system's reason. Paho reports all of these as "TCP connect completion
+    /// failure" or "General failure", which sends an operator looking in the wrong
+    /// place. `None` when the URL is invalid or a TCP connection succeeds (then
+    /// the trouble is TLS or MQTT, and Paho's own reason is the one to give).
+    ///
+    /// ```
+    /// use emitter_core::MqttConfig;
+    /// use std::time::Duration;
+    ///
+    /// let config = MqttConfig::new("mqtt://no-such-host.invalid:1883");
+    /// let reason = config.diagnose_connect(Duration::from_secs(2)).unwrap();
+    /// assert!(reason.starts_with("cannot resolve host no-such-host.invalid"), "{reason}");
+    /// ```
+    // Hidden: a helper for this workspace's `diesel-emitter tail`, not an API.
+    #[doc(hidden)]
+    pub fn diagnose_connect(&self, timeout: Duration) -> Option<String> {
+        let url = self.validate().ok()?;
+        let authority = url.paho.split_once("://")?.1;
+        let (host, _) = authority.rsplit_once(':')?;
+        let addrs: Vec<SocketAddr> = match authority.to_socket_addrs() {
+            Ok(addrs) => addrs.collect(),
+            Err(error) => return Some(format!("cannot resolve host {host}: {error}")),
+        };
+        if addrs.is_empty() {
+            return Some(format!("cannot resolve host {host}: it has no address"));
+        }
+        let mut last = None;
+        for addr in &addrs {
+            match TcpStream::connect_timeout(addr, timeout) {
+                Ok(_) => return None,
+                Err(error) => last = Some(error),
+            }
+        }
+        let error = last?;
+        Some(if error.kind() == std::io::ErrorKind::ConnectionRefused {
+            format!("connection refused by {authority} (nothing listens there)")
+        } else {
+            format!("cannot connect to {authority}: {error}")
+        })
     }
 }
 

@@ -20,7 +20,11 @@ mod properties;
 #[cfg(feature = "mqtt")]
 pub(crate) mod publisher;
 #[cfg(feature = "mqtt")]
+mod reject_log;
+#[cfg(feature = "mqtt")]
 mod relay;
+#[cfg(feature = "mqtt")]
+mod screen;
 #[cfg(feature = "mqtt")]
 mod signing;
 #[cfg(feature = "mqtt")]
@@ -28,7 +32,8 @@ mod subscriber;
 pub(crate) mod topic;
 
 pub use config::{
-    MqttConfig, MqttConfigError, Protocol, TlsConfig, DEFAULT_PREFIX, MIN_SIGNING_KEY_LEN,
+    MqttConfig, MqttConfigError, Protocol, TlsConfig, DEFAULT_MAX_CLOCK_SKEW, DEFAULT_PREFIX,
+    MIN_SIGNING_KEY_LEN,
 };
 pub use envelope::{Envelope, EnvelopeError, WIRE_VERSION};
 
@@ -199,12 +204,16 @@ mod bridge {
         }
 
         /// Publishes what is queued, then disconnects everything. Returns the
-        /// number of events not acknowledged by the broker by `deadline`.
-        pub(crate) fn close(&self, deadline: Instant) -> u64 {
-            let unsent = self.publisher.close(deadline).unwrap_or_else(|| {
-                tracing::error!("MQTT publisher did not answer the shutdown request");
-                self.counters.unsent.load(Relaxed).max(1)
-            });
+        /// number of events not acknowledged by the broker by `deadline`, and
+        /// whether every thread (publisher, relay, subscribers) has ended.
+        pub(crate) fn close(&self, deadline: Instant) -> (u64, bool) {
+            let (unsent, mut stopped) = match self.publisher.close(deadline) {
+                Some(unsent) => (unsent, true),
+                None => {
+                    tracing::error!("MQTT publisher did not stop in time");
+                    (self.counters.unsent.load(Relaxed), false)
+                }
+            };
             let streams: Vec<_> = self
                 .streams
                 .lock()
@@ -213,9 +222,13 @@ mod bridge {
                 .map(|(_, s)| s)
                 .collect();
             for stream in streams {
-                stream.stop(deadline.max(Instant::now() + Duration::from_millis(500)));
+                let grace = deadline.max(Instant::now() + Duration::from_millis(500));
+                if !stream.stop(grace) {
+                    tracing::warn!("an MQTT subscriber did not stop in time");
+                    stopped = false;
+                }
             }
-            unsent
+            (unsent, stopped)
         }
 
         pub(crate) fn fill(&self, stats: &mut Stats) {
@@ -246,6 +259,57 @@ mod bridge {
             {
                 stream.request_stop();
             }
+        }
+    }
+}
+
+/// The subscriber's checks of a received message, without a broker: for the fuzz
+/// target (`fuzz/`), not part of the API.
+#[cfg(feature = "mqtt")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::config::MqttConfig;
+    use super::counters::MqttCounters;
+    use super::screen::Screen;
+    use std::sync::Arc;
+
+    /// One subscriber's screen, as a stream of node `node_id` holds it.
+    pub struct Receiver {
+        screen: Screen,
+    }
+
+    impl Receiver {
+        /// A receiver under `prefix`, signed with `signing_key` when given.
+        pub fn new(prefix: &str, node_id: &str, signing_key: Option<&[u8]>) -> Receiver {
+            let mut config = MqttConfig::new("mqtt://127.0.0.1:1883").topic_prefix(prefix);
+            if let Some(key) = signing_key {
+                config = config.signing_key(key);
+            }
+            Receiver {
+                screen: Screen::new(
+                    &config,
+                    node_id.into(),
+                    false,
+                    Arc::new(MqttCounters::default()),
+                ),
+            }
+        }
+
+        /// Screens `payload` on `topic` as the subscriber does, decodes its row as
+        /// JSON (as a model would), and remembers its id if that worked. Returns
+        /// the accepted envelope's table, action and origin.
+        pub fn receive(&mut self, topic: &str, payload: &[u8]) -> Option<(String, String, String)> {
+            let (table, envelope) = self.screen.check(topic, payload)?;
+            let row: Result<serde_json::Value, _> = serde_json::from_str(envelope.inner.row.get());
+            if row.is_err() {
+                return None;
+            }
+            self.screen.accepted(envelope.inner.id);
+            Some((
+                table.to_owned(),
+                envelope.inner.action.to_string(),
+                envelope.inner.origin.to_string(),
+            ))
         }
     }
 }

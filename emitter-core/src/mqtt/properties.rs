@@ -35,6 +35,11 @@ fn level() -> impl Strategy<Value = String> {
     "[^/+#\u{0}]{1,24}"
 }
 
+/// A node id an emitter accepts: topic-level characters, no control characters.
+fn node_id() -> impl Strategy<Value = String> {
+    "[^/+#\\p{Cc}]{1,24}"
+}
+
 fn row() -> impl Strategy<Value = Row> {
     (
         any::<i64>(),
@@ -56,7 +61,7 @@ fn event() -> impl Strategy<Value = Event<Row>> {
         row(),
         action(),
         any::<u128>(),
-        level(),
+        node_id(),
         any::<u64>(),
         // Microseconds: the envelope's precision.
         0u64..4_102_444_800_000_000,

@@ -11,16 +11,15 @@ use super::client::Client;
 use super::config::MqttConfig;
 use super::connect::{client_options, connect_options, Backoff};
 use super::counters::MqttCounters;
-use super::dedup::RecentIds;
-use super::envelope::{check, Checked, Rejected};
-use super::signing::SignatureError;
-use super::topic::{parse_topic, table_filter};
+use super::envelope::{Checked, Rejected};
+use super::screen::Screen;
+use super::topic::table_filter;
 use paho_mqtt as paho;
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Delivers a checked envelope to the remote listeners of one model.
 pub(crate) trait RemoteSink: Send + Sync {
@@ -179,16 +178,14 @@ impl Stream {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    pub(crate) fn stop(&self, deadline: Instant) {
+    /// Stops the stream's thread; false if it had not ended by `deadline` (it
+    /// then ends by itself, within its 100 ms receive timeout and a disconnect).
+    pub(crate) fn stop(&self, deadline: Instant) -> bool {
         self.request_stop();
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(handle) = handle {
-            while !handle.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if handle.is_finished() {
-                let _ = handle.join();
-            }
+        match handle {
+            Some(handle) => super::publisher::join_by(handle, deadline),
+            None => true,
         }
     }
 
@@ -196,7 +193,12 @@ impl Stream {
         // A session that outlives disconnects needs a client id that outlives us.
         let persistent = self.config.client_id.is_some();
         let options = connect_options(&self.config, !persistent);
-        let mut recent = RecentIds::new(self.config.dedup_window);
+        let mut screen = Screen::new(
+            &self.config,
+            self.node_id.clone(),
+            self.group.is_some(),
+            self.counters.clone(),
+        );
         let mut backoff = Backoff::new();
         let mut connected = false;
         while !self.stop.load(Ordering::Relaxed) {
@@ -227,13 +229,17 @@ impl Stream {
                     Err(error) => {
                         let wait = backoff.next();
                         tracing::debug!(%error, retry_in = ?wait, "MQTT subscriber cannot connect");
-                        std::thread::sleep(wait);
+                        // In steps, so that a shutdown meanwhile is not kept waiting.
+                        let until = Instant::now() + wait;
+                        while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
                         continue;
                     }
                 }
             }
             match events.recv_timeout(Duration::from_millis(100)) {
-                Ok(paho::Event::Message(message)) => self.handle(&message, &mut recent),
+                Ok(paho::Event::Message(message)) => self.handle(&message, &mut screen),
                 Ok(paho::Event::ConnectionLost) | Ok(paho::Event::Disconnected { .. }) => {
                     tracing::warn!(client = %client_id, "MQTT subscriber lost the broker; reconnecting");
                     MqttCounters::add(&self.counters.reconnects, 1);
@@ -242,6 +248,7 @@ impl Stream {
                 Ok(paho::Event::Connected) => {}
                 Ok(paho::Event::Shutdown) => break,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    screen.flush_log(false);
                     if !self.client.is_connected() {
                         connected = false;
                     }
@@ -251,8 +258,9 @@ impl Stream {
         }
         // Deliver what already arrived before leaving.
         while let Ok(paho::Event::Message(message)) = events.try_recv() {
-            self.handle(&message, &mut recent);
+            self.handle(&message, &mut screen);
         }
+        screen.flush_log(true);
         if self.client.is_connected() {
             // Nothing of ours is in flight on a subscriber: do not linger.
             let _ = self
@@ -261,44 +269,11 @@ impl Stream {
         }
     }
 
-    fn handle(&self, message: &paho::Message, recent: &mut RecentIds) {
-        MqttCounters::add(&self.counters.remote_received, 1);
+    fn handle(&self, message: &paho::Message, screen: &mut Screen) {
         let topic = message.topic();
-        let Some((table, action)) = parse_topic(&self.config.prefix, topic) else {
-            return self.reject(topic, &"topic is not `{prefix}/{table}/{action}`");
+        let Some((table, envelope)) = screen.check(topic, message.payload()) else {
+            return;
         };
-        let payload = message.payload();
-        if let (Some(key), true) = (
-            &self.config.signing_key,
-            payload.len() <= self.config.max_payload,
-        ) {
-            if let Err(error) = key.verify(topic, payload) {
-                let counter = match error {
-                    SignatureError::Unsigned => &self.counters.remote_unsigned,
-                    SignatureError::Mismatch => &self.counters.remote_bad_signature,
-                };
-                MqttCounters::add(counter, 1);
-                tracing::warn!(topic, %error, "remote payload dropped");
-                return;
-            }
-        }
-        let envelope = match check(payload, table, action, self.config.max_payload) {
-            Ok(envelope) => envelope,
-            Err(error) => return self.reject(topic, &error),
-        };
-        if self.config.signing_key.is_some() && self.is_stale(envelope.committed_at) {
-            MqttCounters::add(&self.counters.remote_replayed, 1);
-            tracing::warn!(topic, id = %envelope.inner.id, "signed event older than the replay window dropped as a replay");
-            return;
-        }
-        // Our own events reached local listeners already; groups take every origin.
-        if self.group.is_none() && *envelope.inner.origin == *self.node_id {
-            return;
-        }
-        if !recent.first_time(envelope.inner.id) {
-            MqttCounters::add(&self.counters.remote_duplicates, 1);
-            return;
-        }
         let sinks: Vec<Arc<dyn RemoteSink>> = {
             let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
             match routes.get(table) {
@@ -307,26 +282,16 @@ impl Stream {
             }
         };
         let origin: Arc<str> = Arc::from(&*envelope.inner.origin);
+        let mut accepted = false;
         for sink in sinks {
-            if let Err(error) = sink.deliver(&envelope, &origin, self.group.as_deref()) {
-                self.reject(topic, &error);
+            match sink.deliver(&envelope, &origin, self.group.as_deref()) {
+                Ok(()) => accepted = true,
+                Err(error) => screen.reject(topic, &error),
             }
         }
-    }
-
-    /// Whether an event committed at `committed_at` is older than the replay window.
-    fn is_stale(&self, committed_at: SystemTime) -> bool {
-        SystemTime::now()
-            .duration_since(committed_at)
-            .is_ok_and(|age| age > self.config.replay_window)
-    }
-
-    fn reject(&self, topic: &str, error: &dyn std::fmt::Display) {
-        let n = self
-            .counters
-            .remote_rejected
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
-        tracing::warn!(topic, %error, rejected_so_far = n, "remote payload dropped");
+        // Only now: a payload no listener could decode must not use up its id.
+        if accepted {
+            screen.accepted(envelope.inner.id);
+        }
     }
 }

@@ -8,6 +8,19 @@ pub(crate) fn is_valid_level(level: &str) -> bool {
     !level.is_empty() && !level.contains(['/', '+', '#', '\0'])
 }
 
+/// The longest node id, in bytes.
+pub(crate) const MAX_NODE_ID_LEN: usize = 128;
+
+/// Whether `id` may be a node id, ours or a remote envelope's `origin`: 1 to
+/// [`MAX_NODE_ID_LEN`] bytes, without `/`, `+`, `#`, NUL or control characters.
+/// A remote origin is held to the same rule because it reaches listeners as
+/// `meta.origin` and logs: an empty one, a 100 KB one or one carrying a newline
+/// could only mislead them.
+pub(crate) fn is_valid_node_id(id: &str) -> bool {
+    let bad = |c: char| matches!(c, '/' | '+' | '#' | '\0') || c.is_control();
+    !id.is_empty() && id.len() <= MAX_NODE_ID_LEN && !id.chars().any(bad)
+}
+
 /// The topic of an event.
 #[cfg(feature = "mqtt")]
 pub(crate) fn event_topic(prefix: &str, table: &str, action: Action) -> String {
@@ -45,6 +58,17 @@ mod tests {
             parse_topic("app/events", &t),
             Some(("users", Action::Update))
         );
+    }
+
+    #[test]
+    fn node_ids_are_1_to_128_bytes_without_topic_characters_or_controls() {
+        assert!(is_valid_node_id("api-1"));
+        assert!(is_valid_node_id("nœud-été"));
+        assert!(is_valid_node_id(&"x".repeat(128)));
+        for bad in ["", "a/b", "a+", "#", "a\0", "a\nb", "\u{1b}]0;x", "a\u{9b}"] {
+            assert!(!is_valid_node_id(bad), "{bad:?}");
+        }
+        assert!(!is_valid_node_id(&"x".repeat(129)));
     }
 
     #[test]

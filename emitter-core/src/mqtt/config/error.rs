@@ -43,6 +43,10 @@ pub enum MqttConfigError {
     /// The topic prefix is empty, has an empty level or a wildcard.
     #[error("bad topic prefix {0:?}: use one or more non-empty levels without `+`, `#` or NUL")]
     TopicPrefix(String),
+    /// The topic prefix starts with `$`: such topics are the broker's own
+    /// (`$SYS/...` for its statistics, `$share/...` for shared subscriptions).
+    #[error("topic prefix {0:?} starts with `$`: topics starting with `$` are reserved for the broker ($SYS/...)")]
+    ReservedPrefix(String),
     /// QoS is not 0, 1 or 2.
     #[error("QoS must be 0, 1 or 2, not {0}")]
     Qos(i32),

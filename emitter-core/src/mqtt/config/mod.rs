@@ -93,6 +93,7 @@ pub struct MqttConfig {
     pub(crate) dedup_window: usize,
     pub(crate) signing_key: Option<SigningKey>,
     pub(crate) replay_window: Duration,
+    pub(crate) max_clock_skew: Duration,
 }
 
 /// A shared secret for signing envelopes; its bytes never appear in `Debug` output.
@@ -107,6 +108,14 @@ impl std::fmt::Debug for SigningKey {
 
 /// The shortest signing key `build()` accepts, in bytes.
 pub const MIN_SIGNING_KEY_LEN: usize = 16;
+
+/// How far ahead of this node's clock a signed event may be dated, unless
+/// [`MqttConfig::max_clock_skew`] says otherwise.
+///
+/// ```
+/// assert_eq!(diesel_emitter::mqtt::DEFAULT_MAX_CLOCK_SKEW, std::time::Duration::from_secs(60));
+/// ```
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// The default topic prefix.
 ///
@@ -146,6 +155,7 @@ impl MqttConfig {
             dedup_window: 100_000,
             signing_key: None,
             replay_window: Duration::from_secs(3600),
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 
@@ -374,8 +384,10 @@ impl MqttConfig {
     ///
     /// The signature is the envelope's last member, `"sig"`: 64 hex digits of the
     /// HMAC over the topic, a NUL byte and the envelope without that member.
-    /// Signed events older than the [`replay_window`](Self::replay_window) are
-    /// refused as replays (`Stats::remote_replayed`), as are ids seen before.
+    /// Signed events older than the [`replay_window`](Self::replay_window), or
+    /// dated later than [`max_clock_skew`](Self::max_clock_skew) ahead of this
+    /// node's clock, are refused as replays (`Stats::remote_replayed`); ids seen
+    /// before are refused as duplicates (`Stats::remote_duplicates`).
     ///
     /// ```
     /// use diesel_emitter::{Emitter, Error, MqttConfig, MqttConfigError};
@@ -403,6 +415,26 @@ impl MqttConfig {
     /// ```
     pub fn replay_window(mut self, window: Duration) -> Self {
         self.replay_window = window;
+        self
+    }
+
+    /// How far in the future a signed event's `committed_at` may lie and still be
+    /// accepted (default [`DEFAULT_MAX_CLOCK_SKEW`], one minute): the clocks of two
+    /// servers never agree exactly. A signed event dated later than that is refused
+    /// and counted with the replays (`Stats::remote_replayed`): accepted, it would
+    /// stay replayable for as long as it seems fresh, which a date in the year 2999
+    /// makes for ever. Only with a [`signing_key`](Self::signing_key).
+    ///
+    /// ```
+    /// use diesel_emitter::MqttConfig;
+    /// use std::time::Duration;
+    /// let config = MqttConfig::new("mqtt://127.0.0.1:1883")
+    ///     .signing_key([7u8; 32])
+    ///     .max_clock_skew(Duration::from_secs(5));
+    /// # drop(config);
+    /// ```
+    pub fn max_clock_skew(mut self, skew: Duration) -> Self {
+        self.max_clock_skew = skew;
         self
     }
 

@@ -106,6 +106,11 @@ fn parse_url(url: &str) -> Result<BrokerUrl, MqttConfigError> {
 }
 
 fn validate_prefix(prefix: &str) -> Result<(), MqttConfigError> {
+    // Topics starting with `$` are the broker's own (`$SYS/...`, `$share/...`):
+    // publishing there is refused or, worse, read as broker state by monitors.
+    if prefix.starts_with('$') {
+        return Err(MqttConfigError::ReservedPrefix(prefix.to_owned()));
+    }
     let ok = !prefix.is_empty() && prefix.split('/').all(crate::mqtt::topic::is_valid_level);
     if ok {
         Ok(())
@@ -161,5 +166,20 @@ mod tests {
             assert!(validate_prefix(p).is_err(), "{p}");
         }
         assert!(validate_prefix("diesel/events").is_ok());
+    }
+
+    #[test]
+    fn a_prefix_starting_with_a_dollar_sign_is_the_brokers_and_refused() {
+        for p in ["$SYS/", "$SYS/events", "$share/g/events", "$x"] {
+            assert_eq!(
+                validate_prefix(p),
+                Err(MqttConfigError::ReservedPrefix(p.to_owned())),
+                "{p}"
+            );
+        }
+        assert!(
+            validate_prefix("events/$SYS").is_ok(),
+            "only the first level is the broker's"
+        );
     }
 }

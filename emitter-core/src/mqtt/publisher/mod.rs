@@ -78,7 +78,23 @@ pub(crate) struct PublisherHandle {
     tx: Sender<Box<dyn Outgoing>>,
     counters: Arc<MqttCounters>,
     control: Arc<Control>,
+    /// The thread, joined by `close`: it answers before it has dropped its Paho
+    /// client and relay, whose threads and socket directory go with them.
+    thread: Mutex<Thread>,
 }
+
+/// The publisher thread as `close` sees it across calls.
+struct Thread {
+    /// `None` once joined.
+    handle: Option<std::thread::JoinHandle<()>>,
+    /// Its answer to the shutdown request, once received (it answers once).
+    unsent: Option<u64>,
+}
+
+/// How long `close` waits for the thread to end after it answered: dropping the
+/// Paho client may wait for a request Paho has not finished (its connect timeout,
+/// 5 s), and the relay then joins its threads.
+const EXIT_GRACE: Duration = Duration::from_secs(12);
 
 impl PublisherHandle {
     pub(crate) fn publish(&self, event: Box<dyn Outgoing>) {
@@ -122,19 +138,68 @@ impl PublisherHandle {
 
     /// Asks the thread to publish what is queued by `deadline` and disconnect;
     /// returns how many events were not acknowledged (also counted as failed), or
-    /// `None` when the thread did not answer.
+    /// `None` when the thread did not answer or end in time (a later call waits
+    /// again). After a call that returned `Some`, the thread is gone and further
+    /// calls return `Some(0)` at once.
     pub(crate) fn close(&self, deadline: Instant) -> Option<u64> {
-        *self
-            .control
-            .closing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(deadline);
-        // The thread notices within one short wait and answers once it stopped.
-        self.control
-            .done_rx
-            .recv_deadline(deadline + Duration::from_secs(6))
-            .ok()
+        let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(handle) = thread.handle.take() else {
+            return Some(0);
+        };
+        let unsent = match thread.unsent {
+            Some(unsent) => unsent,
+            None => {
+                *self
+                    .control
+                    .closing
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+                // The thread notices within one short wait and answers once it stopped.
+                match self
+                    .control
+                    .done_rx
+                    .recv_deadline(deadline + Duration::from_secs(6))
+                {
+                    Ok(unsent) => *thread.unsent.insert(unsent),
+                    Err(_) => {
+                        thread.handle = Some(handle);
+                        return None;
+                    }
+                }
+            }
+        };
+        if !finished_by(&handle, Instant::now() + EXIT_GRACE) {
+            tracing::warn!(
+                ?EXIT_GRACE,
+                "MQTT publisher thread still ending its Paho client after shutdown"
+            );
+            thread.handle = Some(handle);
+            return None;
+        }
+        let _ = handle.join();
+        Some(unsent)
     }
+}
+
+/// Whether `thread` ends by `deadline`, polling: std offers no join with a timeout.
+fn finished_by(thread: &std::thread::JoinHandle<()>, deadline: Instant) -> bool {
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+/// Joins `thread` if it ends by `deadline`; false (and the thread left to end by
+/// itself) if not.
+pub(crate) fn join_by(thread: std::thread::JoinHandle<()>, deadline: Instant) -> bool {
+    if !finished_by(&thread, deadline) {
+        return false;
+    }
+    let _ = thread.join();
+    true
 }
 
 /// Starts the publisher thread.
@@ -168,12 +233,16 @@ pub(crate) fn start(
         max_packet: None,
         abandoned: None,
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("emitter-mqtt-pub".into())
         .spawn(move || worker.run(rx))?;
     Ok(PublisherHandle {
         tx,
         counters,
         control,
+        thread: Mutex::new(Thread {
+            handle: Some(thread),
+            unsent: None,
+        }),
     })
 }

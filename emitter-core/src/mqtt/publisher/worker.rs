@@ -124,7 +124,13 @@ impl Worker {
                     }
                     Err(error) => {
                         if let Some(tx) = self.first_connect.take() {
-                            let _ = tx.send(Err(error.to_string()));
+                            // Paho's "TCP connect completion failure" hides whether
+                            // the host is unknown or nothing listens there.
+                            let reason = self
+                                .config
+                                .diagnose_connect(Duration::from_secs(2))
+                                .unwrap_or_else(|| error.to_string());
+                            let _ = tx.send(Err(reason));
                         }
                         let pause = backoff.next();
                         tracing::debug!(%error, retry_in = ?pause, "MQTT publisher cannot connect");

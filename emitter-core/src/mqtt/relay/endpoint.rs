@@ -153,10 +153,12 @@ impl Write for PahoSide {
 #[cfg(unix)]
 pub(super) fn unix_listener() -> Option<(Listener, Listening)> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| remove_leftovers(&std::env::temp_dir()));
     // `sun_path` holds 108 bytes with its NUL; Paho checks the same bound.
     const MAX_PATH: usize = 100;
     let unique = format!(
-        "diesel-emitter-{}-{}-{:x}",
+        "{DIR_PREFIX}{}-{}-{:x}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed),
         std::time::SystemTime::now()
@@ -177,6 +179,78 @@ pub(super) fn unix_listener() -> Option<(Listener, Listening)> {
             None
         }
     }
+}
+
+/// The prefix of every relay directory's name: `diesel-emitter-{pid}-{n}-{hex}`.
+#[cfg(unix)]
+const DIR_PREFIX: &str = "diesel-emitter-";
+
+/// Removes the relay directories in `tmp` that processes of this user left when
+/// they were killed (SIGKILL leaves no chance to clean up): only directories named
+/// as ours, owned by this user, of a process that no longer exists, holding
+/// nothing but the relay socket. Linux only: it needs `/proc` to tell whether a
+/// process exists.
+#[cfg(unix)]
+pub(super) fn remove_leftovers(tmp: &std::path::Path) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let Ok(me) = std::fs::metadata("/proc/self") else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(tmp) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(relay_dir_pid) else {
+                continue;
+            };
+            if pid == std::process::id()
+                || std::path::Path::new("/proc").join(pid.to_string()).exists()
+            {
+                continue;
+            }
+            let dir = entry.path();
+            // Not followed if a link: only a directory of this user's own.
+            let ours =
+                std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == me.uid());
+            if !ours {
+                continue;
+            }
+            let only_the_socket = std::fs::read_dir(&dir).is_ok_and(|entries| {
+                let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+                names.is_empty() || names == ["relay.sock"]
+            });
+            let socket = dir.join("relay.sock");
+            if !only_the_socket
+                || std::fs::symlink_metadata(&socket).is_ok_and(|m| !m.file_type().is_socket())
+            {
+                continue;
+            }
+            let _ = std::fs::remove_file(&socket);
+            if std::fs::remove_dir(&dir).is_ok() {
+                tracing::debug!(dir = %dir.display(), "removed the MQTT relay directory of a process that is gone");
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = tmp;
+}
+
+/// The process id in a relay directory's name, if `name` is one.
+#[cfg(unix)]
+fn relay_dir_pid(name: &str) -> Option<u32> {
+    let mut parts = name.strip_prefix(DIR_PREFIX)?.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    let n = parts.next()?;
+    let hex = parts.next()?;
+    let valid = parts.next().is_none()
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+        && !hex.is_empty()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    valid.then_some(pid)
 }
 
 /// Binds a Unix socket at `path`, in a directory only this user

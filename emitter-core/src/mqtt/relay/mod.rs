@@ -28,7 +28,7 @@ use endpoint::{unix_listener, Listener, Listening, PahoSide};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,16 @@ pub(super) struct Relay {
     https_proxy: Option<String>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
+    /// One thread per relayed connection (each joins its own second thread), joined
+    /// on drop so that a shut-down emitter leaves no thread behind.
+    connections: Connections,
 }
+
+type Connections = Arc<Mutex<Vec<JoinHandle<()>>>>;
+
+/// How long dropping the relay waits for its connections to end. They end as soon
+/// as Paho's socket is closed, which the publisher does before it drops the relay.
+const DRAIN: Duration = Duration::from_secs(5);
 
 impl Relay {
     /// Listens on a private Unix socket (a free loopback port for TLS brokers,
@@ -74,11 +83,13 @@ impl Relay {
             tunnel,
             stall,
         });
+        let connections = Connections::default();
         let accept = std::thread::Builder::new()
             .name("emitter-mqtt-relay".into())
             .spawn({
                 let stop = stop.clone();
-                move || accept_loop(listener, route, stop)
+                let connections = connections.clone();
+                move || accept_loop(listener, route, stop, connections)
             })?;
         let (server_uri, https_proxy) = match &listening {
             Listening::Tcp(addr) if tunnel => (paho_url.to_owned(), Some(format!("http://{addr}"))),
@@ -92,6 +103,7 @@ impl Relay {
             https_proxy,
             stop,
             accept: Some(accept),
+            connections,
         })
     }
 
@@ -117,6 +129,17 @@ impl Drop for Relay {
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
+        let connections =
+            std::mem::take(&mut *self.connections.lock().unwrap_or_else(|e| e.into_inner()));
+        let deadline = Instant::now() + DRAIN;
+        for connection in connections {
+            if !crate::mqtt::publisher::join_by(connection, deadline) {
+                tracing::warn!(
+                    ?DRAIN,
+                    "an MQTT relay connection did not end; left to end by itself"
+                );
+            }
+        }
         #[cfg(unix)]
         if let Listening::Unix(path) = &self.listening {
             let _ = std::fs::remove_file(path);
@@ -140,7 +163,12 @@ struct Route {
 /// `Relay::drop` ends it by connecting too, so an idle relay wakes once a second.
 const ACCEPT_WAIT: Duration = Duration::from_secs(1);
 
-fn accept_loop(mut listener: Listener, route: Arc<Route>, stop: Arc<AtomicBool>) {
+fn accept_loop(
+    mut listener: Listener,
+    route: Arc<Route>,
+    stop: Arc<AtomicBool>,
+    connections: Connections,
+) {
     loop {
         let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
@@ -167,10 +195,16 @@ fn accept_loop(mut listener: Listener, route: Arc<Route>, stop: Arc<AtomicBool>)
         let spawned = std::thread::Builder::new()
             .name("emitter-mqtt-relay".into())
             .spawn(move || relay(paho, &route));
-        if let Err(error) = spawned {
+        match spawned {
+            Ok(thread) => {
+                let mut connections = connections.lock().unwrap_or_else(|e| e.into_inner());
+                // Those that ended (one per broker outage) need no keeping.
+                connections.retain(|c| !c.is_finished());
+                connections.push(thread);
+            }
             // The connection was dropped with the closure: Paho sees it end
             // before it sent anything that could fail.
-            tracing::error!(%error, "MQTT relay cannot start a thread");
+            Err(error) => tracing::error!(%error, "MQTT relay cannot start a thread"),
         }
     }
 }
@@ -214,11 +248,13 @@ fn relay(paho: PahoSide, route: &Route) {
     let downstream = std::thread::Builder::new()
         .name("emitter-mqtt-relay".into())
         .spawn(move || downstream(broker_in, paho_out));
-    if downstream.is_err() {
+    let Ok(downstream) = downstream else {
         let _ = broker.shutdown(Shutdown::Both);
         return refuse(paho);
-    }
+    };
     upstream(paho, broker);
+    // `upstream` shut the broker's side, which ends `downstream` at once.
+    let _ = downstream.join();
 }
 
 /// Broker to Paho. When the broker's side ends, ends Paho's side with a FIN

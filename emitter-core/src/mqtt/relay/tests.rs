@@ -128,8 +128,11 @@ fn dropping_a_waiting_relay_opens_no_connection_to_the_broker() {
     let (broker, authority) = broker();
     let (relay, path) = unix_relay(&authority);
     // One connection relayed: the accept loop is running, and waits again.
-    let _client = UnixStream::connect(&path).unwrap();
+    let client = UnixStream::connect(&path).unwrap();
     let _relayed = broker.accept().unwrap();
+    // As the publisher does: Paho's socket goes first, then the relay, which
+    // waits for its connections to end.
+    drop(client);
     drop(relay);
     assert!(
         UnixStream::connect(&path).is_err(),
@@ -169,4 +172,43 @@ fn a_socket_removed_by_a_temp_cleaner_is_bound_again() {
     let mut got = [0u8; 5];
     server.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"again");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn leftover_directories_of_dead_processes_are_removed_and_nothing_else() {
+    use std::os::unix::net::UnixListener;
+    let tmp = std::env::temp_dir().join(format!("emitter-sweep-test-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let relay_dir = |name: &str, extra: bool| {
+        let dir = tmp.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        drop(UnixListener::bind(dir.join("relay.sock")).unwrap());
+        if extra {
+            std::fs::write(dir.join("notes.txt"), "not ours").unwrap();
+        }
+        dir
+    };
+    let left_by_the_dead = relay_dir(&format!("diesel-emitter-{dead}-0-1f"), false);
+    let ours = relay_dir(
+        &format!("diesel-emitter-{}-0-1f", std::process::id()),
+        false,
+    );
+    let of_a_living_process = relay_dir("diesel-emitter-1-0-1f", false);
+    let with_other_files = relay_dir(&format!("diesel-emitter-{dead}-1-2e"), true);
+    let other_name = relay_dir(&format!("diesel-emitter-cli-auth-{dead}"), false);
+
+    endpoint::remove_leftovers(&tmp);
+
+    assert!(!left_by_the_dead.exists());
+    for kept in [&ours, &of_a_living_process, &with_other_files, &other_name] {
+        assert!(kept.join("relay.sock").exists(), "{}", kept.display());
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
 }

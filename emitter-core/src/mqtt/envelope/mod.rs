@@ -81,7 +81,7 @@ pub(crate) struct Incoming<'a> {
     #[serde(default, borrow)]
     changed: Vec<Cow<'a, str>>,
     #[serde(borrow)]
-    row: &'a RawValue,
+    pub(crate) row: &'a RawValue,
 }
 
 /// Why a payload is not an event envelope (or not one for a given topic or model).
@@ -128,6 +128,11 @@ pub enum EnvelopeError {
     /// `committed_at` is not an RFC 3339 timestamp.
     #[error("committed_at {0:?} is not RFC 3339")]
     Timestamp(String),
+    /// The envelope's `origin` is not a valid node id (empty, longer than 128
+    /// bytes, or with `/`, `+`, `#`, NUL or control characters), the rule every
+    /// emitter's own node id follows.
+    #[error("origin is not a valid node id: {0}")]
+    Origin(&'static str),
     /// The envelope names another table than its topic.
     #[error("envelope for table {envelope:?} arrived on the topic of {topic:?}")]
     TableMismatch {
@@ -152,6 +157,24 @@ pub enum EnvelopeError {
         /// What serde_json reported.
         error: serde_json::Error,
     },
+}
+
+impl EnvelopeError {
+    /// A short name of the reason, for the summarised log of dropped payloads.
+    #[cfg(feature = "mqtt")]
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            EnvelopeError::Topic { .. } => "topic",
+            EnvelopeError::TooLarge(_) => "too large",
+            EnvelopeError::Malformed(_) => "malformed",
+            EnvelopeError::Version(_) => "version",
+            EnvelopeError::Timestamp(_) => "timestamp",
+            EnvelopeError::Origin(_) => "origin",
+            EnvelopeError::TableMismatch { .. } => "table mismatch",
+            EnvelopeError::ActionMismatch { .. } => "action mismatch",
+            EnvelopeError::Row { .. } => "row",
+        }
+    }
 }
 
 /// The name the emitter's internals use for a payload they drop.
@@ -185,6 +208,9 @@ pub(crate) fn check<'a>(
     }
     let inner: Incoming<'a> = serde_json::from_slice(payload).map_err(EnvelopeError::Malformed)?;
     debug_assert_eq!(inner.v, WIRE_VERSION);
+    if let Some(problem) = origin_problem(&inner.origin) {
+        return Err(EnvelopeError::Origin(problem));
+    }
     if inner.table != table {
         return Err(EnvelopeError::TableMismatch {
             envelope: inner.table.to_string(),
@@ -203,6 +229,20 @@ pub(crate) fn check<'a>(
         inner,
         committed_at,
     })
+}
+
+/// What is wrong with a remote `origin`, if anything. The text of the origin
+/// itself stays out of the answer: it came from the network.
+fn origin_problem(origin: &str) -> Option<&'static str> {
+    if super::topic::is_valid_node_id(origin) {
+        None
+    } else if origin.is_empty() {
+        Some("empty")
+    } else if origin.len() > super::topic::MAX_NODE_ID_LEN {
+        Some("longer than 128 bytes")
+    } else {
+        Some("contains `/`, `+`, `#`, NUL or a control character")
+    }
 }
 
 #[cfg(feature = "mqtt")]
@@ -341,126 +381,4 @@ impl Envelope {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PREFIX: &str = "diesel/events";
-
-    fn payload(v: u32, table: &str, action: &str) -> Vec<u8> {
-        format!(
-            r#"{{"v":{v},"id":"8cdbf11c-eb97-8211-8000-000000000001","origin":"api-1","seq":42,"table":"{table}","action":"{action}","committed_at":"2026-11-26T20:00:00.123456Z","changed":["name"],"row":{{"id":7,"name":"Ada"}}}}"#
-        )
-        .into_bytes()
-    }
-
-    #[test]
-    fn strings_escaped_by_other_encoders_decode_to_their_text() {
-        // Python's json.dumps, for one, writes non-ASCII text as \u escapes.
-        let payload = br#"{"v":1,"id":"8cdbf11c-eb97-8211-8000-000000000001","origin":"caf\u00e9-1","seq":1,"table":"users","action":"insert","committed_at":"2026-11-26T20:00:00Z","changed":["na\u006de"],"row":{}}"#;
-        let envelope = Envelope::decode(PREFIX, "diesel/events/users/insert", payload).unwrap();
-        assert_eq!(
-            (envelope.origin.as_str(), envelope.changed),
-            ("café-1", vec!["name".to_owned()])
-        );
-    }
-
-    #[test]
-    fn decode_reads_every_field_of_a_valid_envelope() {
-        let envelope = Envelope::decode(
-            PREFIX,
-            "diesel/events/users/update",
-            &payload(1, "users", "update"),
-        )
-        .unwrap();
-        assert_eq!(
-            envelope.id.to_string(),
-            "8cdbf11c-eb97-8211-8000-000000000001"
-        );
-        assert_eq!(envelope.origin, "api-1");
-        assert_eq!(envelope.seq, 42);
-        assert_eq!(envelope.table, "users");
-        assert_eq!(envelope.action, Action::Update);
-        assert_eq!(
-            humantime::format_rfc3339_micros(envelope.committed_at).to_string(),
-            "2026-11-26T20:00:00.123456Z"
-        );
-        assert_eq!(envelope.changed, ["name"]);
-        assert_eq!(envelope.row.get(), r#"{"id":7,"name":"Ada"}"#);
-    }
-
-    #[test]
-    fn decode_rejects_another_version() {
-        let error = Envelope::decode(
-            PREFIX,
-            "diesel/events/users/update",
-            &payload(2, "users", "update"),
-        )
-        .unwrap_err();
-        assert!(matches!(error, EnvelopeError::Version(2)), "{error}");
-    }
-
-    #[test]
-    fn decode_rejects_malformed_json() {
-        let error =
-            Envelope::decode(PREFIX, "diesel/events/users/update", br#"{"v":1,"id":"#).unwrap_err();
-        assert!(matches!(error, EnvelopeError::Malformed(_)), "{error}");
-    }
-
-    #[test]
-    fn decode_rejects_an_envelope_missing_a_field() {
-        let error =
-            Envelope::decode(PREFIX, "diesel/events/users/update", br#"{"v":1}"#).unwrap_err();
-        assert!(error.to_string().contains("missing field"), "{error}");
-    }
-
-    #[test]
-    fn decode_rejects_a_table_other_than_the_topics() {
-        let error = Envelope::decode(
-            PREFIX,
-            "diesel/events/posts/update",
-            &payload(1, "users", "update"),
-        )
-        .unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            r#"envelope for table "users" arrived on the topic of "posts""#
-        );
-    }
-
-    #[test]
-    fn decode_rejects_an_action_other_than_the_topics() {
-        let error = Envelope::decode(
-            PREFIX,
-            "diesel/events/users/delete",
-            &payload(1, "users", "update"),
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                error,
-                EnvelopeError::ActionMismatch {
-                    envelope: Action::Update,
-                    topic: Action::Delete
-                }
-            ),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn decode_rejects_a_topic_outside_the_prefix() {
-        let error = Envelope::decode(PREFIX, "other/users/update", &payload(1, "users", "update"))
-            .unwrap_err();
-        assert!(matches!(error, EnvelopeError::Topic { .. }), "{error}");
-    }
-
-    #[test]
-    fn decode_rejects_a_bad_timestamp() {
-        let text = String::from_utf8(payload(1, "users", "update"))
-            .unwrap()
-            .replace("2026-11-26T20:00:00.123456Z", "yesterday");
-        let error =
-            Envelope::decode(PREFIX, "diesel/events/users/update", text.as_bytes()).unwrap_err();
-        assert!(matches!(error, EnvelopeError::Timestamp(_)), "{error}");
-    }
-}
+mod tests;
