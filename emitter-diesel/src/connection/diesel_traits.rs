@@ -100,6 +100,9 @@ impl<C: EmittingBackend> Connection for EmittingConnection<C> {
         let Some(plan) = self.plan(source)? else {
             return self.inner.execute_returning_count(source);
         };
+        if let Some(result) = C::capture_write(self, source, &plan) {
+            return result;
+        }
         if self.needs_implicit_transaction() {
             return self.transaction(|conn| conn.execute_returning_count(source));
         }
@@ -162,7 +165,8 @@ where
         T: Query + QueryFragment<Self::Backend> + QueryId + 'query,
         Self::Backend: QueryMetadata<T::SqlType>,
     {
-        let Some(plan) = self.plan(&source)? else {
+        let plan = self.plan(&source)?.filter(|_| C::CAPTURE_LOADS);
+        let Some(plan) = plan else {
             return Ok(EmittingCursor::Direct(LoadConnection::<B>::load(
                 &mut self.inner,
                 source,

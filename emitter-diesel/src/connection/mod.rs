@@ -51,11 +51,13 @@ type PlanOf<C> = Plan<<C as Connection>::Backend, <C as ModelsOf>::Decode>;
 /// ```
 pub struct EmittingConnection<C: EmittingBackend> {
     pub(crate) inner: C,
-    emitter: Emitter,
-    frames: Frames,
-    emit: Emit,
+    pub(crate) emitter: Emitter,
+    pub(crate) frames: Frames,
+    pub(crate) emit: Emit,
     /// Plans of statements seen before; `None` caches "not captured".
     plans: PlanCache<PlanOf<C>>,
+    /// What the backend's capture keeps per connection (MySQL: the server's flavour).
+    pub(crate) capture_state: C::CaptureState,
 }
 
 impl<C: EmittingBackend> EmittingConnection<C> {
@@ -83,6 +85,7 @@ impl<C: EmittingBackend> EmittingConnection<C> {
             frames: Frames::default(),
             emit: Emit::All,
             plans: PlanCache::default(),
+            capture_state: Default::default(),
         }
     }
 

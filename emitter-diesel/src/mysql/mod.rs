@@ -1,0 +1,827 @@
+//! MySQL and MariaDB: capture without `UPDATE ... RETURNING`.
+//!
+//! MariaDB 10.5+ has `INSERT ... RETURNING` and `DELETE ... RETURNING`, MySQL has
+//! no RETURNING at all. So, inside the statement's own transaction (an implicit
+//! one under autocommit):
+//!
+//! - **UPDATE**: lock the keys the statement's own `WHERE` selects (`SELECT key
+//!   FROM t WHERE ... FOR UPDATE`), run the statement's `SET` on exactly those keys,
+//!   and read the rows back by key. The locked rows cannot change or vanish before
+//!   the update, and the update touches no other row, so the events are exactly
+//!   the updated rows in every isolation level.
+//! - **DELETE**: MariaDB appends RETURNING. MySQL reads and locks the rows
+//!   (`SELECT key, columns ... FOR UPDATE`), then deletes exactly those keys.
+//! - **INSERT**: MariaDB appends RETURNING. MySQL reads the rows back by the keys
+//!   the statement gives, or, for generated keys, from `LAST_INSERT_ID()` over the
+//!   row count when InnoDB hands the statement consecutive keys (one row, or
+//!   `innodb_autoinc_lock_mode` 0 or 1); other shapes run untouched and are counted.
+//! - **ON DUPLICATE KEY UPDATE**: the statement's keys that already exist are
+//!   locked first; a returned row whose key was among them is an `Update`.
+//!
+//! `docs/how-it-works.md` gives the reasoning and the costs.
+
+pub(crate) mod sql;
+
+use crate::classify::WriteKind;
+use crate::connection::EmittingConnection;
+use crate::model::{MysqlDecode, MysqlRow};
+use crate::plan::Plan;
+use diesel::associations::{HasTable, Identifiable};
+use diesel::connection::{Connection, DefaultLoadingMode, LoadConnection};
+use diesel::dsl::{Find, Update};
+use diesel::expression::{is_aggregate, MixedAggregates, SelectableExpression, ValidGrouping};
+use diesel::mysql::{Mysql, MysqlConnection};
+use diesel::query_builder::bind_collector::RawBytesBindCollector;
+use diesel::query_builder::returning::{ReturningQuerySource, UpdateStmt};
+use diesel::query_builder::{AsChangeset, IntoUpdateTarget, QueryBuilder, QueryFragment, QueryId};
+use diesel::query_dsl::methods::{ExecuteDsl, FindDsl};
+use diesel::query_dsl::{LoadQuery, RunQueryDsl, UpdateAndFetchResults};
+use diesel::result::QueryResult;
+use diesel::row::{Field, Row};
+use diesel::Table;
+use emitter_core::{Action, Emit, Emitter, PendingEvent};
+use sql::{group_end, scan, top_level, Bind, KeyPart, Kind, Raw, Token};
+pub use sql::{RawQuery, Typed};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+type MysqlPlan = Plan<Mysql, MysqlDecode>;
+
+/// Keys per statement when rows are updated, deleted or read by key: well under
+/// MySQL's 65,535 placeholders per prepared statement.
+const KEYS_PER_STATEMENT: usize = 10_000;
+
+/// What a connection learned about its server at its first captured write.
+#[derive(Clone, Copy, Debug)]
+struct Server {
+    /// MariaDB 10.5+: `INSERT ... RETURNING` and `DELETE ... RETURNING`.
+    returning: bool,
+    /// `innodb_autoinc_lock_mode` is 0 or 1: a simple multi-row insert gets
+    /// consecutive generated keys.
+    consecutive_keys: bool,
+}
+
+/// The MySQL capture's per-connection state.
+#[derive(Debug, Default)]
+pub struct CaptureState {
+    server: Option<Server>,
+    /// Set by [`EmittingConnection::capture_without_returning`].
+    without_returning: bool,
+}
+
+#[derive(diesel::QueryableByName)]
+struct ServerRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    lock_mode: i64,
+}
+
+fn server(conn: &mut EmittingConnection<MysqlConnection>) -> QueryResult<Server> {
+    if let Some(server) = conn.capture_state.server {
+        return Ok(server);
+    }
+    let rows: Vec<ServerRow> = diesel::sql_query(
+        "SELECT VERSION() AS version, CAST(@@innodb_autoinc_lock_mode AS SIGNED) AS lock_mode",
+    )
+    .load(&mut conn.inner)?;
+    let row = rows
+        .into_iter()
+        .next()
+        .ok_or(diesel::result::Error::NotFound)?;
+    let server = Server {
+        returning: mariadb_with_returning(&row.version),
+        consecutive_keys: row.lock_mode <= 1,
+    };
+    tracing::debug!(version = %row.version, lock_mode = row.lock_mode, ?server, "MySQL capture");
+    conn.capture_state.server = Some(server);
+    Ok(server)
+}
+
+/// MariaDB 10.5 added `INSERT/DELETE ... RETURNING`.
+fn mariadb_with_returning(version: &str) -> bool {
+    if !version.contains("MariaDB") {
+        return false;
+    }
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (10, 5)
+}
+
+impl EmittingConnection<MysqlConnection> {
+    /// Captures as on MySQL 8, without RETURNING, even on MariaDB: every write is
+    /// locked and read back by key. For tests of that path on a MariaDB server.
+    #[doc(hidden)]
+    pub fn capture_without_returning(&mut self) {
+        self.capture_state.without_returning = true;
+    }
+}
+
+/// A statement as rendered, its tokens and its binds.
+struct Statement {
+    sql: String,
+    tokens: Vec<Token>,
+    binds: Vec<Bind>,
+}
+
+impl Statement {
+    fn read<T: QueryFragment<Mysql>>(source: &T) -> QueryResult<Option<Statement>> {
+        let mut builder = <Mysql as diesel::backend::Backend>::QueryBuilder::default();
+        source.to_sql(&mut builder, &Mysql)?;
+        let sql = builder.finish();
+        let mut collector = RawBytesBindCollector::<Mysql>::new();
+        source.collect_binds(&mut collector, &mut (), &Mysql)?;
+        let binds: Vec<Bind> = collector
+            .metadata
+            .into_iter()
+            .zip(collector.binds)
+            .map(|(ty, value)| Bind {
+                ty,
+                value: value.map(Raw),
+            })
+            .collect();
+        let Some(tokens) = scan(&sql) else {
+            return Ok(None);
+        };
+        let placeholders = tokens
+            .iter()
+            .filter(|t| matches!(t.kind, Kind::Bind(_)))
+            .count();
+        Ok((placeholders == binds.len()).then_some(Statement { sql, tokens, binds }))
+    }
+
+    fn push(&self, query: &mut RawQuery, range: std::ops::Range<usize>) -> Option<()> {
+        query.push_source(&self.sql, &self.tokens, range, &self.binds)
+    }
+
+    /// The table's text: from token `from` up to (excluding) token `to`.
+    fn text(&self, from: usize, to: usize) -> &str {
+        match (self.tokens.get(from), self.tokens.get(to.saturating_sub(1))) {
+            (Some(a), Some(b)) if from < to => &self.sql[a.span.start..b.span.end],
+            _ => "",
+        }
+    }
+}
+
+/// Why a write runs untouched.
+struct Uncapturable(&'static str);
+
+/// Captures `source` per the module's design, or runs it untouched (counted as a
+/// capture error) when that cannot be done exactly.
+pub(crate) fn capture_write<T>(
+    conn: &mut EmittingConnection<MysqlConnection>,
+    source: &T,
+    plan: &Arc<MysqlPlan>,
+) -> QueryResult<usize>
+where
+    T: QueryFragment<Mysql> + QueryId,
+{
+    let server = match server(conn) {
+        Ok(mut server) => {
+            server.returning &= !conn.capture_state.without_returning;
+            server
+        }
+        Err(error) => {
+            conn.emitter.record_capture_error(
+                &plan.table,
+                &format_args!(
+                    "cannot read the server's version, the write runs uncaptured: {error}"
+                ),
+            );
+            return conn.inner.execute_returning_count(source);
+        }
+    };
+    let Some(depth) = conn.depth() else {
+        // A broken transaction manager: Diesel reports it on the statement.
+        return conn.inner.execute_returning_count(source);
+    };
+    let upsert = plan.ambiguous_upsert;
+    let returning_alone =
+        server.returning && !upsert && matches!(plan.kind, WriteKind::Insert | WriteKind::Delete);
+    let outbox = conn.emit.reaches_remote() && conn.emitter.outbox_table().is_some();
+    if depth == 0 && (!returning_alone || outbox) {
+        return conn.transaction(|conn| capture_write(conn, source, plan));
+    }
+    if returning_alone {
+        return capture_returning(conn, source, plan, depth);
+    }
+    let Some(statement) = Statement::read(source)? else {
+        return uncaptured(conn, source, plan, Uncapturable("statement not understood"));
+    };
+    let result = match plan.kind {
+        WriteKind::Update => update(conn, source, &statement, plan),
+        WriteKind::Delete => delete(conn, source, &statement, plan),
+        WriteKind::Insert => insert(conn, &statement, plan, server),
+    }?;
+    match result {
+        Ok((count, events)) => {
+            conn.frames.record(depth, events, &conn.emitter);
+            Ok(count)
+        }
+        Err(why) => uncaptured(conn, source, plan, why),
+    }
+}
+
+fn uncaptured<T>(
+    conn: &mut EmittingConnection<MysqlConnection>,
+    source: &T,
+    plan: &MysqlPlan,
+    why: Uncapturable,
+) -> QueryResult<usize>
+where
+    T: QueryFragment<Mysql> + QueryId,
+{
+    let count = conn.inner.execute_returning_count(source)?;
+    conn.emitter.record_capture_error(
+        &plan.table,
+        &format_args!("{count} row(s) written without events: {}", why.0),
+    );
+    Ok(count)
+}
+
+/// MariaDB: INSERT or DELETE with RETURNING, as on the other backends.
+fn capture_returning<T>(
+    conn: &mut EmittingConnection<MysqlConnection>,
+    source: &T,
+    plan: &MysqlPlan,
+    depth: usize,
+) -> QueryResult<usize>
+where
+    T: QueryFragment<Mysql> + QueryId,
+{
+    let Some(statement) = Statement::read(source)? else {
+        return uncaptured(conn, source, plan, Uncapturable("statement not understood"));
+    };
+    let mut query = RawQuery::default();
+    if statement
+        .push(&mut query, 0..statement.tokens.len())
+        .is_none()
+    {
+        return uncaptured(conn, source, plan, Uncapturable("bind mismatch"));
+    }
+    query.push_sql(&plan.appended);
+    let action = plan.action(None);
+    let (count, events) = load_events(conn, plan, query, &|_| action)?;
+    conn.frames.record(depth, events, &conn.emitter);
+    Ok(count)
+}
+
+/// Appends the events of `row`, whose last fields are the plan's columns.
+fn decode_into(
+    emitter: &Emitter,
+    emit: Emit,
+    plan: &MysqlPlan,
+    row: &MysqlRow,
+    action: Action,
+    events: &mut Vec<PendingEvent>,
+) {
+    for (model, args) in plan.decode_args(row.field_count(), action, emit) {
+        match (model.entry.decode.decode)(row, args) {
+            Ok(event) => events.push(event),
+            Err(error) => emitter.record_capture_error(&plan.table, &error),
+        }
+    }
+}
+
+/// The first `width` fields of `row`, as binds.
+fn key_of(row: &MysqlRow, width: usize) -> Vec<Bind> {
+    (0..width).map(|i| field_bind(row, i)).collect()
+}
+
+fn key_sql(plan: &MysqlPlan) -> QueryResult<String> {
+    let model = plan.models.first().ok_or(diesel::result::Error::NotFound)?;
+    (model.entry.decode.render_key)()
+}
+
+/// The plan's columns as a select list.
+fn columns(plan: &MysqlPlan) -> &str {
+    plan.appended
+        .trim_start_matches(" RETURNING ")
+        .trim_start_matches(", ")
+}
+
+/// Calls `f` with each row of `query`, read by the server's column metadata.
+///
+/// Rows are handled one at a time, never kept: Diesel copies a MySQL row that is
+/// still alive when the cursor moves on, and with libmariadb its copy of a DATETIME
+/// is too short for Diesel to read (Diesel 2.4 panics on it).
+fn each_row(
+    inner: &mut MysqlConnection,
+    query: RawQuery,
+    f: &mut dyn FnMut(&MysqlRow),
+) -> QueryResult<usize> {
+    let mut count = 0;
+    for row in LoadConnection::<DefaultLoadingMode>::load(inner, query)? {
+        f(&row?);
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// [`each_row`] for a query that selects exactly the plan's columns: typed by the
+/// model when the table has one (see `model::load_typed`).
+fn each_plan_row(
+    inner: &mut MysqlConnection,
+    plan: &MysqlPlan,
+    query: RawQuery,
+    f: &mut dyn FnMut(&MysqlRow),
+) -> QueryResult<usize> {
+    match plan.models.as_slice() {
+        [model] => (model.entry.decode.load)(inner, query, f),
+        _ => each_row(inner, query, f),
+    }
+}
+
+/// The events of the rows of `query`, which selects exactly the plan's columns,
+/// and how many rows it returned.
+fn load_events(
+    conn: &mut EmittingConnection<MysqlConnection>,
+    plan: &MysqlPlan,
+    query: RawQuery,
+    action: &dyn Fn(&MysqlRow) -> Action,
+) -> QueryResult<(usize, Vec<PendingEvent>)> {
+    let (emitter, emit) = (conn.emitter.clone(), conn.emit);
+    let mut events = Vec::new();
+    let count = each_plan_row(&mut conn.inner, plan, query, &mut |row| {
+        decode_into(&emitter, emit, plan, row, action(row), &mut events)
+    })?;
+    Ok((count, events))
+}
+
+/// The events of the rows of `keys` (read back with the plan's columns), and how
+/// many rows there were.
+fn read_back(
+    conn: &mut EmittingConnection<MysqlConnection>,
+    plan: &MysqlPlan,
+    table: &str,
+    key: &str,
+    keys: &[Vec<Bind>],
+    action: &dyn Fn(&MysqlRow) -> Action,
+) -> QueryResult<(usize, Vec<PendingEvent>)> {
+    let (mut count, mut events) = (0, Vec::new());
+    for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+        let mut query =
+            RawQuery::default().sql(&format!("SELECT {} FROM {table} WHERE ", columns(plan)));
+        query.push_key_list(key, chunk);
+        let (n, more) = load_events(conn, plan, query, action)?;
+        count += n;
+        events.extend(more);
+    }
+    Ok((count, events))
+}
+
+type Captured = Result<(usize, Vec<PendingEvent>), Uncapturable>;
+
+/// UPDATE: lock the keys the WHERE selects, update, read the locked keys back.
+fn update<T: QueryFragment<Mysql> + QueryId>(
+    conn: &mut EmittingConnection<MysqlConnection>,
+    source: &T,
+    statement: &Statement,
+    plan: &MysqlPlan,
+) -> QueryResult<Captured> {
+    let tokens = &statement.tokens;
+    let Some(set) = top_level(tokens, 0, "SET") else {
+        return Ok(Err(Uncapturable("no SET clause")));
+    };
+    let table = statement.text(1, set);
+    let where_at = top_level(tokens, set, "WHERE");
+    let set_end = where_at
+        .or_else(|| top_level(tokens, set, "ORDER"))
+        .or_else(|| top_level(tokens, set, "LIMIT"))
+        .unwrap_or(tokens.len());
+    let key = key_sql(plan)?;
+    let key_columns = key_columns(&key);
+    if set_assigns(tokens, set + 1..set_end, &key_columns) {
+        return Ok(Err(Uncapturable("the update assigns the primary key")));
+    }
+    let mut lock = RawQuery::default().sql(&format!("SELECT {key} FROM {table} "));
+    if statement.push(&mut lock, set_end..tokens.len()).is_none() {
+        return Ok(Err(Uncapturable("bind mismatch")));
+    }
+    lock.push_sql(" FOR UPDATE");
+    let mut keys: Vec<Vec<Bind>> = Vec::new();
+    each_row(&mut conn.inner, lock, &mut |row| {
+        keys.push(key_of(row, row.field_count()))
+    })?;
+    let count = if top_level(tokens, set_end, "LIMIT").is_some() {
+        // Which rows a LIMIT picks may depend on the plan: update exactly the locked ones.
+        let mut count = 0;
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let mut query = RawQuery::default().sql(&format!("UPDATE {table} SET "));
+            if statement.push(&mut query, set + 1..set_end).is_none() {
+                return Ok(Err(Uncapturable("bind mismatch")));
+            }
+            query.push_sql(" WHERE ");
+            query.push_key_list(&key, chunk);
+            count += conn.inner.execute_returning_count(&query)?;
+        }
+        count
+    } else {
+        // As written: the same plan, and so the same locks in the same order, as
+        // the lock just taken (a key list could be planned as a table scan, which
+        // would lock rows other writers hold and deadlock with them).
+        conn.inner.execute_returning_count(source)?
+    };
+    if !verified(conn, plan, count, keys.len()) {
+        return Ok(Ok((count, Vec::new())));
+    }
+    let (_, events) = read_back(conn, plan, table, &key, &keys, &|_| Action::Update)?;
+    Ok(Ok((count, events)))
+}
+
+/// Whether a statement touched as many rows as were locked for it. The locked rows
+/// match its WHERE until the commit, so with equal counts they are its rows. More
+/// rows (a row made to match after the lock under READ COMMITTED) or fewer (a
+/// WHERE that reads the clock or random numbers) cannot be told apart: counted.
+fn verified(
+    conn: &EmittingConnection<MysqlConnection>,
+    plan: &MysqlPlan,
+    count: usize,
+    locked: usize,
+) -> bool {
+    if count == locked {
+        return true;
+    }
+    conn.emitter.record_capture_error(
+        &plan.table,
+        &format_args!(
+            "the statement wrote {count} row(s) where its WHERE locked {locked}; its rows are not reported"
+        ),
+    );
+    false
+}
+
+/// DELETE without RETURNING: read and lock the rows, then delete.
+fn delete<T: QueryFragment<Mysql> + QueryId>(
+    conn: &mut EmittingConnection<MysqlConnection>,
+    source: &T,
+    statement: &Statement,
+    plan: &MysqlPlan,
+) -> QueryResult<Captured> {
+    let tokens = &statement.tokens;
+    // DELETE FROM <table> [WHERE ...]
+    let tail = [
+        top_level(tokens, 2, "WHERE"),
+        top_level(tokens, 2, "ORDER"),
+        top_level(tokens, 2, "LIMIT"),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(tokens.len());
+    let table = statement.text(2, tail);
+    let key = key_sql(plan)?;
+    let Some(indexes) = key_field_indexes(plan, &key_columns(&key)) else {
+        return Ok(Err(Uncapturable("the model lacks a primary key column")));
+    };
+    let mut lock = RawQuery::default().sql(&format!("SELECT {} FROM {table} ", columns(plan)));
+    if statement.push(&mut lock, tail..tokens.len()).is_none() {
+        return Ok(Err(Uncapturable("bind mismatch")));
+    }
+    lock.push_sql(" FOR UPDATE");
+    let (emitter, emit) = (conn.emitter.clone(), conn.emit);
+    let (mut keys, mut events) = (Vec::new(), Vec::new());
+    each_plan_row(&mut conn.inner, plan, lock, &mut |row| {
+        keys.push(key_at(row, plan, &indexes));
+        decode_into(&emitter, emit, plan, row, Action::Delete, &mut events);
+    })?;
+    let count = if top_level(tokens, tail, "LIMIT").is_some() {
+        let mut count = 0;
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let mut query = RawQuery::default().sql(&format!("DELETE FROM {table} WHERE "));
+            query.push_key_list(&key, chunk);
+            count += conn.inner.execute_returning_count(&query)?;
+        }
+        count
+    } else {
+        conn.inner.execute_returning_count(source)?
+    };
+    if !verified(conn, plan, count, keys.len()) {
+        return Ok(Ok((count, Vec::new())));
+    }
+    Ok(Ok((count, events)))
+}
+
+/// The unqualified column names of a rendered key (`` `t`.`a`, `t`.`b` ``).
+fn key_columns(key: &str) -> Vec<String> {
+    let Some(tokens) = scan(key) else {
+        return Vec::new();
+    };
+    let mut columns = Vec::new();
+    let mut last = None;
+    for token in tokens {
+        match token.kind {
+            Kind::Ident(name) => last = Some(name),
+            Kind::Comma => columns.extend(last.take()),
+            _ => {}
+        }
+    }
+    columns.extend(last);
+    columns
+}
+
+/// Whether the assignments in `range` set one of `columns`.
+fn set_assigns(tokens: &[Token], range: std::ops::Range<usize>, columns: &[String]) -> bool {
+    let mut depth = 0usize;
+    let mut expect = true;
+    for token in &tokens[range] {
+        match &token.kind {
+            Kind::Open => depth += 1,
+            Kind::Close => depth = depth.saturating_sub(1),
+            Kind::Comma if depth == 0 => expect = true,
+            Kind::Ident(name) if depth == 0 && expect => {
+                // `t`.`c` = ...: the last identifier before `=` names the column.
+                if columns.contains(name) {
+                    return true;
+                }
+            }
+            Kind::Other => expect = false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The keys an INSERT gives: per row, the binds of the key columns.
+enum InsertKeys {
+    /// Every row names every key column with a bind.
+    Explicit(Vec<Vec<Bind>>),
+    /// No row names a key column: the server generates the (single) key.
+    Generated,
+    /// Some rows do, some do not, or not with plain binds.
+    Unknown,
+}
+
+fn insert_keys(statement: &Statement, key_columns: &[String]) -> (InsertKeys, usize) {
+    let tokens = &statement.tokens;
+    // INSERT [IGNORE] INTO <table> (<columns>) VALUES (<row>), ...
+    let Some(open) = tokens.iter().position(|t| t.kind == Kind::Open) else {
+        return (InsertKeys::Unknown, 0);
+    };
+    let Some(close) = group_end(tokens, open) else {
+        return (InsertKeys::Unknown, 0);
+    };
+    let names: Vec<&str> = tokens[open + 1..close - 1]
+        .iter()
+        .filter_map(|t| match &t.kind {
+            Kind::Ident(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    let positions: Vec<Option<usize>> = key_columns
+        .iter()
+        .map(|k| names.iter().position(|n| n == k))
+        .collect();
+    let Some(values) = top_level(tokens, close, "VALUES") else {
+        return (InsertKeys::Unknown, 0);
+    };
+    let end = top_level(tokens, values, "ON").unwrap_or(tokens.len());
+    let mut rows = Vec::new();
+    let mut at = values + 1;
+    while at < end {
+        if tokens[at].kind != Kind::Open {
+            at += 1;
+            continue;
+        }
+        let Some(row_end) = group_end(tokens, at) else {
+            return (InsertKeys::Unknown, 0);
+        };
+        // The row's elements, split at top-level commas.
+        let mut elements: Vec<&[Token]> = Vec::new();
+        let mut depth = 0usize;
+        let mut start = at + 1;
+        for i in at + 1..row_end - 1 {
+            match tokens[i].kind {
+                Kind::Open => depth += 1,
+                Kind::Close => depth = depth.saturating_sub(1),
+                Kind::Comma if depth == 0 => {
+                    elements.push(&tokens[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        elements.push(&tokens[start..row_end - 1]);
+        rows.push(elements);
+        at = row_end;
+    }
+    let count = rows.len();
+    if positions.iter().all(Option::is_none) {
+        return (
+            if key_columns.len() == 1 {
+                InsertKeys::Generated
+            } else {
+                InsertKeys::Unknown
+            },
+            count,
+        );
+    }
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut key = Vec::with_capacity(positions.len());
+        for position in &positions {
+            let bind = position
+                .and_then(|p| row.get(p))
+                .and_then(|element| match element {
+                    [Token {
+                        kind: Kind::Bind(n),
+                        ..
+                    }] => statement.binds.get(*n),
+                    _ => None,
+                });
+            match bind {
+                Some(bind) if bind.value.is_some() => key.push(bind.clone()),
+                _ => return (InsertKeys::Unknown, count),
+            }
+        }
+        keys.push(key);
+    }
+    (InsertKeys::Explicit(keys), count)
+}
+
+/// INSERT by key: upserts on both servers, every insert on MySQL.
+fn insert(
+    conn: &mut EmittingConnection<MysqlConnection>,
+    statement: &Statement,
+    plan: &MysqlPlan,
+    server: Server,
+) -> QueryResult<Captured> {
+    let tokens = &statement.tokens;
+    let upsert = plan.ambiguous_upsert;
+    let ignore = matches!(tokens.get(1).map(|t| &t.kind), Some(Kind::Word(w)) if w == "IGNORE");
+    let into = top_level(tokens, 0, "INTO").unwrap_or(0);
+    let open = tokens
+        .iter()
+        .position(|t| t.kind == Kind::Open)
+        .unwrap_or(into + 1);
+    let table = statement.text(into + 1, open).to_owned();
+    let key = key_sql(plan)?;
+    let (keys, rows_given) = insert_keys(statement, &key_columns(&key));
+    // Keys of the statement that exist already, locked: their rows are updated
+    // (an upsert) or left alone (INSERT IGNORE), never inserted.
+    let existing: HashSet<Vec<KeyPart>> =
+        match (&keys, upsert || ignore) {
+            (InsertKeys::Explicit(keys), true) => {
+                let mut existing = HashSet::new();
+                for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+                    let mut query =
+                        RawQuery::default().sql(&format!("SELECT {key} FROM {table} WHERE "));
+                    query.push_key_list(&key, chunk);
+                    query.push_sql(" FOR UPDATE");
+                    each_row(&mut conn.inner, query, &mut |row| {
+                        existing.insert(key_parts(&key_of(row, row.field_count())));
+                    })?;
+                }
+                existing
+            }
+            (_, true) if !server.returning => return Ok(Err(Uncapturable(
+                "an upsert or INSERT IGNORE without explicit keys on a server without RETURNING",
+            ))),
+            _ => HashSet::new(),
+        };
+    if server.returning {
+        // MariaDB: the rows come back with the statement.
+        let mut query = RawQuery::default();
+        if statement.push(&mut query, 0..tokens.len()).is_none() {
+            return Ok(Err(Uncapturable("bind mismatch")));
+        }
+        query.push_sql(&plan.appended);
+        let indexes = key_field_indexes(plan, &key_columns(&key));
+        let known = matches!(keys, InsertKeys::Explicit(_)) && indexes.is_some();
+        if upsert && !known {
+            tracing::warn!(table = %plan.table, "an upsert without explicit keys in the model: its rows are reported as Update");
+        }
+        let indexes = indexes.unwrap_or_default();
+        let (count, events) = load_events(conn, plan, query, &|row| {
+            if !upsert {
+                Action::Insert
+            } else if known && !existing.contains(&key_parts_at(row, plan, &indexes)) {
+                Action::Insert
+            } else {
+                Action::Update
+            }
+        })?;
+        return Ok(Ok((count, events)));
+    }
+    // MySQL: run the insert, then read its rows back.
+    let mut query = RawQuery::default();
+    if statement.push(&mut query, 0..tokens.len()).is_none() {
+        return Ok(Err(Uncapturable("bind mismatch")));
+    }
+    match keys {
+        InsertKeys::Explicit(keys) => {
+            let count = conn.inner.execute_returning_count(&query)?;
+            // INSERT IGNORE wrote none of the rows that existed; an upsert updated them.
+            let keys: Vec<Vec<Bind>> = keys
+                .into_iter()
+                .filter(|k| upsert || !existing.contains(&key_parts(k)))
+                .collect();
+            let Some(indexes) = key_field_indexes(plan, &key_columns(&key)) else {
+                return Ok(Err(Uncapturable("the model lacks a primary key column")));
+            };
+            let (found, events) = read_back(conn, plan, &table, &key, &keys, &|row| {
+                if existing.contains(&key_parts_at(row, plan, &indexes)) {
+                    Action::Update
+                } else {
+                    Action::Insert
+                }
+            })?;
+            if upsert && found < keys.len() {
+                // A row that conflicted on another unique key was updated under a
+                // key of its own, which only RETURNING could name.
+                conn.emitter.record_capture_error(
+                    &plan.table,
+                    &format_args!(
+                        "{} upserted row(s) conflicted on a unique key other than the primary key; not reported",
+                        keys.len() - found
+                    ),
+                );
+            }
+            return Ok(Ok((count, events)));
+        }
+        InsertKeys::Generated if rows_given == 1 || server.consecutive_keys => {
+            let count = conn.inner.execute_returning_count(&query)?;
+            let mut query = RawQuery::default().sql(&format!(
+                "SELECT {} FROM {table} WHERE {key} >= LAST_INSERT_ID() AND {key} < LAST_INSERT_ID() + ",
+                columns(plan)
+            ));
+            query.push_sql(&count.to_string());
+            if count == 0 {
+                return Ok(Ok((0, Vec::new())));
+            }
+            let (_, events) = load_events(conn, plan, query, &|_| Action::Insert)?;
+            return Ok(Ok((count, events)));
+        }
+        InsertKeys::Generated => {
+            return Ok(Err(Uncapturable(
+                "a multi-row insert of generated keys with innodb_autoinc_lock_mode = 2",
+            )))
+        }
+        InsertKeys::Unknown => Ok(Err(Uncapturable(
+            "an insert mixing explicit and generated keys on a server without RETURNING",
+        ))),
+    }
+}
+
+fn key_parts(key: &[Bind]) -> Vec<KeyPart> {
+    key.iter().map(KeyPart::of).collect()
+}
+
+/// Where the key columns are among the first model's columns; `None` when the
+/// model lacks one.
+fn key_field_indexes(plan: &MysqlPlan, key_columns: &[String]) -> Option<Vec<usize>> {
+    let model = plan.models.first()?;
+    key_columns
+        .iter()
+        .map(|k| model.entry.columns.iter().position(|c| c == k))
+        .collect()
+}
+
+/// The key of a row whose last fields are the plan's columns.
+fn key_parts_at(row: &MysqlRow, plan: &MysqlPlan, indexes: &[usize]) -> Vec<KeyPart> {
+    key_parts(&key_at(row, plan, indexes))
+}
+
+/// The key of a row whose last fields are the plan's columns, as binds.
+fn key_at(row: &MysqlRow, plan: &MysqlPlan, indexes: &[usize]) -> Vec<Bind> {
+    let offset = row.field_count().saturating_sub(plan.appended_fields);
+    indexes
+        .iter()
+        .map(|&i| field_bind(row, offset + i))
+        .collect()
+}
+
+/// Field `index` of `row`, as a bind.
+fn field_bind(row: &MysqlRow, index: usize) -> Bind {
+    let field = row.get(index);
+    match field.as_ref().and_then(|f| f.value()) {
+        Some(value) => Bind {
+            ty: value.value_type(),
+            value: Some(Raw(value.as_bytes().to_vec())),
+        },
+        None => Bind {
+            ty: diesel::mysql::MysqlType::String,
+            value: None,
+        },
+    }
+}
+
+impl<'b, Changes, Output> UpdateAndFetchResults<Changes, Output>
+    for EmittingConnection<MysqlConnection>
+where
+    Changes: Copy + Identifiable,
+    Changes: AsChangeset<Target = <Changes as HasTable>::Table> + IntoUpdateTarget,
+    Changes::Table: FindDsl<Changes::Id>,
+    Update<Changes, Changes>: ExecuteDsl<EmittingConnection<MysqlConnection>>,
+    Find<Changes::Table, Changes::Id>: LoadQuery<'b, EmittingConnection<MysqlConnection>, Output>,
+    <Changes::Table as Table>::AllColumns:
+        ValidGrouping<()> + SelectableExpression<ReturningQuerySource<UpdateStmt, Changes::Table>>,
+    <<Changes::Table as Table>::AllColumns as ValidGrouping<()>>::IsAggregate:
+        MixedAggregates<is_aggregate::No, Output = is_aggregate::No>,
+{
+    fn update_and_fetch(&mut self, changeset: Changes) -> QueryResult<Output> {
+        diesel::update(changeset).set(changeset).execute(self)?;
+        Changes::table().find(changeset.id()).get_result(self)
+    }
+}
