@@ -215,7 +215,7 @@ fn main() {
         ["emitting", "plain"],
         rounds,
         per,
-        Bench::settle,
+        |b: &mut Bench| b.settle(),
         |b, e| update(b, if e { 0 } else { 1 }),
     );
     interleaved_as(
@@ -224,7 +224,7 @@ fn main() {
         ["lock+read alone", "plain"],
         rounds,
         per,
-        Bench::settle,
+        |b: &mut Bench| b.settle(),
         |b, e| update(b, if e { 2 } else { 1 }),
     );
 
@@ -343,7 +343,7 @@ fn main() {
         ["emitting", "plain"],
         6,
         1,
-        Bench::settle,
+        |b: &mut Bench| b.settle(),
         |b, e| bulk(b, if e { 0 } else { 1 }),
     );
     interleaved_as(
@@ -352,7 +352,7 @@ fn main() {
         ["lock+read alone", "plain"],
         6,
         1,
-        Bench::settle,
+        |b: &mut Bench| b.settle(),
         |b, e| bulk(b, if e { 2 } else { 1 }),
     );
 

@@ -290,11 +290,7 @@ mod mysql {
         pub render_key: fn() -> QueryResult<String>,
         /// Loads the rows of a query that selects exactly the model's columns,
         /// typed by the model (see [`load_typed`]).
-        pub load: fn(
-            &mut MysqlConnection,
-            crate::mysql::RawQuery,
-            &mut dyn FnMut(&MysqlRow),
-        ) -> QueryResult<usize>,
+        pub load: MysqlLoad,
     }
 
     /// Calls `f` with each row of `query`, read with the model's SQL types: the
@@ -318,6 +314,13 @@ mod mysql {
         }
         Ok(count)
     }
+
+    /// Calls its function with each row of its query, read as the model's columns.
+    pub type MysqlLoad = fn(
+        &mut MysqlConnection,
+        crate::mysql::RawQuery,
+        &mut dyn FnMut(&MysqlRow),
+    ) -> QueryResult<usize>;
 
     /// A model registered for MySQL.
     pub type MysqlModel = ModelEntry<Mysql, MysqlDecode>;

@@ -20,6 +20,7 @@
 //!
 //! `docs/how-it-works.md` gives the reasoning and the costs.
 
+mod insert;
 pub(crate) mod sql;
 
 use crate::classify::WriteKind;
@@ -40,9 +41,8 @@ use diesel::result::QueryResult;
 use diesel::row::{Field, Row};
 use diesel::Table;
 use emitter_core::{Action, Emit, Emitter, PendingEvent};
-use sql::{group_end, scan, top_level, Bind, KeyPart, Kind, Raw, Token};
+use sql::{scan, top_level, Bind, KeyPart, Kind, Raw, Token};
 pub use sql::{RawQuery, Typed};
-use std::collections::HashSet;
 use std::sync::Arc;
 
 type MysqlPlan = Plan<Mysql, MysqlDecode>;
@@ -212,7 +212,7 @@ where
     let result = match plan.kind {
         WriteKind::Update => update(conn, source, &statement, plan),
         WriteKind::Delete => delete(conn, source, &statement, plan),
-        WriteKind::Insert => insert(conn, &statement, plan, server),
+        WriteKind::Insert => insert::insert(conn, &statement, plan, server),
     }?;
     match result {
         Ok((count, events)) => {
@@ -530,238 +530,13 @@ fn set_assigns(tokens: &[Token], range: std::ops::Range<usize>, columns: &[Strin
             Kind::Open => depth += 1,
             Kind::Close => depth = depth.saturating_sub(1),
             Kind::Comma if depth == 0 => expect = true,
-            Kind::Ident(name) if depth == 0 && expect => {
-                // `t`.`c` = ...: the last identifier before `=` names the column.
-                if columns.contains(name) {
-                    return true;
-                }
-            }
+            // `t`.`c` = ...: an identifier before `=` names the column.
+            Kind::Ident(name) if depth == 0 && expect && columns.contains(name) => return true,
             Kind::Other => expect = false,
             _ => {}
         }
     }
     false
-}
-
-/// The keys an INSERT gives: per row, the binds of the key columns.
-enum InsertKeys {
-    /// Every row names every key column with a bind.
-    Explicit(Vec<Vec<Bind>>),
-    /// No row names a key column: the server generates the (single) key.
-    Generated,
-    /// Some rows do, some do not, or not with plain binds.
-    Unknown,
-}
-
-fn insert_keys(statement: &Statement, key_columns: &[String]) -> (InsertKeys, usize) {
-    let tokens = &statement.tokens;
-    // INSERT [IGNORE] INTO <table> (<columns>) VALUES (<row>), ...
-    let Some(open) = tokens.iter().position(|t| t.kind == Kind::Open) else {
-        return (InsertKeys::Unknown, 0);
-    };
-    let Some(close) = group_end(tokens, open) else {
-        return (InsertKeys::Unknown, 0);
-    };
-    let names: Vec<&str> = tokens[open + 1..close - 1]
-        .iter()
-        .filter_map(|t| match &t.kind {
-            Kind::Ident(n) => Some(n.as_str()),
-            _ => None,
-        })
-        .collect();
-    let positions: Vec<Option<usize>> = key_columns
-        .iter()
-        .map(|k| names.iter().position(|n| n == k))
-        .collect();
-    let Some(values) = top_level(tokens, close, "VALUES") else {
-        return (InsertKeys::Unknown, 0);
-    };
-    let end = top_level(tokens, values, "ON").unwrap_or(tokens.len());
-    let mut rows = Vec::new();
-    let mut at = values + 1;
-    while at < end {
-        if tokens[at].kind != Kind::Open {
-            at += 1;
-            continue;
-        }
-        let Some(row_end) = group_end(tokens, at) else {
-            return (InsertKeys::Unknown, 0);
-        };
-        // The row's elements, split at top-level commas.
-        let mut elements: Vec<&[Token]> = Vec::new();
-        let mut depth = 0usize;
-        let mut start = at + 1;
-        for i in at + 1..row_end - 1 {
-            match tokens[i].kind {
-                Kind::Open => depth += 1,
-                Kind::Close => depth = depth.saturating_sub(1),
-                Kind::Comma if depth == 0 => {
-                    elements.push(&tokens[start..i]);
-                    start = i + 1;
-                }
-                _ => {}
-            }
-        }
-        elements.push(&tokens[start..row_end - 1]);
-        rows.push(elements);
-        at = row_end;
-    }
-    let count = rows.len();
-    if positions.iter().all(Option::is_none) {
-        return (
-            if key_columns.len() == 1 {
-                InsertKeys::Generated
-            } else {
-                InsertKeys::Unknown
-            },
-            count,
-        );
-    }
-    let mut keys = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut key = Vec::with_capacity(positions.len());
-        for position in &positions {
-            let bind = position
-                .and_then(|p| row.get(p))
-                .and_then(|element| match element {
-                    [Token {
-                        kind: Kind::Bind(n),
-                        ..
-                    }] => statement.binds.get(*n),
-                    _ => None,
-                });
-            match bind {
-                Some(bind) if bind.value.is_some() => key.push(bind.clone()),
-                _ => return (InsertKeys::Unknown, count),
-            }
-        }
-        keys.push(key);
-    }
-    (InsertKeys::Explicit(keys), count)
-}
-
-/// INSERT by key: upserts on both servers, every insert on MySQL.
-fn insert(
-    conn: &mut EmittingConnection<MysqlConnection>,
-    statement: &Statement,
-    plan: &MysqlPlan,
-    server: Server,
-) -> QueryResult<Captured> {
-    let tokens = &statement.tokens;
-    let upsert = plan.ambiguous_upsert;
-    let ignore = matches!(tokens.get(1).map(|t| &t.kind), Some(Kind::Word(w)) if w == "IGNORE");
-    let into = top_level(tokens, 0, "INTO").unwrap_or(0);
-    let open = tokens
-        .iter()
-        .position(|t| t.kind == Kind::Open)
-        .unwrap_or(into + 1);
-    let table = statement.text(into + 1, open).to_owned();
-    let key = key_sql(plan)?;
-    let (keys, rows_given) = insert_keys(statement, &key_columns(&key));
-    // Keys of the statement that exist already, locked: their rows are updated
-    // (an upsert) or left alone (INSERT IGNORE), never inserted.
-    let existing: HashSet<Vec<KeyPart>> =
-        match (&keys, upsert || ignore) {
-            (InsertKeys::Explicit(keys), true) => {
-                let mut existing = HashSet::new();
-                for chunk in keys.chunks(KEYS_PER_STATEMENT) {
-                    let mut query =
-                        RawQuery::default().sql(&format!("SELECT {key} FROM {table} WHERE "));
-                    query.push_key_list(&key, chunk);
-                    query.push_sql(" FOR UPDATE");
-                    each_row(&mut conn.inner, query, &mut |row| {
-                        existing.insert(key_parts(&key_of(row, row.field_count())));
-                    })?;
-                }
-                existing
-            }
-            (_, true) if !server.returning => return Ok(Err(Uncapturable(
-                "an upsert or INSERT IGNORE without explicit keys on a server without RETURNING",
-            ))),
-            _ => HashSet::new(),
-        };
-    if server.returning {
-        // MariaDB: the rows come back with the statement.
-        let mut query = RawQuery::default();
-        if statement.push(&mut query, 0..tokens.len()).is_none() {
-            return Ok(Err(Uncapturable("bind mismatch")));
-        }
-        query.push_sql(&plan.appended);
-        let indexes = key_field_indexes(plan, &key_columns(&key));
-        let known = matches!(keys, InsertKeys::Explicit(_)) && indexes.is_some();
-        if upsert && !known {
-            tracing::warn!(table = %plan.table, "an upsert without explicit keys in the model: its rows are reported as Update");
-        }
-        let indexes = indexes.unwrap_or_default();
-        let (count, events) = load_events(conn, plan, query, &|row| {
-            if !upsert {
-                Action::Insert
-            } else if known && !existing.contains(&key_parts_at(row, plan, &indexes)) {
-                Action::Insert
-            } else {
-                Action::Update
-            }
-        })?;
-        return Ok(Ok((count, events)));
-    }
-    // MySQL: run the insert, then read its rows back.
-    let mut query = RawQuery::default();
-    if statement.push(&mut query, 0..tokens.len()).is_none() {
-        return Ok(Err(Uncapturable("bind mismatch")));
-    }
-    match keys {
-        InsertKeys::Explicit(keys) => {
-            let count = conn.inner.execute_returning_count(&query)?;
-            // INSERT IGNORE wrote none of the rows that existed; an upsert updated them.
-            let keys: Vec<Vec<Bind>> = keys
-                .into_iter()
-                .filter(|k| upsert || !existing.contains(&key_parts(k)))
-                .collect();
-            let Some(indexes) = key_field_indexes(plan, &key_columns(&key)) else {
-                return Ok(Err(Uncapturable("the model lacks a primary key column")));
-            };
-            let (found, events) = read_back(conn, plan, &table, &key, &keys, &|row| {
-                if existing.contains(&key_parts_at(row, plan, &indexes)) {
-                    Action::Update
-                } else {
-                    Action::Insert
-                }
-            })?;
-            if upsert && found < keys.len() {
-                // A row that conflicted on another unique key was updated under a
-                // key of its own, which only RETURNING could name.
-                conn.emitter.record_capture_error(
-                    &plan.table,
-                    &format_args!(
-                        "{} upserted row(s) conflicted on a unique key other than the primary key; not reported",
-                        keys.len() - found
-                    ),
-                );
-            }
-            return Ok(Ok((count, events)));
-        }
-        InsertKeys::Generated if rows_given == 1 || server.consecutive_keys => {
-            let count = conn.inner.execute_returning_count(&query)?;
-            let mut query = RawQuery::default().sql(&format!(
-                "SELECT {} FROM {table} WHERE {key} >= LAST_INSERT_ID() AND {key} < LAST_INSERT_ID() + ",
-                columns(plan)
-            ));
-            query.push_sql(&count.to_string());
-            if count == 0 {
-                return Ok(Ok((0, Vec::new())));
-            }
-            let (_, events) = load_events(conn, plan, query, &|_| Action::Insert)?;
-            return Ok(Ok((count, events)));
-        }
-        InsertKeys::Generated => {
-            return Ok(Err(Uncapturable(
-                "a multi-row insert of generated keys with innodb_autoinc_lock_mode = 2",
-            )))
-        }
-        InsertKeys::Unknown => Ok(Err(Uncapturable(
-            "an insert mixing explicit and generated keys on a server without RETURNING",
-        ))),
-    }
 }
 
 fn key_parts(key: &[Bind]) -> Vec<KeyPart> {
