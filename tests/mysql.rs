@@ -154,6 +154,7 @@ both_flavors!(
     rolled_back_savepoint_drops_only_its_own_events,
     rolled_back_transaction_delivers_nothing,
     concurrent_updates_of_overlapping_rows_emit_exactly_the_rows_each_updated,
+    update_that_changes_the_primary_key_runs_untouched_and_is_counted,
 );
 
 fn seed(db: &Db, names: &[&str]) -> Vec<Person> {
@@ -587,6 +588,29 @@ fn concurrent_updates_of_overlapping_rows_emit_exactly_the_rows_each_updated(fla
     }
     assert_empty(&rx);
     assert_eq!(emitter.stats().capture_errors, 0);
+}
+
+fn update_that_changes_the_primary_key_runs_untouched_and_is_counted(flavor: Flavor) {
+    let db = Db::with_people("update_key");
+    seed(&db, &["a", "b"]);
+    let emitter = emitter("update_key");
+    let rx = emitter.on::<Person>().subscribe();
+    let mut conn = db.emitting(&emitter, flavor);
+
+    let n = diesel::update(people::table.filter(people::id.eq(2)))
+        .set(people::id.eq(people::id + 100))
+        .execute(&mut conn)
+        .unwrap();
+
+    assert_eq!(n, 1);
+    let ids: Vec<i32> = people::table
+        .select(people::id)
+        .order(people::id)
+        .load(&mut db.plain())
+        .unwrap();
+    assert_eq!(ids, [1, 102]);
+    assert_empty(&rx);
+    assert_eq!(emitter.stats().capture_errors, 1);
 }
 
 // ---------------------------------------------------------------- one flavor

@@ -289,7 +289,7 @@ mod mysql {
         /// Renders the table's primary key columns as a select list.
         pub render_key: fn() -> QueryResult<String>,
         /// Loads the rows of a query that selects exactly the model's columns,
-        /// typed by the model (see [`load_typed`]).
+        /// typed by the model.
         pub load: MysqlLoad,
     }
 

@@ -12,6 +12,7 @@ use diesel::connection::Connection;
 use diesel::mysql::MysqlConnection;
 use diesel::result::QueryResult;
 use diesel::row::Row;
+use diesel::RunQueryDsl;
 use emitter_core::Action;
 use std::collections::HashSet;
 
@@ -212,6 +213,9 @@ pub(super) fn insert(
             }
             Ok(Ok((count, events)))
         }
+        InsertKeys::Generated if !auto_increment(conn, plan, &key_columns(&key))? => Ok(Err(
+            Uncapturable("the key the server fills in is not an AUTO_INCREMENT column"),
+        )),
         InsertKeys::Generated if rows_given == 1 || server.consecutive_keys => {
             let count = conn.inner.execute_returning_count(&query)?;
             let mut query = RawQuery::default().sql(&format!(
@@ -232,4 +236,44 @@ pub(super) fn insert(
             "an insert mixing explicit and generated keys on a server without RETURNING",
         ))),
     }
+}
+
+#[derive(diesel::QueryableByName)]
+struct AutoIncrement {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    auto_increment: i64,
+}
+
+/// Whether the table's one key column is AUTO_INCREMENT, so that `LAST_INSERT_ID()`
+/// names the rows an insert generated (a key filled by a DEFAULT expression leaves
+/// it at an earlier statement's value). Asked once per table and connection.
+fn auto_increment(
+    conn: &mut EmittingConnection<MysqlConnection>,
+    plan: &MysqlPlan,
+    key_columns: &[String],
+) -> QueryResult<bool> {
+    if let Some(known) = conn.capture_state.auto_increment.get(&*plan.table) {
+        return Ok(*known);
+    }
+    let [column] = key_columns else {
+        return Ok(false);
+    };
+    let (schema, table) = match plan.table.rsplit_once('.') {
+        Some((schema, table)) => (Some(schema.to_owned()), table.to_owned()),
+        None => (None, plan.table.to_string()),
+    };
+    let rows: Vec<AutoIncrement> = diesel::sql_query(
+        "SELECT COUNT(*) AS auto_increment FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND COLUMN_NAME = ? \
+         AND EXTRA LIKE '%auto_increment%'",
+    )
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(schema)
+    .bind::<diesel::sql_types::Text, _>(table)
+    .bind::<diesel::sql_types::Text, _>(column)
+    .load(&mut conn.inner)?;
+    let known = rows.first().is_some_and(|r| r.auto_increment > 0);
+    conn.capture_state
+        .auto_increment
+        .insert(plan.table.to_string(), known);
+    Ok(known)
 }

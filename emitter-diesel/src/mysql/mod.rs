@@ -65,6 +65,8 @@ struct Server {
 #[derive(Debug, Default)]
 pub struct CaptureState {
     server: Option<Server>,
+    /// Per table: whether its key is AUTO_INCREMENT (`insert::auto_increment`).
+    auto_increment: std::collections::HashMap<String, bool>,
     /// Set by [`EmittingConnection::capture_without_returning`].
     without_returning: bool,
 }
@@ -395,6 +397,10 @@ fn update<T: QueryFragment<Mysql> + QueryId>(
     if set_assigns(tokens, set + 1..set_end, &key_columns) {
         return Ok(Err(Uncapturable("the update assigns the primary key")));
     }
+    let assigned = set_columns(tokens, set + 1..set_end);
+    if plain_where(tokens, set_end..tokens.len(), &assigned) {
+        return update_then_read(conn, source, statement, plan, table, set_end);
+    }
     let mut lock = RawQuery::default().sql(&format!("SELECT {key} FROM {table} "));
     if statement.push(&mut lock, set_end..tokens.len()).is_none() {
         return Ok(Err(Uncapturable("bind mismatch")));
@@ -430,6 +436,78 @@ fn update<T: QueryFragment<Mysql> + QueryId>(
     Ok(Ok((count, events)))
 }
 
+/// UPDATE whose WHERE reads none of the columns it sets and nothing that can
+/// change between two statements: run it as written, then read its rows with the
+/// same WHERE as a locking read. The update locked every row it scanned (under
+/// REPEATABLE READ; under READ COMMITTED the ones it changed), its rows still match
+/// the WHERE, so the read returns them all; it returns no other row when the
+/// counts agree. One statement fewer than locking the keys first, and no key list.
+fn update_then_read<T: QueryFragment<Mysql> + QueryId>(
+    conn: &mut EmittingConnection<MysqlConnection>,
+    source: &T,
+    statement: &Statement,
+    plan: &MysqlPlan,
+    table: &str,
+    where_at: usize,
+) -> QueryResult<Captured> {
+    let count = conn.inner.execute_returning_count(source)?;
+    if count == 0 {
+        return Ok(Ok((0, Vec::new())));
+    }
+    let mut read = RawQuery::default().sql(&format!("SELECT {} FROM {table} ", columns(plan)));
+    if statement
+        .push(&mut read, where_at..statement.tokens.len())
+        .is_none()
+    {
+        return Ok(Err(Uncapturable("bind mismatch")));
+    }
+    read.push_sql(" FOR UPDATE");
+    let (found, events) = load_events(conn, plan, read, &|_| Action::Update)?;
+    if !verified(conn, plan, count, found) {
+        return Ok(Ok((count, Vec::new())));
+    }
+    Ok(Ok((count, events)))
+}
+
+/// The columns the assignments in `range` set.
+fn set_columns(tokens: &[Token], range: std::ops::Range<usize>) -> Vec<String> {
+    let mut depth = 0usize;
+    let mut expect = true;
+    let mut last = None;
+    let mut columns = Vec::new();
+    for token in &tokens[range] {
+        match &token.kind {
+            Kind::Open => depth += 1,
+            Kind::Close => depth = depth.saturating_sub(1),
+            Kind::Comma if depth == 0 => expect = true,
+            Kind::Ident(name) if depth == 0 && expect => last = Some(name.clone()),
+            Kind::Dot => {}
+            Kind::Other if expect => {
+                columns.extend(last.take());
+                expect = false;
+            }
+            _ => {}
+        }
+    }
+    columns
+}
+
+/// Whether the WHERE in `range` compares columns with values only (no function,
+/// subquery, ORDER BY or LIMIT, which could select other rows a moment later) and
+/// reads none of the `assigned` columns.
+fn plain_where(tokens: &[Token], range: std::ops::Range<usize>, assigned: &[String]) -> bool {
+    const PLAIN: &[&str] = &[
+        "WHERE", "AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "BETWEEN", "TRUE", "FALSE",
+        "ESCAPE",
+    ];
+    !assigned.is_empty()
+        && tokens[range].iter().all(|token| match &token.kind {
+            Kind::Word(word) => PLAIN.contains(&word.as_str()),
+            Kind::Ident(name) => !assigned.contains(name),
+            _ => true,
+        })
+}
+
 /// Whether a statement touched as many rows as were locked for it. The locked rows
 /// match its WHERE until the commit, so with equal counts they are its rows. More
 /// rows (a row made to match after the lock under READ COMMITTED) or fewer (a
@@ -446,7 +524,7 @@ fn verified(
     conn.emitter.record_capture_error(
         &plan.table,
         &format_args!(
-            "the statement wrote {count} row(s) where its WHERE locked {locked}; its rows are not reported"
+            "the statement wrote {count} row(s) where its WHERE found {locked}; its rows are not reported"
         ),
     );
     false
@@ -532,6 +610,7 @@ fn set_assigns(tokens: &[Token], range: std::ops::Range<usize>, columns: &[Strin
             Kind::Comma if depth == 0 => expect = true,
             // `t`.`c` = ...: an identifier before `=` names the column.
             Kind::Ident(name) if depth == 0 && expect && columns.contains(name) => return true,
+            Kind::Dot => {}
             Kind::Other => expect = false,
             _ => {}
         }
@@ -598,5 +677,49 @@ where
     fn update_and_fetch(&mut self, changeset: Changes) -> QueryResult<Output> {
         diesel::update(changeset).set(changeset).execute(self)?;
         Changes::table().find(changeset.id()).get_result(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(sql: &str) -> Vec<Token> {
+        scan(sql).unwrap()
+    }
+
+    #[test]
+    fn set_columns_are_the_assigned_ones() {
+        let t =
+            tokens("UPDATE `t` SET `a` = ?, `t`.`b` = lower(`c`), `d` = `d` + 1 WHERE (`e` = ?)");
+        let set = top_level(&t, 0, "SET").unwrap();
+        let end = top_level(&t, 0, "WHERE").unwrap();
+        assert_eq!(set_columns(&t, set + 1..end), ["a", "b", "d"]);
+    }
+
+    #[test]
+    fn a_where_that_reads_an_assigned_column_or_calls_a_function_is_not_plain() {
+        let plain = |sql: &str| {
+            let t = tokens(sql);
+            let at = top_level(&t, 0, "WHERE").unwrap();
+            plain_where(&t, at..t.len(), &["a".to_owned()])
+        };
+        assert!(plain(
+            "UPDATE `t` SET `a` = ? WHERE ((`t`.`id` = ?) AND (`t`.`b` IN (?, ?)))"
+        ));
+        assert!(!plain("UPDATE `t` SET `a` = ? WHERE (`t`.`a` = ?)"));
+        assert!(!plain("UPDATE `t` SET `a` = ? WHERE (`t`.`at` < NOW())"));
+        assert!(!plain(
+            "UPDATE `t` SET `a` = ? WHERE `id` IN (SELECT `x` FROM `u`)"
+        ));
+        assert!(!plain("UPDATE `t` SET `a` = ? WHERE (`id` > ?) LIMIT 2"));
+    }
+
+    #[test]
+    fn only_mariadb_10_5_and_later_has_returning() {
+        assert!(mariadb_with_returning("10.11.19-MariaDB-0+deb12u1"));
+        assert!(mariadb_with_returning("11.4.2-MariaDB"));
+        assert!(!mariadb_with_returning("10.4.34-MariaDB"));
+        assert!(!mariadb_with_returning("8.0.36"));
     }
 }

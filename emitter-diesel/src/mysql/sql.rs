@@ -24,6 +24,7 @@ pub(crate) enum Kind {
     Open,
     Close,
     Comma,
+    Dot,
     Other,
 }
 
@@ -103,6 +104,10 @@ pub(crate) fn scan(sql: &str) -> Option<Vec<Token>> {
             b',' => {
                 i += 1;
                 Kind::Comma
+            }
+            b'.' => {
+                i += 1;
+                Kind::Dot
             }
             c if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 => {
                 while i < bytes.len()
