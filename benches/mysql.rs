@@ -222,6 +222,43 @@ fn main() {
         |b, e| update(b, if e { 2 } else { 1 }),
     );
 
+    // The same update inside a transaction: 20 statements per COMMIT, so the extra
+    // round trips show instead of the commit's flush to disk.
+    interleaved_as(
+        &mut b,
+        "update by key, 20 per tx",
+        ["emitting", "plain"],
+        rounds,
+        2,
+        |b: &mut Bench| b.settle(),
+        |b, e| {
+            if e {
+                b.emitting.transaction(|c| {
+                    for _ in 0..20 {
+                        b.next += 1;
+                        let id = b.next % 1_000 + 1;
+                        diesel::update(users::table.find(id))
+                            .set(users::name.eq(format!("t{id}")))
+                            .execute(c)?;
+                    }
+                    QueryResult::Ok(())
+                })
+            } else {
+                b.plain.transaction(|c| {
+                    for _ in 0..20 {
+                        b.next += 1;
+                        let id = b.next % 1_000 + 1;
+                        diesel::update(users::table.find(id))
+                            .set(users::name.eq(format!("t{id}")))
+                            .execute(c)?;
+                    }
+                    QueryResult::Ok(())
+                })
+            }
+            .unwrap();
+        },
+    );
+
     // Single-row delete by key: each block deletes rows the prepare step inserted.
     let refill = |b: &mut Bench| {
         b.settle();
