@@ -163,7 +163,14 @@ pub(super) fn insert(
         let indexes = key_field_indexes(plan, &key_columns(&key));
         let known = matches!(keys, InsertKeys::Explicit(_)) && indexes.is_some();
         if upsert && !known {
-            tracing::warn!(table = %plan.table, "an upsert without explicit keys in the model: its rows are reported as Update");
+            // Once per table and connection: the same statement would say it each time.
+            if conn
+                .capture_state
+                .ambiguous_upserts
+                .insert(plan.table.to_string())
+            {
+                tracing::warn!(table = %plan.table, "an upsert whose statement gives no primary key (or whose model lacks it): its rows are reported as Update");
+            }
         }
         let indexes = indexes.unwrap_or_default();
         let (count, events) = load_events(conn, plan, query, &|row| {

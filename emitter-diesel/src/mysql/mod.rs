@@ -69,6 +69,8 @@ pub struct CaptureState {
     server: Option<Server>,
     /// Per table: whether its key is AUTO_INCREMENT (`insert::auto_increment`).
     auto_increment: std::collections::HashMap<String, bool>,
+    /// Tables whose upserts were reported as updates only (logged once each).
+    ambiguous_upserts: std::collections::HashSet<String>,
     /// Set by [`EmittingConnection::capture_without_returning`].
     without_returning: bool,
 }
