@@ -155,6 +155,8 @@ both_flavors!(
     rolled_back_transaction_delivers_nothing,
     concurrent_updates_of_overlapping_rows_emit_exactly_the_rows_each_updated,
     update_that_changes_the_primary_key_runs_untouched_and_is_counted,
+    composite_keys_are_locked_and_read_back_as_tuples,
+    failed_statement_in_a_transaction_delivers_nothing_and_the_commit_delivers_the_rest,
 );
 
 fn seed(db: &Db, names: &[&str]) -> Vec<Person> {
@@ -611,6 +613,147 @@ fn update_that_changes_the_primary_key_runs_untouched_and_is_counted(flavor: Fla
     assert_eq!(ids, [1, 102]);
     assert_empty(&rx);
     assert_eq!(emitter.stats().capture_errors, 1);
+}
+
+diesel::table! {
+    seats (hall, number) {
+        hall -> Integer,
+        number -> Integer,
+        taken -> Bool,
+    }
+}
+
+#[derive(Queryable, Selectable, Serialize, Deserialize, Clone, Debug, PartialEq, Emits)]
+#[diesel(table_name = seats, primary_key(hall, number), check_for_backend(diesel::mysql::Mysql))]
+struct Seat {
+    hall: i32,
+    number: i32,
+    taken: bool,
+}
+
+fn composite_keys_are_locked_and_read_back_as_tuples(flavor: Flavor) {
+    let db = Db::new("composite");
+    db.plain()
+        .batch_execute(
+            "CREATE TABLE seats (hall INTEGER NOT NULL, number INTEGER NOT NULL, \
+             taken BOOLEAN NOT NULL, PRIMARY KEY (hall, number)) ENGINE = InnoDB",
+        )
+        .unwrap();
+    let emitter = emitter("composite");
+    let rx = emitter.on::<Seat>().subscribe();
+    let mut conn = db.emitting(&emitter, flavor);
+    let seat = |hall, number| Seat {
+        hall,
+        number,
+        taken: false,
+    };
+
+    let rows: Vec<_> = [(1, 1), (1, 2), (2, 1)]
+        .iter()
+        .map(|&(h, n)| {
+            (
+                seats::hall.eq(h),
+                seats::number.eq(n),
+                seats::taken.eq(false),
+            )
+        })
+        .collect();
+    diesel::insert_into(seats::table)
+        .values(&rows)
+        .execute(&mut conn)
+        .unwrap();
+    let inserted: Vec<Seat> = recv_n(&rx, 3).into_iter().map(|e| e.row).collect();
+    assert_eq!(inserted.len(), 3);
+    // The WHERE reads the column it sets: keys are locked first, as (hall, number).
+    diesel::update(
+        seats::table
+            .filter(seats::taken.eq(false))
+            .filter(seats::hall.eq(1)),
+    )
+    .set(seats::taken.eq(true))
+    .execute(&mut conn)
+    .unwrap();
+    let mut updated: Vec<Seat> = recv_n(&rx, 2).into_iter().map(|e| e.row).collect();
+    updated.sort_by_key(|s| (s.hall, s.number));
+    assert_eq!(
+        updated,
+        [
+            Seat {
+                taken: true,
+                ..seat(1, 1)
+            },
+            Seat {
+                taken: true,
+                ..seat(1, 2)
+            }
+        ]
+    );
+    // An upsert on a composite key: (2, 1) exists, (2, 2) does not.
+    diesel::insert_into(seats::table)
+        .values(&vec![
+            (
+                seats::hall.eq(2),
+                seats::number.eq(1),
+                seats::taken.eq(true),
+            ),
+            (
+                seats::hall.eq(2),
+                seats::number.eq(2),
+                seats::taken.eq(true),
+            ),
+        ])
+        .on_conflict(diesel::dsl::DuplicatedKeys)
+        .do_update()
+        .set(seats::taken.eq(diesel::upsert::excluded(seats::taken)))
+        .execute(&mut conn)
+        .unwrap();
+    let mut upserted: Vec<_> = recv_n(&rx, 2)
+        .into_iter()
+        .map(|e| (e.action, e.row.number))
+        .collect();
+    upserted.sort_by_key(|(_, number)| *number);
+    assert_eq!(upserted, [(Action::Update, 1), (Action::Insert, 2)]);
+    diesel::delete(seats::table.filter(seats::hall.eq(2)))
+        .execute(&mut conn)
+        .unwrap();
+    let mut deleted: Vec<_> = recv_n(&rx, 2)
+        .into_iter()
+        .map(|e| (e.action, e.row.number))
+        .collect();
+    deleted.sort_by_key(|(_, number)| *number);
+    assert_eq!(deleted, [(Action::Delete, 1), (Action::Delete, 2)]);
+    assert_empty(&rx);
+    assert_eq!(emitter.stats().capture_errors, 0);
+}
+
+fn failed_statement_in_a_transaction_delivers_nothing_and_the_commit_delivers_the_rest(
+    flavor: Flavor,
+) {
+    let db = Db::with_people("failed_statement");
+    seed(&db, &["a"]);
+    let emitter = emitter("failed_statement");
+    let rx = emitter.on::<Person>().subscribe();
+    let mut conn = db.emitting(&emitter, flavor);
+
+    conn.transaction(|c| {
+        diesel::update(people::table)
+            .set(people::name.eq("b"))
+            .execute(c)?;
+        // A duplicate key: MySQL fails the statement, not the transaction.
+        let duplicate = diesel::insert_into(people::table)
+            .values((people::id.eq(1), people::name.eq("dup")))
+            .execute(c);
+        assert!(duplicate.is_err());
+        QueryResult::Ok(())
+    })
+    .unwrap();
+
+    let ev = recv(&rx);
+    assert_eq!(
+        (ev.action, ev.row.id, ev.row.name.as_str()),
+        (Action::Update, 1, "b")
+    );
+    assert_empty(&rx);
 }
 
 // ---------------------------------------------------------------- one flavor
