@@ -7,6 +7,10 @@
 //! answers at `MQTT_URL` (default `mqtt://127.0.0.1:1883`), a second node in the same
 //! process hears the writes as remote events; otherwise it says so and shows local
 //! events only.
+//!
+//! The same code runs on PostgreSQL or MySQL/MariaDB: swap `SqliteConnection` for
+//! `PgConnection` or (feature `mysql`) `MysqlConnection` and the URL; nothing else
+//! changes.
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;

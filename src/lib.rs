@@ -75,8 +75,8 @@
 //! # }
 //! ```
 //!
-//! **3. The connection.** [`EmittingConnection`] wraps a `PgConnection` or a
-//! `SqliteConnection` and is used exactly like it. Events wait for the outermost
+//! **3. The connection.** [`EmittingConnection`] wraps a `PgConnection`, a
+//! `SqliteConnection` or (feature `mysql`) a `MysqlConnection` and is used exactly like it. Events wait for the outermost
 //! commit: a rolled-back transaction or savepoint delivers nothing of its own, a
 //! failed statement nothing at all. r2d2 pools get their emitter from [`UseEmitter`]
 //! (connections opened by `Connection::establish` elsewhere, as by migrations, use
@@ -222,6 +222,8 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use diesel;
+    #[cfg(feature = "mysql")]
+    pub use emitter_diesel::model::MysqlModel;
     #[cfg(feature = "postgres")]
     pub use emitter_diesel::model::PgModel;
     #[cfg(feature = "sqlite")]
@@ -236,7 +238,24 @@ macro_rules! __register {
     ($model:ty, $table:ty) => {
         $crate::__register_postgres!($model, $table);
         $crate::__register_sqlite!($model, $table);
+        $crate::__register_mysql!($model, $table);
     };
+}
+
+#[cfg(feature = "mysql")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_mysql {
+    ($model:ty, $table:ty) => {
+        $crate::__private::inventory::submit! { $crate::__private::MysqlModel::of::<$model, $table>() }
+    };
+}
+
+#[cfg(not(feature = "mysql"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_mysql {
+    ($model:ty, $table:ty) => {};
 }
 
 #[cfg(feature = "postgres")]

@@ -1,17 +1,22 @@
 //! The per-backend glue: which registry a connection type reads, how its rows are
 //! decoded, and how an upsert tells inserted rows from updated ones.
 
+use crate::connection::EmittingConnection;
 use crate::model::{DecodeArgs, Registry};
+use crate::plan::Plan;
 use diesel::backend::Backend;
 use diesel::connection::{Connection, DefaultLoadingMode, LoadConnection};
 use diesel::deserialize;
 use diesel::expression::QueryMetadata;
+use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::result::QueryResult;
 use diesel::sql_types::Untyped;
 use emitter_core::PendingEvent;
+use std::sync::Arc;
 
 /// A Diesel connection that `EmittingConnection` can wrap: `PgConnection` (feature
-/// `postgres`) and `SqliteConnection` (feature `sqlite`).
+/// `postgres`), `SqliteConnection` (feature `sqlite`) and `MysqlConnection` (feature
+/// `mysql`, for MySQL 8.0+ and MariaDB 10.5+).
 ///
 /// ```
 /// # use diesel::prelude::*;
@@ -46,6 +51,32 @@ pub trait EmittingBackend:
 
     /// The backend value that rendering needs.
     fn backend() -> Self::Backend;
+
+    /// Per-connection state of the backend's capture (on MySQL: what the server
+    /// supports, read at the first captured write).
+    #[doc(hidden)]
+    type CaptureState: Default + Send + 'static;
+
+    /// Whether a write that returns rows through `load` is captured by appending
+    /// RETURNING; where it is not, such writes run untouched.
+    #[doc(hidden)]
+    const CAPTURE_LOADS: bool = true;
+
+    /// Captures a write another way than by appending RETURNING to it and running
+    /// it through `load`; `None` leaves it to that default.
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn capture_write<T>(
+        conn: &mut EmittingConnection<Self>,
+        source: &T,
+        plan: &Arc<Plan<Self::Backend, Self::Decode>>,
+    ) -> Option<QueryResult<usize>>
+    where
+        T: QueryFragment<Self::Backend> + QueryId,
+    {
+        let _ = (conn, source, plan);
+        None
+    }
 }
 
 /// How a backend tells an upsert's inserted rows from its updated ones: SQL
@@ -148,7 +179,7 @@ pub trait DecodeRows<B>: ModelsOf + LoadConnection<B> {
 
 /// A row of a backend's `table_columns` query: one per column, or a single row
 /// with no name for a table without columns or none at all.
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 #[derive(diesel::QueryableByName)]
 struct ColumnName {
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
@@ -157,7 +188,7 @@ struct ColumnName {
     found: bool,
 }
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 fn columns_found(rows: Vec<ColumnName>) -> Option<Vec<String>> {
     if !rows.first().is_some_and(|r| r.found) {
         return None;
@@ -254,6 +285,7 @@ mod pg {
         fn backend() -> diesel::pg::Pg {
             diesel::pg::Pg
         }
+        type CaptureState = ();
     }
 
     impl ModelsOf for PgConnection {
@@ -318,6 +350,7 @@ mod sqlite {
         fn backend() -> diesel::sqlite::Sqlite {
             diesel::sqlite::Sqlite
         }
+        type CaptureState = ();
     }
 
     impl ModelsOf for SqliteConnection {
@@ -386,4 +419,129 @@ mod sqlite {
     }
 
     decode_rows!(SqliteConnection, DefaultLoadingMode, SqliteDecode, detached: false);
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use super::*;
+    use crate::model::{mysql_registry, MysqlDecode};
+    use diesel::mysql::{Mysql, MysqlConnection};
+
+    impl EmittingBackend for MysqlConnection {
+        fn query_builder() -> <Mysql as Backend>::QueryBuilder {
+            Default::default()
+        }
+        fn backend() -> Mysql {
+            Mysql
+        }
+        type CaptureState = crate::mysql::CaptureState;
+
+        // MySQL has no RETURNING, so Diesel never loads rows from a write there.
+        const CAPTURE_LOADS: bool = false;
+
+        #[allow(private_interfaces)]
+        fn capture_write<T>(
+            conn: &mut EmittingConnection<Self>,
+            source: &T,
+            plan: &Arc<Plan<Mysql, MysqlDecode>>,
+        ) -> Option<QueryResult<usize>>
+        where
+            T: QueryFragment<Mysql> + QueryId,
+        {
+            Some(crate::mysql::capture_write(conn, source, plan))
+        }
+    }
+
+    impl ModelsOf for MysqlConnection {
+        type Decode = MysqlDecode;
+        fn registry() -> &'static Registry<Mysql, MysqlDecode> {
+            mysql_registry()
+        }
+        // Upserts are told apart by the keys that existed before the statement
+        // (see `crate::mysql`), not by a flag in the returned row.
+        const INSERTED_FLAG: Option<UpsertFlag> = None;
+
+        fn table_columns(&mut self, table: &str) -> QueryResult<Option<Vec<String>>> {
+            use diesel::RunQueryDsl;
+            let parts = crate::classify::table_parts(table).unwrap_or_default();
+            let (schema, name) = match parts.as_slice() {
+                [schema, name] => (Some(schema.clone()), name.clone()),
+                [name] => (None, name.clone()),
+                _ => return Ok(None),
+            };
+            let rows: Vec<ColumnName> = diesel::sql_query(
+                "SELECT c.column_name AS name, \
+                        EXISTS (SELECT 1 FROM information_schema.tables t \
+                                WHERE t.table_schema = COALESCE(?, DATABASE()) AND t.table_name = ?) AS found \
+                 FROM (SELECT 1) AS one \
+                 LEFT JOIN information_schema.columns c \
+                   ON c.table_schema = COALESCE(?, DATABASE()) AND c.table_name = ?",
+            )
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(schema.clone())
+            .bind::<diesel::sql_types::Text, _>(&name)
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(schema)
+            .bind::<diesel::sql_types::Text, _>(&name)
+            .load(self)?;
+            Ok(columns_found(rows))
+        }
+
+        // MySQL's column names ignore case.
+        fn same_column(have: &str, want: &str) -> bool {
+            have.eq_ignore_ascii_case(want)
+        }
+    }
+
+    impl DecodeRows<DefaultLoadingMode> for MysqlConnection {
+        fn decode<'c, 'q>(
+            decode: MysqlDecode,
+            row: &<Self as LoadConnection<DefaultLoadingMode>>::Row<'c, 'q>,
+            args: DecodeArgs<'_>,
+        ) -> deserialize::Result<PendingEvent>
+        where
+            Self: 'c,
+        {
+            (decode.decode)(row, args)
+        }
+
+        fn read_flag<'c, 'q>(
+            row: &<Self as LoadConnection<DefaultLoadingMode>>::Row<'c, 'q>,
+            index: usize,
+        ) -> deserialize::Result<bool>
+        where
+            Self: 'c,
+        {
+            diesel::row::Row::get_value::<diesel::sql_types::Bool, bool, usize>(row, index)
+        }
+
+        fn read_row_key<'c, 'q>(
+            row: &<Self as LoadConnection<DefaultLoadingMode>>::Row<'c, 'q>,
+            index: usize,
+        ) -> deserialize::Result<i64>
+        where
+            Self: 'c,
+        {
+            diesel::row::Row::get_value::<diesel::sql_types::BigInt, i64, usize>(row, index)
+        }
+
+        // A MySQL row holds its own copy of its values.
+        const DETACHED_ROWS: bool = true;
+
+        fn detach<'c, 'q>(
+            rows: Vec<<Self as LoadConnection<DefaultLoadingMode>>::Row<'c, 'q>>,
+        ) -> Option<Vec<<Self as LoadConnection<DefaultLoadingMode>>::Row<'static, 'static>>>
+        where
+            Self: 'c,
+        {
+            Some(rows)
+        }
+
+        fn attach<'c, 'q>(
+            rows: Vec<<Self as LoadConnection<DefaultLoadingMode>>::Row<'static, 'static>>,
+        ) -> Vec<<Self as LoadConnection<DefaultLoadingMode>>::Row<'c, 'q>>
+        where
+            Self: 'c,
+        {
+            rows
+        }
+    }
 }

@@ -261,11 +261,24 @@ pub(crate) fn classify(sql: &str) -> Option<Write> {
             if w == "INSERT" && cur.eat_word("OR") {
                 cur.next()?;
             }
+            // MySQL's `INSERT IGNORE INTO`.
+            if w == "INSERT" {
+                cur.eat_word("IGNORE");
+            }
             if !cur.eat_word("INTO") {
                 return None;
             }
             let table = cur.table_name()?;
-            let on_conflict = if cur.skip_past("CONFLICT") {
+            // MySQL's upsert: `ON DUPLICATE KEY UPDATE "a" = ...`.
+            let duplicate_key = cur.has_top_level("DUPLICATE");
+            let on_conflict = if duplicate_key {
+                cur.skip_past("DUPLICATE");
+                if cur.eat_word("KEY") && cur.eat_word("UPDATE") {
+                    OnConflict::DoUpdate(cur.assignments(&["RETURNING"]))
+                } else {
+                    OnConflict::Insert
+                }
+            } else if cur.skip_past("CONFLICT") {
                 if cur.skip_past("DO") && cur.eat_word("UPDATE") && cur.eat_word("SET") {
                     OnConflict::DoUpdate(cur.assignments(&["WHERE", "RETURNING"]))
                 } else {
@@ -376,6 +389,20 @@ mod tests {
         let w = classify(r#"INSERT INTO "users" ("id", "name") VALUES ($1, $2) ON CONFLICT ("id") DO UPDATE SET "name" = excluded."name" RETURNING "users"."id""#).unwrap();
         assert_eq!(w.on_conflict, OnConflict::DoUpdate(vec!["name".into()]));
         assert!(w.returning);
+    }
+
+    #[test]
+    fn mysql_on_duplicate_key_update_lists_its_columns() {
+        let w = classify("INSERT INTO `users` (`id`, `name`) VALUES (?, ?), (?, ?) ON DUPLICATE KEY UPDATE `name` = VALUES(`name`), `n` = `n` + 1").unwrap();
+        assert_eq!(
+            w.on_conflict,
+            OnConflict::DoUpdate(vec!["name".into(), "n".into()])
+        );
+        let w = classify("INSERT IGNORE INTO `users` (`id`) VALUES (?)").unwrap();
+        assert_eq!(
+            (w.kind, w.on_conflict),
+            (WriteKind::Insert, OnConflict::Insert)
+        );
     }
 
     #[test]

@@ -67,6 +67,15 @@ impl Captured {
     }
 }
 
+impl From<Vec<PendingEvent>> for Captured {
+    fn from(events: Vec<PendingEvent>) -> Self {
+        Captured {
+            events,
+            ..Captured::default()
+        }
+    }
+}
+
 /// A written row that could not be turned into an event.
 #[derive(Debug)]
 pub(crate) struct CaptureFailure {

@@ -1,9 +1,9 @@
 //! `EmittingConnection`: the Diesel side of diesel-emitter.
 //!
-//! It wraps a `PgConnection` or `SqliteConnection`, recognises writes on tables
-//! with an `Emits` model, appends a RETURNING list of the model's columns, decodes
-//! the returned rows into the model and keeps the events in per-transaction frames
-//! until the outermost commit hands them to the [`Emitter`](emitter_core::Emitter).
+//! It wraps a `PgConnection`, `SqliteConnection` or `MysqlConnection`, recognises
+//! writes on tables with an `Emits` model, appends a RETURNING list of the model's
+//! columns (on MySQL: locks and reads the rows by key), decodes the rows into the
+//! model and keeps the events in per-transaction frames until the outermost commit hands them to the [`Emitter`](emitter_core::Emitter).
 
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -22,6 +22,8 @@ mod outbox;
 // generates; application code never names it, so it stays out of the docs.
 #[doc(hidden)]
 pub mod model;
+#[cfg(feature = "mysql")]
+mod mysql;
 mod plan;
 mod pool;
 #[cfg(feature = "postgres")]

@@ -271,3 +271,106 @@ mod sqlite {
         REGISTRY.get_or_init(|| Registry::build(inventory::iter::<SqliteModel>.into_iter()))
     }
 }
+
+#[cfg(feature = "mysql")]
+pub use self::mysql::*;
+#[cfg(feature = "mysql")]
+mod mysql {
+    use super::*;
+    use diesel::connection::{DefaultLoadingMode, LoadConnection};
+    use diesel::mysql::{Mysql, MysqlConnection};
+    use diesel::Table;
+
+    /// The row type of `MysqlConnection`.
+    pub type MysqlRow =
+        <MysqlConnection as LoadConnection<DefaultLoadingMode>>::Row<'static, 'static>;
+
+    /// How a model is read on MySQL: its decode function, and its table's primary
+    /// key, by which rows are locked and read back (MySQL has no RETURNING).
+    #[derive(Clone, Copy)]
+    pub struct MysqlDecode {
+        /// Decodes the model from a MySQL row.
+        pub decode: fn(&MysqlRow, DecodeArgs<'_>) -> diesel::deserialize::Result<PendingEvent>,
+        /// Renders the table's primary key columns as a select list.
+        pub render_key: fn() -> QueryResult<String>,
+        /// Loads the rows of a query that selects exactly the model's columns,
+        /// typed by the model.
+        pub load: MysqlLoad,
+    }
+
+    /// Calls `f` with each row of `query`, read with the model's SQL types: the
+    /// types Diesel reads the model with everywhere else.
+    fn load_typed<M>(
+        conn: &mut MysqlConnection,
+        query: crate::mysql::RawQuery,
+        f: &mut dyn FnMut(&MysqlRow),
+    ) -> QueryResult<usize>
+    where
+        M: Capturable<Mysql>,
+        M::SelectExpression: QueryFragment<Mysql>,
+        Mysql: diesel::expression::QueryMetadata<SqlTypeOf<M::SelectExpression>>,
+    {
+        let query = crate::mysql::Typed::<SqlTypeOf<M::SelectExpression>>::new(query);
+        let mut count = 0;
+        // One row at a time: see `mysql::each_row`.
+        for row in LoadConnection::<DefaultLoadingMode>::load(conn, query)? {
+            f(&row?);
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Calls its function with each row of its query, read as the model's columns.
+    pub type MysqlLoad = fn(
+        &mut MysqlConnection,
+        crate::mysql::RawQuery,
+        &mut dyn FnMut(&MysqlRow),
+    ) -> QueryResult<usize>;
+
+    /// A model registered for MySQL.
+    pub type MysqlModel = ModelEntry<Mysql, MysqlDecode>;
+
+    fn render_key<T>() -> QueryResult<String>
+    where
+        T: Table + Default,
+        T::PrimaryKey: QueryFragment<Mysql>,
+    {
+        let mut builder = <Mysql as Backend>::QueryBuilder::default();
+        T::default().primary_key().to_sql(&mut builder, &Mysql)?;
+        Ok(builder.finish())
+    }
+
+    impl MysqlModel {
+        /// The entry of model `M` on table `T`; used by `#[derive(Emits)]`.
+        pub const fn of<M: Capturable<Mysql>, T>() -> Self
+        where
+            M::SelectExpression: QueryFragment<Mysql>,
+            Mysql: diesel::expression::QueryMetadata<SqlTypeOf<M::SelectExpression>>,
+            T: Table + QueryFragment<Mysql> + Default,
+            T::PrimaryKey: QueryFragment<Mysql>,
+        {
+            ModelEntry {
+                table: M::TABLE,
+                columns: M::COLUMNS,
+                type_name: std::any::type_name::<M>,
+                render_returning: render_returning::<M, Mysql>,
+                render_table: render_table::<T, Mysql>,
+                decode: MysqlDecode {
+                    decode: decode_row::<M, Mysql, MysqlRow>,
+                    render_key: render_key::<T>,
+                    load: load_typed::<M>,
+                },
+                _backend: std::marker::PhantomData,
+            }
+        }
+    }
+
+    inventory::collect!(MysqlModel);
+
+    /// Every model registered for MySQL.
+    pub fn mysql_registry() -> &'static Registry<Mysql, MysqlDecode> {
+        static REGISTRY: std::sync::OnceLock<Registry<Mysql, MysqlDecode>> =
+            std::sync::OnceLock::new();
+        REGISTRY.get_or_init(|| Registry::build(inventory::iter::<MysqlModel>.into_iter()))
+    }
+}

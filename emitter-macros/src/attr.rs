@@ -52,6 +52,8 @@ pub(crate) enum Backend {
     Postgres,
     /// `diesel::sqlite::Sqlite`.
     Sqlite,
+    /// `diesel::mysql::Mysql`.
+    Mysql,
 }
 
 const MISSING_TABLE_NAME: &str =
@@ -60,7 +62,7 @@ const NEEDS_NAMED_FIELDS: &str =
     "#[derive(Emits)] needs a struct with named fields, one per column";
 const NO_GENERICS: &str = "#[derive(Emits)] does not support generic models";
 const PLAIN_COLUMNS_ONLY: &str = "#[derive(Emits)] supports plain column fields only; `embed`/`select_expression` are not supported yet";
-const UNSUPPORTED_BACKEND: &str = "diesel-emitter supports the Pg and Sqlite backends";
+const UNSUPPORTED_BACKEND: &str = "diesel-emitter supports the Pg, Sqlite and Mysql backends";
 
 impl Model {
     /// Reads `input`, or returns every problem found in it as one combined error.
@@ -261,6 +263,7 @@ fn parse_check_for_backend(
         let backend = match last.as_deref() {
             Some("Pg") => Backend::Postgres,
             Some("Sqlite") => Backend::Sqlite,
+            Some("Mysql") => Backend::Mysql,
             _ => {
                 errors.push(syn::Error::new_spanned(path, UNSUPPORTED_BACKEND));
                 continue;

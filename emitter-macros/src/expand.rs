@@ -55,6 +55,7 @@ fn expand(model: &Model) -> TokenStream {
             .map(|backend| match backend {
                 Backend::Postgres => quote!(#krate::__register_postgres!(#ident, #table::table);),
                 Backend::Sqlite => quote!(#krate::__register_sqlite!(#ident, #table::table);),
+                Backend::Mysql => quote!(#krate::__register_mysql!(#ident, #table::table);),
             })
             .collect(),
     };
@@ -250,7 +251,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_at_once() {
         let input = parse_quote! {
-            #[diesel(check_for_backend(diesel::mysql::Mysql))]
+            #[diesel(check_for_backend(diesel::mariadb::Mariadb))]
             #[emits(rename = "x", crate = "a")]
             struct Bad<T> {
                 #[diesel(embed)]
@@ -259,7 +260,7 @@ mod tests {
         };
         let out = derive(&input).to_string();
         for message in [
-            "diesel-emitter supports the Pg and Sqlite backends",
+            "diesel-emitter supports the Pg, Sqlite and Mysql backends",
             "unknown #[emits] attribute `rename`",
             "does not support generic models",
             "supports plain column fields only",

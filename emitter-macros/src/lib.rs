@@ -14,7 +14,7 @@
 //! - `column_name = x` on a field renames its column, as in `Selectable`.
 //! - `primary_key(a, b)` names the key columns; `id` when absent.
 //! - `check_for_backend(diesel::pg::Pg, ...)` registers the model with the listed
-//!   backends only (Pg and Sqlite); without it the model is registered with every
+//!   backends only (Pg, Sqlite and Mysql); without it the model is registered with every
 //!   backend the facade is built with.
 //!
 //! Every column is named through the table's own column type

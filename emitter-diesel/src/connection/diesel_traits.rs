@@ -59,6 +59,9 @@ impl<C: EmittingBackend> EmittingConnection<C> {
         let Some(plan) = self.plan(source)? else {
             return self.inner.execute_returning_count(source);
         };
+        if let Some(result) = C::capture_write(self, source, &plan) {
+            return result;
+        }
         if self.needs_implicit_transaction() {
             return self.transaction(|conn| conn.execute_returning_count(source));
         }
@@ -206,7 +209,7 @@ where
         Self::Backend: QueryMetadata<T::SqlType>,
     {
         let plan = match self.plan(&source) {
-            Ok(plan) => plan,
+            Ok(plan) => plan.filter(|_| C::CAPTURE_LOADS),
             Err(error) => return self.observe(Err(error)),
         };
         // Taken before the statement: its cursor borrows the inner connection.

@@ -52,9 +52,9 @@ type PlanOf<C> = Plan<<C as Connection>::Backend, <C as ModelsOf>::Decode>;
 /// ```
 pub struct EmittingConnection<C: EmittingBackend> {
     pub(crate) inner: C,
-    emitter: Emitter,
-    frames: Frames,
-    emit: Emit,
+    pub(crate) emitter: Emitter,
+    pub(crate) frames: Frames,
+    pub(crate) emit: Emit,
     /// What to do with statements seen before.
     plans: PlanCache<Planned<PlanOf<C>>>,
     /// Tables (by name parts) whose models were checked against the table this
@@ -63,6 +63,8 @@ pub struct EmittingConnection<C: EmittingBackend> {
     /// Opened by `Connection::establish` before any global emitter was set: its
     /// events go to the local-only default, which is counted and warned about.
     without_global: bool,
+    /// What the backend's capture keeps per connection (MySQL: the server's flavour).
+    pub(crate) capture_state: C::CaptureState,
 }
 
 impl<C: EmittingBackend> EmittingConnection<C> {
@@ -92,6 +94,7 @@ impl<C: EmittingBackend> EmittingConnection<C> {
             plans: PlanCache::default(),
             checked_tables: HashMap::new(),
             without_global: false,
+            capture_state: Default::default(),
         }
     }
 

@@ -11,7 +11,7 @@ use diesel::result::QueryResult;
 use emitter_core::PreparedCommit;
 
 impl<C: EmittingBackend> EmittingConnection<C> {
-    pub(super) fn depth(&mut self) -> Option<usize> {
+    pub(crate) fn depth(&mut self) -> Option<usize> {
         let status = C::TransactionManager::transaction_manager_status_mut(&mut self.inner);
         status
             .transaction_depth()

@@ -1,6 +1,8 @@
 //! The outbox tables: [`Outbox`], the store the relay reads, and the SQL each
 //! backend writes, claims and deletes rows with.
 
+#[cfg(feature = "mysql")]
+mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
@@ -15,7 +17,8 @@ use std::time::Duration;
 
 /// The outbox SQL of one backend.
 ///
-/// Plumbing: implemented for `PgConnection` and `SqliteConnection`; applications use
+/// Plumbing: implemented for `PgConnection`, `SqliteConnection` and `MysqlConnection`;
+/// applications use
 /// [`Outbox`].
 pub trait OutboxBackend: Connection + Send + 'static {
     /// The statements that create the outbox table `table` and its dead-letter table.
@@ -235,7 +238,7 @@ impl From<BacklogRow> for Backlog {
     }
 }
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 fn only<T>(mut rows: Vec<T>) -> Option<T> {
     rows.pop()
 }
@@ -257,6 +260,14 @@ mod tests {
         use super::OutboxBackend;
         let sql = diesel::pg::PgConnection::create_sql(emitter_core::outbox::DEFAULT_TABLE);
         assert_eq!(shipped("postgres"), sql);
+    }
+
+    #[cfg(feature = "mysql")]
+    #[test]
+    fn the_shipped_mysql_migration_is_create_sql() {
+        use super::OutboxBackend;
+        let sql = diesel::mysql::MysqlConnection::create_sql(emitter_core::outbox::DEFAULT_TABLE);
+        assert_eq!(shipped("mysql"), sql);
     }
 
     #[cfg(feature = "sqlite")]

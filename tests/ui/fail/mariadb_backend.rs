@@ -11,7 +11,7 @@ diesel::table! {
 
 #[derive(Queryable, Selectable, Serialize, Deserialize, Clone, Debug, Emits)]
 #[diesel(table_name = users)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::mysql::Mysql))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::mariadb::Mariadb))]
 struct User {
     id: i32,
     name: String,
