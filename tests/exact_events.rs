@@ -140,6 +140,27 @@ struct Gauge {
 }
 
 #[test]
+fn a_row_that_does_not_decode_is_counted_and_the_write_still_succeeds() {
+    let db = PgSchema::new("capture_error");
+    db.plain()
+        .batch_execute("CREATE TABLE gauges (id SERIAL PRIMARY KEY, reading BIGINT NOT NULL)")
+        .unwrap();
+    let emitter = emitter("capture_error");
+    let rx = emitter.on::<Gauge>().subscribe();
+    let mut conn = db.emitting(&emitter);
+
+    let n = diesel::insert_into(gauges::table)
+        .values(gauges::reading.eq(7))
+        .execute(&mut conn);
+    assert_eq!(n, Ok(1), "the write succeeds");
+    let stats = emitter.stats();
+    assert_eq!((stats.capture_errors, stats.emitted), (1, 0));
+    assert_empty(&rx);
+    let stored: i64 = gauges::table.count().get_result(&mut db.plain()).unwrap();
+    assert_eq!(stored, 1);
+}
+
+#[test]
 fn a_row_that_does_not_decode_in_a_rolled_back_transaction_is_no_capture_error() {
     let db = PgSchema::new("capture_error_rollback");
     db.plain()
