@@ -64,6 +64,7 @@ pub struct EmittingConnection<C: EmittingBackend> {
     /// events go to the local-only default, which is counted and warned about.
     without_global: bool,
     /// What the backend's capture keeps per connection (MySQL: the server's flavour).
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub(crate) capture_state: C::CaptureState,
 }
 
