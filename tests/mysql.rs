@@ -157,6 +157,7 @@ both_flavors!(
     update_that_changes_the_primary_key_runs_untouched_and_is_counted,
     composite_keys_are_locked_and_read_back_as_tuples,
     failed_statement_in_a_transaction_delivers_nothing_and_the_commit_delivers_the_rest,
+    a_row_that_does_not_decode_counts_as_a_capture_error_only_once_committed,
 );
 
 fn seed(db: &Db, names: &[&str]) -> Vec<Person> {
@@ -754,6 +755,38 @@ fn failed_statement_in_a_transaction_delivers_nothing_and_the_commit_delivers_th
         (Action::Update, 1, "b")
     );
     assert_empty(&rx);
+}
+
+fn a_row_that_does_not_decode_counts_as_a_capture_error_only_once_committed(flavor: Flavor) {
+    // `name` holds bytes that are not UTF-8, which the model's String refuses.
+    let db = Db::new("decode_failure");
+    db.plain()
+        .batch_execute(
+            "CREATE TABLE people (
+                id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                name VARBINARY(255) NOT NULL,
+                active BOOLEAN NOT NULL DEFAULT TRUE
+            ) ENGINE = InnoDB;
+            INSERT INTO people (name) VALUES (0xFF);",
+        )
+        .unwrap();
+    let emitter = emitter("decode_failure");
+    let mut conn = db.emitting(&emitter, flavor);
+    let update = || diesel::update(people::table).set(people::active.eq(false));
+
+    let rolled_back: QueryResult<()> = conn.transaction(|c| {
+        assert_eq!(update().execute(c)?, 1);
+        Err(diesel::result::Error::RollbackTransaction)
+    });
+    assert!(rolled_back.is_err());
+    assert_eq!(emitter.stats().capture_errors, 0, "no row was committed");
+
+    conn.transaction(|c| update().execute(c)).unwrap();
+    assert_eq!(
+        emitter.stats().capture_errors,
+        1,
+        "the committed row is counted"
+    );
 }
 
 // ---------------------------------------------------------------- one flavor

@@ -59,20 +59,19 @@ impl Captured {
         }
     }
 
+    /// Adds what another statement of the same write captured.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(crate) fn absorb(&mut self, other: Captured) {
+        self.events.extend(other.events);
+        self.failures.extend(other.failures);
+        self.inserted_keys.extend(other.inserted_keys);
+    }
+
     pub(crate) fn fail(&mut self, table: &Arc<str>, error: &dyn std::fmt::Display) {
         self.failures.push(CaptureFailure {
             table: table.clone(),
             error: error.to_string(),
         });
-    }
-}
-
-impl From<Vec<PendingEvent>> for Captured {
-    fn from(events: Vec<PendingEvent>) -> Self {
-        Captured {
-            events,
-            ..Captured::default()
-        }
     }
 }
 

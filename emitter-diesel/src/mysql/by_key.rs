@@ -5,10 +5,11 @@
 use super::sql::{top_level, Bind, Kind, RawQuery, Token};
 use super::{
     columns, decode_into, each_plan_row, each_row, key_at, key_columns, key_field_indexes, key_of,
-    key_sql, load_events, read_back, Captured, MysqlPlan, Statement, Uncapturable,
+    key_sql, load_events, read_back, MysqlPlan, Outcome, Statement, Uncapturable,
     KEYS_PER_STATEMENT,
 };
 use crate::connection::EmittingConnection;
+use crate::frames::Captured as Written;
 use diesel::connection::Connection;
 use diesel::mysql::{Mysql, MysqlConnection};
 use diesel::query_builder::{QueryFragment, QueryId};
@@ -22,7 +23,7 @@ pub(super) fn update<T: QueryFragment<Mysql> + QueryId>(
     source: &T,
     statement: &Statement,
     plan: &MysqlPlan,
-) -> QueryResult<Captured> {
+) -> QueryResult<Outcome> {
     let tokens = &statement.tokens;
     let Some(set) = top_level(tokens, 0, "SET") else {
         return Ok(Err(Uncapturable("no SET clause")));
@@ -71,7 +72,7 @@ pub(super) fn update<T: QueryFragment<Mysql> + QueryId>(
         conn.inner.execute_returning_count(source)?
     };
     if !verified(conn, plan, count, keys.len()) {
-        return Ok(Ok((count, Vec::new())));
+        return Ok(Ok((count, Written::default())));
     }
     let (_, events) = read_back(conn, plan, table, &key, &keys, &|_| Action::Update)?;
     Ok(Ok((count, events)))
@@ -90,10 +91,10 @@ fn update_then_read<T: QueryFragment<Mysql> + QueryId>(
     plan: &MysqlPlan,
     table: &str,
     where_at: usize,
-) -> QueryResult<Captured> {
+) -> QueryResult<Outcome> {
     let count = conn.inner.execute_returning_count(source)?;
     if count == 0 {
-        return Ok(Ok((0, Vec::new())));
+        return Ok(Ok((0, Written::default())));
     }
     let mut read = RawQuery::default().sql(&format!("SELECT {} FROM {table} ", columns(plan)));
     if statement
@@ -105,7 +106,7 @@ fn update_then_read<T: QueryFragment<Mysql> + QueryId>(
     read.push_sql(" FOR UPDATE");
     let (found, events) = load_events(conn, plan, read, &|_| Action::Update)?;
     if !verified(conn, plan, count, found) {
-        return Ok(Ok((count, Vec::new())));
+        return Ok(Ok((count, Written::default())));
     }
     Ok(Ok((count, events)))
 }
@@ -180,7 +181,7 @@ pub(super) fn delete<T: QueryFragment<Mysql> + QueryId>(
     source: &T,
     statement: &Statement,
     plan: &MysqlPlan,
-) -> QueryResult<Captured> {
+) -> QueryResult<Outcome> {
     let tokens = &statement.tokens;
     // DELETE FROM <table> [WHERE ...]
     let tail = [
@@ -202,11 +203,11 @@ pub(super) fn delete<T: QueryFragment<Mysql> + QueryId>(
         return Ok(Err(Uncapturable("bind mismatch")));
     }
     lock.push_sql(" FOR UPDATE");
-    let (emitter, emit) = (conn.emitter.clone(), conn.emit);
-    let (mut keys, mut events) = (Vec::new(), Vec::new());
+    let emit = conn.emit;
+    let (mut keys, mut events) = (Vec::new(), Written::default());
     each_plan_row(&mut conn.inner, plan, lock, &mut |row| {
         keys.push(key_at(row, plan, &indexes));
-        decode_into(&emitter, emit, plan, row, Action::Delete, &mut events);
+        decode_into(emit, plan, row, Action::Delete, &mut events);
     })?;
     let count = if top_level(tokens, tail, "LIMIT").is_some() {
         let mut count = 0;
@@ -220,7 +221,7 @@ pub(super) fn delete<T: QueryFragment<Mysql> + QueryId>(
         conn.inner.execute_returning_count(source)?
     };
     if !verified(conn, plan, count, keys.len()) {
-        return Ok(Ok((count, Vec::new())));
+        return Ok(Ok((count, Written::default())));
     }
     Ok(Ok((count, events)))
 }

@@ -4,10 +4,11 @@
 use super::sql::{group_end, top_level, Bind, KeyPart, Kind, RawQuery, Token};
 use super::{
     columns, each_row, key_columns, key_field_indexes, key_of, key_parts, key_parts_at, key_sql,
-    load_events, read_back, Captured, MysqlPlan, Server, Statement, Uncapturable,
+    load_events, read_back, MysqlPlan, Outcome, Server, Statement, Uncapturable,
     KEYS_PER_STATEMENT,
 };
 use crate::connection::EmittingConnection;
+use crate::frames::Captured as Written;
 use diesel::connection::Connection;
 use diesel::mysql::MysqlConnection;
 use diesel::result::QueryResult;
@@ -119,7 +120,7 @@ pub(super) fn insert(
     statement: &Statement,
     plan: &MysqlPlan,
     server: Server,
-) -> QueryResult<Captured> {
+) -> QueryResult<Outcome> {
     let tokens = &statement.tokens;
     let upsert = plan.ambiguous_upsert;
     let ignore = matches!(tokens.get(1).map(|t| &t.kind), Some(Kind::Word(w)) if w == "IGNORE");
@@ -229,7 +230,7 @@ pub(super) fn insert(
             ));
             query.push_sql(&count.to_string());
             if count == 0 {
-                return Ok(Ok((0, Vec::new())));
+                return Ok(Ok((0, Written::default())));
             }
             let (_, events) = load_events(conn, plan, query, &|_| Action::Insert)?;
             Ok(Ok((count, events)))

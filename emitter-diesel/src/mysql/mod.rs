@@ -27,6 +27,7 @@ pub(crate) mod sql;
 
 use crate::classify::WriteKind;
 use crate::connection::EmittingConnection;
+use crate::frames::Captured as Written;
 use crate::model::{MysqlDecode, MysqlRow};
 use crate::plan::Plan;
 use diesel::associations::{HasTable, Identifiable};
@@ -42,7 +43,7 @@ use diesel::query_dsl::{LoadQuery, RunQueryDsl, UpdateAndFetchResults};
 use diesel::result::QueryResult;
 use diesel::row::{Field, Row};
 use diesel::Table;
-use emitter_core::{Action, Emit, Emitter, PendingEvent};
+use emitter_core::{Action, Emit};
 use sql::{scan, Bind, KeyPart, Kind, Raw, Token};
 pub use sql::{RawQuery, Typed};
 use std::sync::Arc;
@@ -219,8 +220,7 @@ where
     }?;
     match result {
         Ok((count, events)) => {
-            conn.frames
-                .record(depth, crate::frames::Captured::from(events), &conn.emitter);
+            conn.frames.record(depth, events, &conn.emitter);
             Ok(count)
         }
         Err(why) => uncaptured(conn, source, plan, why),
@@ -264,24 +264,17 @@ where
     query.push_sql(&plan.appended);
     let action = plan.action(None);
     let (count, events) = load_events(conn, plan, query, &|_| action)?;
-    conn.frames
-        .record(depth, crate::frames::Captured::from(events), &conn.emitter);
+    conn.frames.record(depth, events, &conn.emitter);
     Ok(count)
 }
 
-/// Appends the events of `row`, whose last fields are the plan's columns.
-fn decode_into(
-    emitter: &Emitter,
-    emit: Emit,
-    plan: &MysqlPlan,
-    row: &MysqlRow,
-    action: Action,
-    events: &mut Vec<PendingEvent>,
-) {
+/// Appends the events of `row`, whose last fields are the plan's columns; a row
+/// that does not decode is kept as a failure, reported if its transaction commits.
+fn decode_into(emit: Emit, plan: &MysqlPlan, row: &MysqlRow, action: Action, out: &mut Written) {
     for (model, args) in plan.decode_args(row.field_count(), action, emit) {
         match (model.entry.decode.decode)(row, args) {
-            Ok(event) => events.push(event),
-            Err(error) => emitter.record_capture_error(&plan.table, &error),
+            Ok(event) => out.events.push(event),
+            Err(error) => out.fail(&plan.table, &error),
         }
     }
 }
@@ -342,13 +335,13 @@ fn load_events(
     plan: &MysqlPlan,
     query: RawQuery,
     action: &dyn Fn(&MysqlRow) -> Action,
-) -> QueryResult<(usize, Vec<PendingEvent>)> {
-    let (emitter, emit) = (conn.emitter.clone(), conn.emit);
-    let mut events = Vec::new();
+) -> QueryResult<(usize, Written)> {
+    let emit = conn.emit;
+    let mut written = Written::default();
     let count = each_plan_row(&mut conn.inner, plan, query, &mut |row| {
-        decode_into(&emitter, emit, plan, row, action(row), &mut events)
+        decode_into(emit, plan, row, action(row), &mut written)
     })?;
-    Ok((count, events))
+    Ok((count, written))
 }
 
 /// The events of the rows of `keys` (read back with the plan's columns), and how
@@ -360,20 +353,21 @@ fn read_back(
     key: &str,
     keys: &[Vec<Bind>],
     action: &dyn Fn(&MysqlRow) -> Action,
-) -> QueryResult<(usize, Vec<PendingEvent>)> {
-    let (mut count, mut events) = (0, Vec::new());
+) -> QueryResult<(usize, Written)> {
+    let (mut count, mut events) = (0, Written::default());
     for chunk in keys.chunks(KEYS_PER_STATEMENT) {
         let mut query =
             RawQuery::default().sql(&format!("SELECT {} FROM {table} WHERE ", columns(plan)));
         query.push_key_list(key, chunk);
         let (n, more) = load_events(conn, plan, query, action)?;
         count += n;
-        events.extend(more);
+        events.absorb(more);
     }
     Ok((count, events))
 }
 
-type Captured = Result<(usize, Vec<PendingEvent>), Uncapturable>;
+/// A statement's row count and what it wrote, or why it could not be captured.
+type Outcome = Result<(usize, Written), Uncapturable>;
 
 /// The unqualified column names of a rendered key (`` `t`.`a`, `t`.`b` ``).
 fn key_columns(key: &str) -> Vec<String> {
