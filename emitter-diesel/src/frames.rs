@@ -39,6 +39,13 @@ impl Frame {
         self.failures.extend(child.failures);
         self.aborted |= child.aborted;
     }
+
+    /// Delivers what a committed transaction (or a statement outside one) wrote:
+    /// its events, and the rows that failed as capture errors.
+    fn deliver(self, emitter: &Emitter) {
+        emitter.commit(self.events);
+        self.failures.into_iter().for_each(|f| f.report(emitter));
+    }
 }
 
 /// What one statement captured: its events, and the rows that failed to decode.
@@ -114,14 +121,15 @@ impl Frames {
         let Captured {
             events, failures, ..
         } = captured;
-        if depth == 0 {
-            emitter.commit(events);
-            failures.into_iter().for_each(|f| f.report(emitter));
-            return;
+        let statement = Frame {
+            events,
+            failures,
+            aborted: false,
+        };
+        match depth {
+            0 => statement.deliver(emitter),
+            _ => self.frame(depth).absorb(statement),
         }
-        let frame = self.frame(depth);
-        frame.events.extend(events);
-        frame.failures.extend(failures);
     }
 
     /// Notes that a statement failed at transaction `depth` in a way that aborts
@@ -132,11 +140,16 @@ impl Frames {
         }
     }
 
+    /// The frame of transaction level `depth` (1 or more), opening missing levels.
     fn frame(&mut self, depth: usize) -> &mut Frame {
+        self.open_to(depth);
+        &mut self.stack[depth - 1]
+    }
+
+    fn open_to(&mut self, depth: usize) {
         while self.stack.len() < depth {
             self.stack.push(Frame::default());
         }
-        &mut self.stack[depth - 1]
     }
 
     /// Re-aligns with the transaction `depth` after a begin, commit or rollback.
@@ -163,14 +176,9 @@ impl Frames {
                          (roll back to a savepoint to keep a transaction usable after an error)"
                     );
                 }
-                None => {
-                    emitter.commit(frame.events);
-                    frame.failures.into_iter().for_each(|f| f.report(emitter));
-                }
+                None => frame.deliver(emitter),
             }
         }
-        while self.stack.len() < depth {
-            self.stack.push(Frame::default());
-        }
+        self.open_to(depth);
     }
 }

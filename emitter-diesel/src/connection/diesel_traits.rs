@@ -34,10 +34,13 @@ impl<C: EmittingBackend> EmittingConnection<C> {
 
     /// Hands a statement's events to the open transaction's frame (or delivers them).
     fn record(&mut self, depth: usize, captured: Captured) {
-        if self.without_global && !captured.events.is_empty() {
-            Emitter::note_write_without_global();
-        }
-        self.frames.record(depth, captured, &self.emitter);
+        record(
+            &mut self.frames,
+            &self.emitter,
+            self.without_global,
+            depth,
+            captured,
+        );
     }
 
     /// Passes a statement's result through, noting a failure that aborts the open
@@ -84,6 +87,21 @@ impl<C: EmittingBackend> EmittingConnection<C> {
             && self.emitter.outbox_table().is_some()
             && self.depth() == Some(0)
     }
+}
+
+/// [`EmittingConnection::record`] on the connection's parts, for a caller whose
+/// rows still borrow the inner connection.
+fn record(
+    frames: &mut Frames,
+    emitter: &Emitter,
+    without_global: bool,
+    depth: usize,
+    captured: Captured,
+) {
+    if without_global && !captured.events.is_empty() {
+        Emitter::note_write_without_global();
+    }
+    frames.record(depth, captured, emitter);
 }
 
 /// Notes in `frames` that a statement at `depth` failed with `error`, if that
@@ -252,10 +270,7 @@ where
         for row in &rows {
             capture_row::<C, B>(&plan, row, *emit, &mut captured);
         }
-        if *without_global && !captured.events.is_empty() {
-            Emitter::note_write_without_global();
-        }
-        frames.record(depth, captured, emitter);
+        record(frames, emitter, *without_global, depth, captured);
         Ok(EmittingCursor::Buffered(rows.into_iter()))
     }
 }
