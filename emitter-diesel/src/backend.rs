@@ -368,11 +368,8 @@ mod sqlite {
 
         fn table_columns(&mut self, table: &str) -> QueryResult<Option<Vec<String>>> {
             use diesel::RunQueryDsl;
-            let parts = crate::classify::table_parts(table).unwrap_or_default();
-            let (schema, name) = match parts.as_slice() {
-                [schema, name] => (Some(schema.clone()), name.clone()),
-                [name] => (None, name.clone()),
-                _ => return Ok(None),
+            let Some((schema, name)) = crate::classify::schema_and_name(table) else {
+                return Ok(None);
             };
             let rows: Vec<ColumnName> = diesel::sql_query(
                 "SELECT c.name AS name, \
@@ -463,11 +460,8 @@ mod mysql {
 
         fn table_columns(&mut self, table: &str) -> QueryResult<Option<Vec<String>>> {
             use diesel::RunQueryDsl;
-            let parts = crate::classify::table_parts(table).unwrap_or_default();
-            let (schema, name) = match parts.as_slice() {
-                [schema, name] => (Some(schema.clone()), name.clone()),
-                [name] => (None, name.clone()),
-                _ => return Ok(None),
+            let Some((schema, name)) = crate::classify::schema_and_name(table) else {
+                return Ok(None);
             };
             let rows: Vec<ColumnName> = diesel::sql_query(
                 "SELECT c.column_name AS name, \

@@ -248,6 +248,27 @@ pub(crate) fn table_parts(sql: &str) -> Option<Vec<String>> {
     (cur.pos == tokens.len()).then_some(parts)
 }
 
+/// A table name's parts as Diesel renders them for PostgreSQL (`"app"."users"`),
+/// which SQLite reads too: the inverse of [`table_parts`].
+pub(crate) fn render_table(parts: &[String]) -> String {
+    parts
+        .iter()
+        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A rendered table name as its optional schema and its name
+/// (`"app"."users"` -> `(Some("app"), "users")`); `None` for anything else.
+#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
+pub(crate) fn schema_and_name(sql: &str) -> Option<(Option<String>, String)> {
+    match table_parts(sql)?.as_mut_slice() {
+        [schema, name] => Some((Some(std::mem::take(schema)), std::mem::take(name))),
+        [name] => Some((None, std::mem::take(name))),
+        _ => None,
+    }
+}
+
 /// Recognises a write in rendered SQL; `None` for anything else.
 pub(crate) fn classify(sql: &str) -> Option<Write> {
     let tokens = tokenize(sql)?;

@@ -50,12 +50,8 @@ impl Emitter {
     /// # }
     /// ```
     pub fn global() -> Emitter {
-        if let Some(e) = global_slot()
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            return e.clone();
+        if let Some(e) = Self::try_global() {
+            return e;
         }
         global_slot()
             .write()

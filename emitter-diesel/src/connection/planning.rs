@@ -13,7 +13,7 @@
 
 use super::{EmittingConnection, PlanOf};
 use crate::backend::EmittingBackend;
-use crate::classify::{classify, unreadable_write_words, OnConflict};
+use crate::classify::{classify, render_table, unreadable_write_words, OnConflict};
 use crate::model::Registered;
 use crate::plan::{Plan, Planned};
 use diesel::query_builder::{QueryBuilder, QueryFragment, QueryId};
@@ -39,32 +39,7 @@ impl<C: EmittingBackend> EmittingConnection<C> {
         if self.emit == Emit::Off {
             return Ok(None);
         }
-        let key = T::query_id();
-        let cached = match key {
-            Some(key) => self.plans.by_type(key),
-            None => None,
-        };
-        let planned = match cached {
-            Some(planned) => planned,
-            None => {
-                let mut builder = C::query_builder();
-                source.to_sql(&mut builder, &C::backend())?;
-                let sql = builder.finish();
-                match key.is_none().then(|| self.plans.by_sql(&sql)).flatten() {
-                    Some(planned) => planned,
-                    None => {
-                        let (planned, settled) = self.plan_sql(&sql)?;
-                        if settled {
-                            match key {
-                                Some(key) => self.plans.keep_by_type(key, planned.clone()),
-                                None => self.plans.keep_by_sql(&sql, planned.clone()),
-                            }
-                        }
-                        planned
-                    }
-                }
-            }
-        };
+        let planned = self.planned(source)?;
         Ok(match planned {
             Planned::Capture(plan) => Some(plan),
             Planned::PassThrough => None,
@@ -73,6 +48,34 @@ impl<C: EmittingBackend> EmittingConnection<C> {
                 None
             }
         })
+    }
+
+    /// What to do with `source`: from the cache by its query id when it has a static
+    /// one, else by its SQL text; planned (and kept, once settled) otherwise.
+    fn planned<T>(&mut self, source: &T) -> QueryResult<Planned<PlanOf<C>>>
+    where
+        T: QueryFragment<C::Backend> + QueryId,
+    {
+        let key = T::query_id();
+        if let Some(planned) = key.and_then(|key| self.plans.by_type(key)) {
+            return Ok(planned);
+        }
+        let mut builder = C::query_builder();
+        source.to_sql(&mut builder, &C::backend())?;
+        let sql = builder.finish();
+        if key.is_none() {
+            if let Some(planned) = self.plans.by_sql(&sql) {
+                return Ok(planned);
+            }
+        }
+        let (planned, settled) = self.plan_sql(&sql)?;
+        if settled {
+            match key {
+                Some(key) => self.plans.keep_by_type(key, planned.clone()),
+                None => self.plans.keep_by_sql(&sql, planned.clone()),
+            }
+        }
+        Ok(planned)
     }
 
     /// Plans `sql`; the flag says whether the answer is settled (may be cached), or
@@ -205,15 +208,6 @@ impl<C: EmittingBackend> EmittingConnection<C> {
             .insert(key, supported);
         Some(supported)
     }
-}
-
-/// A table name's parts as Diesel renders them (`"app"."users"`).
-fn render_table(parts: &[String]) -> String {
-    parts
-        .iter()
-        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 /// The model table raw SQL seems to write, if any.

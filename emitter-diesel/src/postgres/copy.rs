@@ -13,7 +13,7 @@
 //! act on the `INSERT`. Tables without a model are copied directly.
 
 use crate::backend::ModelsOf;
-use crate::classify::table_parts;
+use crate::classify::{render_table, table_parts};
 use crate::connection::EmittingConnection;
 use diesel::connection::{Connection, SimpleConnection};
 use diesel::pg::{CopyFromQuery, Pg, PgConnection, PgQueryBuilder};
@@ -92,7 +92,7 @@ impl EmittingConnection<PgConnection> {
             // No such table: let the COPY fail as it would on a plain connection.
             return copy(&mut self.inner);
         };
-        let shadow = quote(name);
+        let shadow = render_table(std::slice::from_ref(name));
         self.transaction(|conn| {
             let mut setup =
                 format!("CREATE TEMP TABLE {shadow} (LIKE {real} INCLUDING DEFAULTS); ");
@@ -154,10 +154,6 @@ impl EmittingConnection<PgConnection> {
         .bind::<Text, _>(table)
         .load(&mut self.inner)
     }
-}
-
-fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
 fn literal(text: &str) -> String {
