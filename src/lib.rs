@@ -150,13 +150,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use emitter_core::crossbeam_channel;
-pub use emitter_core::mqtt;
 pub use emitter_core::outbox;
+pub use emitter_core::{transport, wire};
 pub use emitter_core::{
     Action, Emit, Emits, Emitter, EmitterBuilder, Error, Event, EventMeta, ListenerBuilder,
-    MqttConfig, MqttConfigError, PendingEvent, PreparedCommit, Protocol, Source, Stats,
-    Subscription, TlsConfig, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE, MAX_QUEUE_BYTES,
-    MAX_STAY_AWAKE,
+    PendingEvent, PreparedCommit, Source, Stats, Subscription, WhenFull, DEFAULT_CAPACITY,
+    DEFAULT_STAY_AWAKE, MAX_QUEUE_BYTES, MAX_STAY_AWAKE,
 };
 /// The cursor type of `EmittingConnection`'s loads: plumbing, never named by users.
 #[doc(hidden)]
@@ -204,6 +203,12 @@ pub use emitter_diesel::{EmittingConnection, EmittingTransactionManager, Outbox,
 /// assert_eq!(Order::PRIMARY_KEY, ["shop", "number"]);
 /// ```
 pub use emitter_macros::Emits;
+/// The MQTT transport (crate `emitter-mqtt`): its configuration, and the wire
+/// format under the names it had before the transport had its own crate.
+#[cfg(feature = "mqtt")]
+pub use emitter_mqtt as mqtt;
+#[cfg(feature = "mqtt")]
+pub use emitter_mqtt::{MqttBuilderExt, MqttConfig, MqttConfigError, Protocol, TlsConfig};
 
 /// The connection side, for what the facade does not re-export (the model registry,
 /// the backend traits).
@@ -214,9 +219,11 @@ pub mod connection {
 /// Everything a user of diesel-emitter names: `use diesel_emitter::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Action, Emit, Emits, Emitter, EmittingConnection, Event, EventMeta, MqttConfig, Source,
-        Subscription, WhenFull,
+        Action, Emit, Emits, Emitter, EmittingConnection, Event, EventMeta, Source, Subscription,
+        WhenFull,
     };
+    #[cfg(feature = "mqtt")]
+    pub use crate::{MqttBuilderExt as _, MqttConfig};
 }
 
 #[doc(hidden)]

@@ -971,11 +971,16 @@ fn two_processes_multi_server_example_listener_hears_the_writer() {
 
 #[test]
 fn configuration_errors_are_typed() {
+    // The MQTT transport's own error, typed, inside `Error::Transport`.
     let build = |config: MqttConfig| {
-        Emitter::builder()
+        let built = Emitter::builder()
             .node_id(node_name("cfg"))
             .mqtt(config)
-            .build()
+            .build();
+        match built {
+            Err(error) => Err(error.transport_error::<MqttConfigError>().cloned()),
+            Ok(emitter) => Ok(emitter),
+        }
     };
     for url in [
         "http://127.0.0.1:1883",
@@ -984,18 +989,18 @@ fn configuration_errors_are_typed() {
         "mqtt://127.0.0.1:99999",
     ] {
         match build(MqttConfig::new(url)) {
-            Err(Error::Mqtt(MqttConfigError::Url { url: given, .. })) => assert_eq!(given, url),
+            Err(Some(MqttConfigError::Url { url: given, .. })) => assert_eq!(given, url),
             other => panic!("{url}: expected MqttConfigError::Url, got {other:?}"),
         }
     }
     for prefix in ["app/+/events", "app/#", "", "a//b"] {
         match build(MqttConfig::new(SHARED_URL).topic_prefix(prefix)) {
-            Err(Error::Mqtt(MqttConfigError::TopicPrefix(p))) => assert_eq!(p, prefix),
+            Err(Some(MqttConfigError::TopicPrefix(p))) => assert_eq!(p, prefix),
             other => panic!("{prefix:?}: expected MqttConfigError::TopicPrefix, got {other:?}"),
         }
     }
     match build(MqttConfig::new(SHARED_URL).qos(3)) {
-        Err(Error::Mqtt(MqttConfigError::Qos(3))) => {}
+        Err(Some(MqttConfigError::Qos(3))) => {}
         other => panic!("expected MqttConfigError::Qos(3), got {other:?}"),
     }
 }

@@ -237,8 +237,9 @@ fn tls_with_the_ca_delivers_without_it_is_unreachable_and_a_missing_ca_file_is_a
     match Emitter::builder()
         .mqtt(config.clone().tls(tls(Some(&missing), true)))
         .build()
+        .map_err(|e| e.transport_error::<MqttConfigError>().cloned())
     {
-        Err(Error::Mqtt(MqttConfigError::TlsFile(path))) => assert_eq!(path, missing),
+        Err(Some(MqttConfigError::TlsFile(path))) => assert_eq!(path, missing),
         other => panic!("expected MqttConfigError::TlsFile, got {other:?}"),
     }
     shutdown_all(&[&a, &b, &c]);
@@ -456,8 +457,9 @@ fn a_topic_prefix_under_sys_is_a_configuration_error() {
         match Emitter::builder()
             .mqtt(MqttConfig::new(SHARED_URL).topic_prefix(prefix))
             .build()
+            .map_err(|e| e.transport_error::<MqttConfigError>().cloned())
         {
-            Err(Error::Mqtt(MqttConfigError::ReservedPrefix(p))) => assert_eq!(p, prefix),
+            Err(Some(MqttConfigError::ReservedPrefix(p))) => assert_eq!(p, prefix),
             other => panic!("expected ReservedPrefix for {prefix:?}, got {other:?}"),
         }
     }

@@ -8,8 +8,8 @@ mod output;
 mod tail;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use emitter_core::mqtt::DEFAULT_PREFIX;
-use emitter_core::{Action, Protocol};
+use emitter_core::Action;
+use emitter_mqtt::{Protocol, DEFAULT_PREFIX};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,6 +1,6 @@
 //! What `tail` prints: the readable line of an event, the `--json` line, the counts.
 
-use emitter_core::mqtt::Envelope;
+use emitter_core::wire::Envelope;
 use emitter_core::Action;
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -3,8 +3,9 @@
 use crate::output::{self, Counts};
 use crate::{Failure, TailArgs};
 use emitter_core::crossbeam_channel::{self, select, Receiver};
-use emitter_core::mqtt::{Envelope, MqttConfig, TlsConfig};
+use emitter_core::wire::Envelope;
 use emitter_core::Action;
+use emitter_mqtt::{MqttConfig, TlsConfig};
 use paho_mqtt as paho;
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,7 +4,7 @@
 
 mod support;
 
-use emitter_core::mqtt::Envelope;
+use emitter_core::wire::Envelope;
 use emitter_core::{Action, Emits};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

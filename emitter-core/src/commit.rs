@@ -40,7 +40,6 @@ impl Sequencer {
 
     /// Every `seq` below this belongs to a transaction that has committed or
     /// rolled back (the outbox relay claims this emitter's rows below it).
-    #[cfg_attr(not(feature = "mqtt"), allow(dead_code))]
     pub(crate) fn settled_below(&self) -> u64 {
         self.open
             .first_key_value()
@@ -122,17 +121,8 @@ impl<M: Emits> Numbered for NumberedEvent<M> {
         self.emit.reaches_remote()
     }
 
-    #[cfg(not(feature = "mqtt"))]
     fn entry(&self) -> serde_json::Result<OutboxEntry> {
-        // Without a broker client no emitter has an outbox to write.
-        Err(serde::ser::Error::custom(
-            "diesel-emitter was built without the `mqtt` feature",
-        ))
-    }
-
-    #[cfg(feature = "mqtt")]
-    fn entry(&self) -> serde_json::Result<OutboxEntry> {
-        let payload = crate::mqtt::envelope::encode(&self.event)?;
+        let payload = crate::wire::encode(&self.event)?;
         Ok(OutboxEntry {
             event_id: self.event.meta.id,
             origin: self.event.meta.origin.clone(),

@@ -221,13 +221,11 @@ fn send<M>(shared: &Shared, slot: &Slot<M>, event: Event<M>) -> bool {
 }
 
 /// Delivers remote events of model `M` from one broker stream.
-#[cfg(feature = "mqtt")]
 pub(crate) struct ModelSink<M> {
     shared: std::sync::Weak<Shared>,
     _model: std::marker::PhantomData<fn() -> M>,
 }
 
-#[cfg(feature = "mqtt")]
 impl<M> ModelSink<M> {
     pub(crate) fn new(shared: std::sync::Weak<Shared>) -> Self {
         ModelSink {
@@ -237,14 +235,13 @@ impl<M> ModelSink<M> {
     }
 }
 
-#[cfg(feature = "mqtt")]
-impl<M: Emits> crate::mqtt::RemoteSink for ModelSink<M> {
+impl<M: Emits> crate::transport::RemoteSink for ModelSink<M> {
     fn deliver(
         &self,
-        envelope: &crate::mqtt::Checked<'_>,
+        envelope: &crate::wire::Checked<'_>,
         origin: &Arc<str>,
         group: Option<&str>,
-    ) -> Result<(), crate::mqtt::Rejected> {
+    ) -> Result<(), crate::wire::EnvelopeError> {
         let Some(shared) = self.shared.upgrade() else {
             return Ok(());
         };

@@ -60,12 +60,16 @@ pub enum Error {
     /// A thread (listener, publisher, subscriber) could not be started.
     #[error("could not start a thread: {0}")]
     Spawn(#[from] std::io::Error),
-    /// The MQTT configuration is invalid.
-    #[error("invalid MQTT configuration: {0}")]
-    Mqtt(#[from] crate::mqtt::MqttConfigError),
-    /// MQTT was configured but this build has no `mqtt` feature.
-    #[error("MQTT is configured but diesel-emitter was built without the `mqtt` feature")]
-    MqttUnavailable,
+    /// The transport's configuration is invalid. The transport's own error type is
+    /// inside: for MQTT an `MqttConfigError`, which
+    /// [`transport_error`](Self::transport_error) gives back typed.
+    #[error("invalid {transport} configuration: {source}")]
+    Transport {
+        /// The transport's name (`"MQTT"`).
+        transport: &'static str,
+        /// What is wrong.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The broker did not accept a connection within `require_connection`'s timeout.
     #[error("MQTT broker {url} unreachable: {reason}")]
     BrokerUnreachable {
@@ -74,7 +78,7 @@ pub enum Error {
         /// What the client reported.
         reason: String,
     },
-    /// A remote listener (`remote_only` or `group`) on an emitter without MQTT.
+    /// A remote listener (`remote_only` or `group`) on an emitter without a broker.
     #[error(
         "listener needs a broker (remote_only or group) but the emitter has no MQTT configured"
     )]
@@ -88,4 +92,22 @@ pub enum Error {
     /// The outbox is misconfigured or its tables cannot be used.
     #[error(transparent)]
     Outbox(#[from] crate::outbox::OutboxError),
+}
+
+impl Error {
+    /// The transport's own error inside [`Error::Transport`], if it is an `E`.
+    ///
+    /// ```
+    /// # use diesel_emitter::prelude::*;
+    /// use diesel_emitter::{Error, MqttConfigError};
+    ///
+    /// let error = Emitter::builder().mqtt(MqttConfig::new("mqtt://127.0.0.1:1883").qos(3)).build().unwrap_err();
+    /// assert!(matches!(error.transport_error::<MqttConfigError>(), Some(MqttConfigError::Qos(3))));
+    /// ```
+    pub fn transport_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Error::Transport { source, .. } => source.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The core of diesel-emitter: events, listeners and dispatch. It knows nothing of
-//! Diesel; the `emitter-diesel` crate captures writes and hands them to
-//! [`Emitter::commit`], and the `diesel-emitter` facade ties both together.
+//! Diesel and nothing of the network: the `emitter-diesel` crate captures writes and
+//! hands them to [`Emitter::commit`], a transport (`emitter-mqtt`) carries events
+//! between nodes through the [`transport`] seam, and the `diesel-emitter` facade
+//! ties them together.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -12,10 +14,11 @@ mod emitter;
 mod error;
 mod event;
 mod listener;
-pub mod mqtt;
 pub mod outbox;
 mod pending;
 mod stats;
+pub mod transport;
+pub mod wire;
 
 pub use action::{Action, Emit, Source};
 pub use commit::PreparedCommit;
@@ -27,7 +30,6 @@ pub use listener::{
     ListenerBuilder, Subscription, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE, MAX_QUEUE_BYTES,
     MAX_STAY_AWAKE,
 };
-pub use mqtt::{MqttConfig, MqttConfigError, Protocol, TlsConfig};
 pub use pending::PendingEvent;
 pub use stats::Stats;
 

@@ -9,8 +9,8 @@
 //! the same message twice.
 #![no_main]
 
-use emitter_core::mqtt::fuzzing::Receiver;
-use emitter_core::mqtt::Envelope;
+use emitter_core::wire::Envelope;
+use emitter_mqtt::fuzzing::Receiver;
 use libfuzzer_sys::fuzz_target;
 
 const PREFIX: &str = "diesel/events";

@@ -3,7 +3,8 @@
 // Each test file uses some of these.
 #![allow(dead_code)]
 
-use emitter_core::{Action, Emit, Emits, Emitter, MqttConfig, PendingEvent};
+use emitter_core::{Action, Emit, Emits, Emitter, PendingEvent};
+use emitter_mqtt::{MqttBuilderExt, MqttConfig};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,16 +1,13 @@
 //! [`EmitterBuilder`]: an emitter's configuration, checked and started by
-//! [`EmitterBuilder::build`] (node id, broker bridge, outbox relay).
+//! [`EmitterBuilder::build`] (node id, transport, outbox relay).
 
-#[cfg(feature = "mqtt")]
-use super::Outbox;
-use super::{Emitter, Shared};
+use super::{Emitter, Outbox, Shared};
 use crate::commit::Sequencer;
 use crate::error::Error;
-use crate::mqtt::MqttConfig;
-#[cfg(feature = "mqtt")]
 use crate::outbox::relay::OwnRows;
 use crate::outbox::OutboxConfig;
 use crate::stats::Counters;
+use crate::transport::{Node, Transport, TransportConfig};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
@@ -38,7 +35,7 @@ use std::sync::{Arc, Mutex, RwLock};
 #[must_use]
 pub struct EmitterBuilder {
     node_id: Option<String>,
-    mqtt: Option<MqttConfig>,
+    transport: Option<Arc<dyn TransportConfig>>,
     outbox: Option<OutboxConfig>,
 }
 
@@ -66,32 +63,27 @@ impl EmitterBuilder {
         self
     }
 
-    /// Publish committed events to, and hear other nodes through, this broker.
+    /// Publish committed events to, and hear other nodes through, this transport.
+    /// With MQTT, `.mqtt(MqttConfig)` (from the facade's prelude) says the same.
     ///
     /// ```no_run
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
     /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let emitter = Emitter::builder()
-    ///     .mqtt(MqttConfig::new("mqtts://broker.internal:8883").credentials("api", "secret"))
+    ///     .transport(MqttConfig::new("mqtts://broker.internal:8883").credentials("api", "secret"))
     ///     .build()?;
     /// # drop(emitter);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn mqtt(mut self, config: MqttConfig) -> Self {
-        self.mqtt = Some(config);
+    pub fn transport(mut self, config: impl TransportConfig) -> Self {
+        self.transport = Some(Arc::new(config));
         self
     }
 
     /// Makes committed events durable: each transaction writes its events into the
     /// outbox table before it commits, and a relay publishes them from there (see
-    /// [`outbox`](crate::outbox)). Needs [`mqtt`](Self::mqtt); `build()` fails when
+    /// [`outbox`](crate::outbox)). Needs a [`transport`](Self::transport); `build()` fails when
     /// the outbox tables are missing.
     ///
     /// ```no_run
@@ -116,7 +108,7 @@ impl EmitterBuilder {
 
     /// Validates the configuration and starts the emitter (and, with MQTT, its
     /// publisher thread, which connects in the background unless
-    /// [`MqttConfig::require_connection`] asks to wait).
+    /// `MqttConfig::require_connection` asks to wait).
     ///
     /// ```
     /// # use diesel::prelude::*;
@@ -130,7 +122,7 @@ impl EmitterBuilder {
     /// use diesel_emitter::Error;
     ///
     /// let bad = Emitter::builder().mqtt(MqttConfig::new("http://127.0.0.1")).build();
-    /// assert!(matches!(bad, Err(Error::Mqtt(_))));
+    /// assert!(matches!(bad, Err(Error::Transport { .. })));
     /// # Ok(())
     /// # }
     /// ```
@@ -143,37 +135,30 @@ impl EmitterBuilder {
         .into();
         if let Some(outbox) = &self.outbox {
             outbox.validate()?;
-            if self.mqtt.is_none() {
+            if self.transport.is_none() {
                 return Err(crate::outbox::OutboxError::NoBroker.into());
             }
         }
-        #[cfg(feature = "mqtt")]
-        let bridge = match self.mqtt {
-            Some(config) => Some(Arc::new(crate::mqtt::Bridge::start(
-                config,
-                node_id.clone(),
-                random.1,
-            )?)),
+        let node = Node {
+            id: node_id.clone(),
+            instance: random.1,
+        };
+        let transport = match &self.transport {
+            Some(config) => Some(config.start(&node)?),
             None => None,
         };
         let sequencer = Arc::new(Mutex::new(Sequencer::default()));
-        #[cfg(feature = "mqtt")]
-        let outbox = match (self.outbox, &bridge) {
-            (Some(config), Some(bridge)) => {
+        let outbox = match (self.outbox, &transport) {
+            (Some(config), Some(transport)) => {
                 let own = OwnRows {
                     origin: node_id.clone(),
                     instance: random.1,
                     sequencer: sequencer.clone(),
                 };
-                Some(start_outbox(config, bridge, own)?)
+                Some(start_outbox(config, transport, own)?)
             }
             _ => None,
         };
-        #[cfg(not(feature = "mqtt"))]
-        if let Some(config) = self.mqtt {
-            config.validate()?;
-            return Err(Error::MqttUnavailable);
-        }
         let (done_tx, done_rx) = crossbeam_channel::bounded(0);
         Ok(Emitter {
             shared: Arc::new(Shared {
@@ -188,9 +173,7 @@ impl EmitterBuilder {
                 done_tx: Mutex::new(Some(done_tx)),
                 done_rx,
                 listener_threads: Mutex::new(Vec::new()),
-                #[cfg(feature = "mqtt")]
-                bridge,
-                #[cfg(feature = "mqtt")]
+                transport,
                 outbox,
             }),
         })
@@ -198,10 +181,9 @@ impl EmitterBuilder {
 }
 
 /// Checks the outbox tables and starts the relay.
-#[cfg(feature = "mqtt")]
 fn start_outbox(
     config: OutboxConfig,
-    bridge: &Arc<crate::mqtt::Bridge>,
+    transport: &Arc<dyn Transport>,
     own: OwnRows,
 ) -> Result<Outbox, Error> {
     let mut store = config.open_store()?;
@@ -211,7 +193,7 @@ fn start_outbox(
         Some(crate::outbox::relay::RelayHandle::start(
             config,
             store,
-            Arc::downgrade(bridge),
+            Arc::downgrade(transport),
             own,
         )?)
     } else {
@@ -221,7 +203,7 @@ fn start_outbox(
 }
 
 fn validate_node_id(id: String) -> Result<String, Error> {
-    if !crate::mqtt::topic::is_valid_node_id(&id) {
+    if !crate::wire::is_valid_node_id(&id) {
         return Err(Error::InvalidNodeId(id));
     }
     Ok(id)

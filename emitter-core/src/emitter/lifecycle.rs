@@ -36,13 +36,12 @@ impl Emitter {
     /// # }
     /// ```
     pub fn wait_connected(&self, timeout: Duration) -> Result<(), Error> {
-        #[cfg(feature = "mqtt")]
-        if let Some(bridge) = &self.shared.bridge {
+        if let Some(transport) = &self.shared.transport {
             let deadline = Instant::now() + timeout;
-            while !bridge.ready() {
+            while !transport.is_ready() {
                 if Instant::now() >= deadline {
                     return Err(Error::BrokerUnreachable {
-                        url: bridge.url().to_owned(),
+                        url: transport.url().to_owned(),
                         reason: format!("not connected and subscribed within {timeout:?}"),
                     });
                 }
@@ -50,7 +49,6 @@ impl Emitter {
             }
             return Ok(());
         }
-        let _ = timeout;
         Err(Error::NoBroker)
     }
 
@@ -131,23 +129,19 @@ impl Emitter {
                 }
             }
         };
-        #[allow(unused_mut)]
         let mut unsent = 0;
-        // Whether every thread of the outbox relay and the broker bridge ended.
-        #[allow(unused_mut)]
+        // Whether every thread of the outbox relay and the transport ended.
         let mut threads_ended = true;
-        #[cfg(feature = "mqtt")]
         if let Some(relay) = shared.outbox.as_ref().and_then(|o| o.relay.as_ref()) {
             if !relay.close(deadline) {
                 tracing::warn!("outbox relay did not stop in time; its rows stay in the outbox");
                 threads_ended = false;
             }
         }
-        #[cfg(feature = "mqtt")]
-        if let Some(bridge) = &shared.bridge {
-            let (not_acknowledged, ended) = bridge.close(deadline);
-            unsent = not_acknowledged;
-            threads_ended &= ended;
+        if let Some(transport) = &shared.transport {
+            let closed = transport.close(deadline);
+            unsent = closed.unsent;
+            threads_ended &= closed.stopped;
         }
         let sets: Vec<_> = {
             let sets = shared.sets.read().unwrap_or_else(|e| e.into_inner());

@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::listener::{AnyListenerSet, ListenerBuilder, ListenerSet, Reach};
 use crate::stats::{Counters, Stats};
+use crate::transport::{Route, Transport};
 use crossbeam_channel::{Receiver, Sender};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -80,75 +81,49 @@ pub(crate) struct Shared {
     /// Closure listeners' threads, joined by shutdown once `done_rx` says they
     /// finished: the token goes just before the thread ends, not after.
     listener_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    #[cfg(feature = "mqtt")]
-    bridge: Option<Arc<crate::mqtt::Bridge>>,
-    #[cfg(feature = "mqtt")]
+    transport: Option<Arc<dyn Transport>>,
     outbox: Option<Outbox>,
 }
 
 /// The outbox as the emitter holds it.
-#[cfg(feature = "mqtt")]
 struct Outbox {
     table: String,
     relay: Option<crate::outbox::relay::RelayHandle>,
 }
 
 impl Shared {
-    pub(crate) fn has_bridge(&self) -> bool {
-        #[cfg(feature = "mqtt")]
-        return self.bridge.is_some();
-        #[cfg(not(feature = "mqtt"))]
-        false
+    pub(crate) fn has_transport(&self) -> bool {
+        self.transport.is_some()
     }
 
-    /// Hands a committed event to the publisher thread (a clone: local listeners
-    /// may take the original). Encoding happens on that thread.
+    /// Hands a committed event to the transport (a clone: local listeners may take
+    /// the original). Encoding happens on the transport's thread.
     pub(crate) fn publish<M: Emits>(&self, event: &Event<M>) {
-        #[cfg(feature = "mqtt")]
-        if let Some(bridge) = &self.bridge {
-            bridge.publish(Box::new(event.clone()));
+        if let Some(transport) = &self.transport {
+            transport.publish(Box::new(event.clone()));
         }
-        #[cfg(not(feature = "mqtt"))]
-        let _ = event;
     }
 
     /// Takes the broker subscription a listener of `M` with `reach` needs.
-    // Without the `mqtt` feature there is no broker and `M` goes unused.
-    #[cfg_attr(not(feature = "mqtt"), allow(clippy::extra_unused_type_parameters))]
     pub(crate) fn attach_remote<M: Emits>(self: &Arc<Self>, reach: &Reach) -> Result<(), Error> {
-        #[cfg(feature = "mqtt")]
-        if let Some(bridge) = &self.bridge {
-            let group = match reach {
-                Reach::None => return Ok(()),
-                Reach::Remote => None,
-                Reach::Group(group) => Some(group),
-            };
-            let weak = Arc::downgrade(self);
-            return bridge.attach(group, M::TABLE, TypeId::of::<M>(), || {
-                Arc::new(crate::dispatch::ModelSink::<M>::new(weak))
-            });
-        }
-        let _ = reach;
-        Ok(())
+        let (Some(transport), Some(route)) = (&self.transport, route::<M>(reach)) else {
+            return Ok(());
+        };
+        let weak = Arc::downgrade(self);
+        transport.attach(route, &mut || {
+            Arc::new(crate::dispatch::ModelSink::<M>::new(weak.clone()))
+        })
     }
 
     /// Releases what [`attach_remote`](Self::attach_remote) took.
-    #[cfg_attr(not(feature = "mqtt"), allow(clippy::extra_unused_type_parameters))]
     pub(crate) fn detach_remote<M: Emits>(&self, reach: &Reach) {
-        #[cfg(feature = "mqtt")]
-        if let Some(bridge) = &self.bridge {
-            match reach {
-                Reach::None => {}
-                Reach::Remote => bridge.detach(None, M::TABLE, TypeId::of::<M>()),
-                Reach::Group(group) => bridge.detach(Some(group), M::TABLE, TypeId::of::<M>()),
-            }
+        if let (Some(transport), Some(route)) = (&self.transport, route::<M>(reach)) {
+            transport.detach(route);
         }
-        let _ = reach;
     }
 
     /// Wakes the outbox relay after a commit wrote outbox rows.
     pub(crate) fn kick_outbox(&self) {
-        #[cfg(feature = "mqtt")]
         if let Some(relay) = self.outbox.as_ref().and_then(|o| o.relay.as_ref()) {
             relay.kick();
         }
@@ -303,16 +278,13 @@ impl Emitter {
     /// # }
     /// ```
     pub fn stats(&self) -> Stats {
-        #[allow(unused_mut)]
         let mut stats = self
             .shared
             .counters
             .snapshot(self.shared.listeners.load(Ordering::Relaxed));
-        #[cfg(feature = "mqtt")]
-        if let Some(bridge) = &self.shared.bridge {
-            bridge.fill(&mut stats);
+        if let Some(transport) = &self.shared.transport {
+            transport.fill_stats(&mut stats);
         }
-        #[cfg(feature = "mqtt")]
         if let Some(relay) = self.shared.outbox.as_ref().and_then(|o| o.relay.as_ref()) {
             relay.counters.fill(&mut stats);
         }
@@ -335,7 +307,7 @@ impl Emitter {
     /// # }
     /// ```
     pub fn has_broker(&self) -> bool {
-        self.shared.has_bridge()
+        self.shared.has_transport()
     }
 
     /// The outbox table this emitter's connections write events into, when the
@@ -350,11 +322,22 @@ impl Emitter {
     /// # }
     /// ```
     pub fn outbox_table(&self) -> Option<&str> {
-        #[cfg(feature = "mqtt")]
-        return self.shared.outbox.as_ref().map(|o| o.table.as_str());
-        #[cfg(not(feature = "mqtt"))]
-        None
+        self.shared.outbox.as_ref().map(|o| o.table.as_str())
     }
+}
+
+/// The broker route a listener with `reach` needs, if any.
+fn route<M: Emits>(reach: &Reach) -> Option<Route<'_>> {
+    let group = match reach {
+        Reach::None => return None,
+        Reach::Remote => None,
+        Reach::Group(group) => Some(group),
+    };
+    Some(Route {
+        group,
+        table: M::TABLE,
+        model: TypeId::of::<M>(),
+    })
 }
 
 impl fmt::Debug for Emitter {

@@ -415,7 +415,7 @@ impl<M: Emits> ListenerBuilder<M> {
         }
         let reach = match (&self.group, self.allow_remote || self.remote_only) {
             (Some(group), _) => {
-                if !crate::mqtt::topic::is_valid_level(group) {
+                if !crate::wire::is_valid_level(group) {
                     return Err(Error::InvalidGroup(group.clone()));
                 }
                 Reach::Group(group.as_str().into())
@@ -424,11 +424,11 @@ impl<M: Emits> ListenerBuilder<M> {
             (None, false) => Reach::None,
         };
         if reach != Reach::None {
-            if !crate::mqtt::topic::is_valid_level(M::TABLE) {
+            if !crate::wire::is_valid_level(M::TABLE) {
                 return Err(Error::InvalidTopicLevel(M::TABLE));
             }
             let needs_broker = self.remote_only || self.group.is_some();
-            if needs_broker && !self.emitter.shared.has_bridge() {
+            if needs_broker && !self.emitter.shared.has_transport() {
                 return Err(Error::NoBroker);
             }
         }

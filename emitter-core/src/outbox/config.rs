@@ -32,7 +32,6 @@ type Connect = dyn FnMut(&str) -> Result<Box<dyn OutboxStore>, OutboxError> + Se
 #[derive(Clone)]
 #[must_use]
 pub struct OutboxConfig {
-    #[cfg_attr(not(feature = "mqtt"), allow(dead_code))]
     pub(crate) connect: Arc<Mutex<Connect>>,
     pub(crate) table: String,
     pub(crate) batch: usize,
@@ -118,7 +117,6 @@ impl OutboxConfig {
         validate_table(&self.table)
     }
 
-    #[cfg_attr(not(feature = "mqtt"), allow(dead_code))]
     pub(crate) fn open_store(&self) -> Result<Box<dyn OutboxStore>, OutboxError> {
         let mut connect = self.connect.lock().unwrap_or_else(|e| e.into_inner());
         (connect)(&self.table)

@@ -12,7 +12,6 @@
 //! the relay. The SQL lives with the connection types in `emitter-diesel`.
 
 mod config;
-#[cfg(feature = "mqtt")]
 pub(crate) mod relay;
 mod store;
 

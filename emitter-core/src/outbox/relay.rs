@@ -1,7 +1,7 @@
 //! The relay: one thread that publishes outbox rows and deletes each once the broker
 //! acknowledged it.
 //!
-//! Rows are claimed in `seq` order (see [`ClaimScope`]), handed to the MQTT publisher
+//! Rows are claimed in `seq` order (see [`ClaimScope`]), handed to the transport
 //! (which signs, pipelines and retries them like any event) and settled through a
 //! receipt per row: acknowledged rows are deleted in batches, refused ones are
 //! counted against the row and end in the dead-letter table. The relay claims only
@@ -12,9 +12,8 @@
 use super::config::OutboxConfig;
 use super::store::{ClaimScope, OutboxError, OutboxStore};
 use crate::commit::Sequencer;
-use crate::mqtt::publisher::{Outgoing, Receipt};
-use crate::mqtt::Bridge;
 use crate::stats::Stats;
+use crate::transport::{Outgoing, Receipt, Transport};
 use crossbeam_channel::{select, Receiver, Sender};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -75,7 +74,7 @@ impl RelayHandle {
     pub(crate) fn start(
         config: OutboxConfig,
         store: Box<dyn OutboxStore>,
-        bridge: Weak<Bridge>,
+        transport: Weak<dyn Transport>,
         own: OwnRows,
     ) -> std::io::Result<RelayHandle> {
         let (kick, kicked) = crossbeam_channel::bounded(1);
@@ -89,7 +88,7 @@ impl RelayHandle {
         let relay = Relay {
             config,
             store: Some(store),
-            bridge,
+            transport,
             own,
             kicked,
             acks_tx,
@@ -176,7 +175,7 @@ impl Outgoing for RowMessage {
 struct Relay {
     config: OutboxConfig,
     store: Option<Box<dyn OutboxStore>>,
-    bridge: Weak<Bridge>,
+    transport: Weak<dyn Transport>,
     own: OwnRows,
     kicked: Receiver<()>,
     acks_tx: Sender<(i64, Result<(), String>)>,
@@ -205,22 +204,22 @@ impl Relay {
             self.refresh_backlog();
             let lease = self.config.lease;
             self.claimed.retain(|_, at| at.elapsed() < lease);
-            let Some(bridge) = self.bridge.upgrade() else {
+            let Some(transport) = self.transport.upgrade() else {
                 break;
             };
-            if closing.is_some() && self.claimed.is_empty() && !bridge.publisher_connected() {
+            if closing.is_some() && self.claimed.is_empty() && !transport.is_publishing() {
                 // Nothing can be published before the deadline; the rows are safe
                 // in the table.
                 break;
             }
-            if self.claimed.is_empty() && bridge.publisher_connected() && self.store.is_some() {
-                match self.claim_and_publish(&bridge) {
+            if self.claimed.is_empty() && transport.is_publishing() && self.store.is_some() {
+                match self.claim_and_publish(&*transport) {
                     Ok(0) if closing.is_some() => break,
                     Ok(_) => {}
                     Err(error) => self.lost_store(&error),
                 }
             }
-            drop(bridge);
+            drop(transport);
             if self.store.is_none() {
                 self.reconnect();
             }
@@ -235,7 +234,7 @@ impl Relay {
         }
     }
 
-    fn claim_and_publish(&mut self, bridge: &Bridge) -> Result<usize, OutboxError> {
+    fn claim_and_publish(&mut self, transport: &dyn Transport) -> Result<usize, OutboxError> {
         let Some(store) = self.store.as_mut() else {
             return Ok(0);
         };
@@ -260,12 +259,12 @@ impl Relay {
                 payload: row.payload,
                 receipt,
             };
-            if bridge
+            if transport
                 .publish_waiting(Box::new(message), Duration::from_secs(1))
                 .is_err()
             {
                 // The buffer stayed full: the rest of the batch waits for its lease.
-                tracing::debug!("MQTT buffer full; outbox rows wait for the next claim");
+                tracing::debug!("transport buffer full; outbox rows wait for the next claim");
                 break;
             }
             self.claimed.insert(row.id, now);

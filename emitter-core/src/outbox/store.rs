@@ -223,7 +223,9 @@ pub enum OutboxError {
     #[error("outbox statement failed: {0}")]
     Database(String),
     /// The outbox needs a broker to publish to.
-    #[error("the outbox needs MQTT: configure `EmitterBuilder::mqtt` as well")]
+    #[error(
+        "the outbox needs a broker: configure `EmitterBuilder::mqtt` (or `transport`) as well"
+    )]
     NoBroker,
 }
 

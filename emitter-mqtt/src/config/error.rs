@@ -16,11 +16,12 @@ use std::path::PathBuf;
 /// # #[diesel(table_name = users)]
 /// # struct User { id: i32, name: String }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use diesel_emitter::{Error, MqttConfigError};
+/// use diesel_emitter::MqttConfigError;
 ///
-/// let refused = Emitter::builder().mqtt(MqttConfig::new("http://127.0.0.1:1883")).build();
-/// match refused {
-///     Err(Error::Mqtt(MqttConfigError::Url { url, reason })) => {
+/// // `build()` returns `Error::Transport`; this is the MQTT transport's error inside it.
+/// let refused = Emitter::builder().mqtt(MqttConfig::new("http://127.0.0.1:1883")).build().unwrap_err();
+/// match refused.transport_error::<MqttConfigError>() {
+///     Some(MqttConfigError::Url { url, reason }) => {
 ///         assert_eq!(url, "http://127.0.0.1:1883");
 ///         eprintln!("{reason}");
 ///     }

@@ -1,40 +1,39 @@
-//! Topics: `{prefix}/{table}/{action}` and what a topic level may contain.
+//! Topics: `{prefix}/{table}/{action}`, and what a topic level and a node id may
+//! contain.
 
 use crate::action::Action;
 
 /// Whether `level` can be one MQTT topic level of ours: non-empty, no `/`, no
 /// wildcard, no NUL.
-pub(crate) fn is_valid_level(level: &str) -> bool {
+pub fn is_valid_level(level: &str) -> bool {
     !level.is_empty() && !level.contains(['/', '+', '#', '\0'])
 }
 
 /// The longest node id, in bytes.
-pub(crate) const MAX_NODE_ID_LEN: usize = 128;
+pub const MAX_NODE_ID_LEN: usize = 128;
 
 /// Whether `id` may be a node id, ours or a remote envelope's `origin`: 1 to
 /// [`MAX_NODE_ID_LEN`] bytes, without `/`, `+`, `#`, NUL or control characters.
 /// A remote origin is held to the same rule because it reaches listeners as
 /// `meta.origin` and logs: an empty one, a 100 KB one or one carrying a newline
 /// could only mislead them.
-pub(crate) fn is_valid_node_id(id: &str) -> bool {
+pub fn is_valid_node_id(id: &str) -> bool {
     let bad = |c: char| matches!(c, '/' | '+' | '#' | '\0') || c.is_control();
     !id.is_empty() && id.len() <= MAX_NODE_ID_LEN && !id.chars().any(bad)
 }
 
 /// The topic of an event.
-#[cfg(feature = "mqtt")]
-pub(crate) fn event_topic(prefix: &str, table: &str, action: Action) -> String {
+pub fn event_topic(prefix: &str, table: &str, action: Action) -> String {
     format!("{prefix}/{table}/{action}")
 }
 
 /// The filter that matches every action on `table`.
-#[cfg(feature = "mqtt")]
-pub(crate) fn table_filter(prefix: &str, table: &str) -> String {
+pub fn table_filter(prefix: &str, table: &str) -> String {
     format!("{prefix}/{table}/+")
 }
 
 /// The table and action of a topic under `prefix`, if it is one of ours.
-pub(crate) fn parse_topic<'t>(prefix: &str, topic: &'t str) -> Option<(&'t str, Action)> {
+pub fn parse_topic<'t>(prefix: &str, topic: &'t str) -> Option<(&'t str, Action)> {
     let rest = topic.strip_prefix(prefix)?.strip_prefix('/')?;
     let (table, action) = rest.split_once('/')?;
     let action = match action {
@@ -46,7 +45,7 @@ pub(crate) fn parse_topic<'t>(prefix: &str, topic: &'t str) -> Option<(&'t str, 
     is_valid_level(table).then_some((table, action))
 }
 
-#[cfg(all(test, feature = "mqtt"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -2,7 +2,7 @@
 //! while it waits to be sent (or sent again), [`InFlight`] while Paho holds it, and
 //! how the publisher thread learns that a publish finished.
 
-use super::Receipt;
+use emitter_core::transport::Receipt;
 use paho_mqtt as paho;
 use std::future::Future;
 use std::pin::Pin;

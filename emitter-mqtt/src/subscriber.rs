@@ -11,25 +11,15 @@ use super::client::Client;
 use super::config::MqttConfig;
 use super::connect::{client_options, connect_options, Backoff};
 use super::counters::MqttCounters;
-use super::envelope::{Checked, Rejected};
 use super::screen::Screen;
-use super::topic::table_filter;
+use emitter_core::transport::RemoteSink;
+use emitter_core::wire::table_filter;
 use paho_mqtt as paho;
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-
-/// Delivers a checked envelope to the remote listeners of one model.
-pub(crate) trait RemoteSink: Send + Sync {
-    fn deliver(
-        &self,
-        envelope: &Checked<'_>,
-        origin: &Arc<str>,
-        group: Option<&str>,
-    ) -> Result<(), Rejected>;
-}
 
 #[derive(Default)]
 struct Route {
@@ -100,7 +90,7 @@ impl Stream {
         &self,
         table: &'static str,
         type_id: TypeId,
-        sink: impl FnOnce() -> Arc<dyn RemoteSink>,
+        sink: &mut dyn FnMut() -> Arc<dyn RemoteSink>,
     ) {
         let first = {
             let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
@@ -281,7 +271,7 @@ impl Stream {
                 None => return,
             }
         };
-        let origin: Arc<str> = Arc::from(&*envelope.inner.origin);
+        let origin: Arc<str> = Arc::from(envelope.origin());
         let mut accepted = false;
         for sink in sinks {
             match sink.deliver(&envelope, &origin, self.group.as_deref()) {
@@ -291,7 +281,7 @@ impl Stream {
         }
         // Only now: a payload no listener could decode must not use up its id.
         if accepted {
-            screen.accepted(envelope.inner.id);
+            screen.accepted(envelope.id());
         }
     }
 }

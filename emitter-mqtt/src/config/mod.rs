@@ -171,14 +171,14 @@ impl MqttConfig {
     /// # #[diesel(table_name = users)]
     /// # struct User { id: i32, name: String }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use diesel_emitter::{Error, MqttConfigError};
+    /// use diesel_emitter::MqttConfigError;
     ///
     /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").topic_prefix("shop/events");
     /// assert_eq!(config.prefix(), "shop/events");
     ///
     /// let wildcard = MqttConfig::new("mqtt://127.0.0.1:1883").topic_prefix("shop/#");
-    /// let refused = Emitter::builder().mqtt(wildcard).build();
-    /// assert!(matches!(refused, Err(Error::Mqtt(MqttConfigError::TopicPrefix(_)))));
+    /// let refused = Emitter::builder().mqtt(wildcard).build().unwrap_err();
+    /// assert!(matches!(refused.transport_error::<MqttConfigError>(), Some(MqttConfigError::TopicPrefix(_))));
     /// # Ok(())
     /// # }
     /// ```
@@ -254,9 +254,9 @@ impl MqttConfig {
     /// # #[diesel(table_name = users)]
     /// # struct User { id: i32, name: String }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use diesel_emitter::{Error, MqttConfigError};
-    /// let refused = Emitter::builder().mqtt(MqttConfig::new("mqtt://127.0.0.1:1883").qos(3)).build();
-    /// assert!(matches!(refused, Err(Error::Mqtt(MqttConfigError::Qos(3)))));
+    /// use diesel_emitter::MqttConfigError;
+    /// let refused = Emitter::builder().mqtt(MqttConfig::new("mqtt://127.0.0.1:1883").qos(3)).build().unwrap_err();
+    /// assert!(matches!(refused.transport_error::<MqttConfigError>(), Some(MqttConfigError::Qos(3))));
     /// # Ok(())
     /// # }
     /// ```
@@ -390,11 +390,11 @@ impl MqttConfig {
     /// before are refused as duplicates (`Stats::remote_duplicates`).
     ///
     /// ```
-    /// use diesel_emitter::{Emitter, Error, MqttConfig, MqttConfigError};
+    /// use diesel_emitter::{Emitter, MqttBuilderExt, MqttConfig, MqttConfigError};
     ///
     /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").signing_key(b"too short");
-    /// let refused = Emitter::builder().mqtt(config).build();
-    /// assert!(matches!(refused, Err(Error::Mqtt(MqttConfigError::SigningKey { .. }))));
+    /// let refused = Emitter::builder().mqtt(config).build().unwrap_err();
+    /// assert!(matches!(refused.transport_error::<MqttConfigError>(), Some(MqttConfigError::SigningKey { .. })));
     /// ```
     pub fn signing_key(mut self, key: impl AsRef<[u8]>) -> Self {
         self.signing_key = Some(SigningKey(key.as_ref().to_vec()));

@@ -111,7 +111,7 @@ fn validate_prefix(prefix: &str) -> Result<(), MqttConfigError> {
     if prefix.starts_with('$') {
         return Err(MqttConfigError::ReservedPrefix(prefix.to_owned()));
     }
-    let ok = !prefix.is_empty() && prefix.split('/').all(crate::mqtt::topic::is_valid_level);
+    let ok = !prefix.is_empty() && prefix.split('/').all(emitter_core::wire::is_valid_level);
     if ok {
         Ok(())
     } else {

@@ -8,15 +8,15 @@
 //! accepted and has its id remembered ([`Screen::accepted`]).
 //!
 //! The screen knows nothing of Paho: the subscriber feeds it, and so does the fuzz
-//! target (through [`fuzzing`](crate::mqtt::fuzzing)).
+//! target (through [`fuzzing`](crate::fuzzing)).
 
 use super::config::{MqttConfig, SigningKey};
 use super::counters::MqttCounters;
 use super::dedup::RecentIds;
-use super::envelope::{check, Checked, EnvelopeError};
 use super::reject_log::RejectLog;
 use super::signing::SignatureError;
-use super::topic::parse_topic;
+use emitter_core::wire::parse_topic;
+use emitter_core::wire::{check, Checked, EnvelopeError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
@@ -92,16 +92,16 @@ impl Screen {
             }
         };
         if self.signing_key.is_some() {
-            if let Some(why) = self.out_of_time(envelope.committed_at) {
+            if let Some(why) = self.out_of_time(envelope.committed_at()) {
                 MqttCounters::add(&self.counters.remote_replayed, 1);
                 self.log.note(Instant::now(), "replay", topic, &why);
                 return None;
             }
         }
-        if !self.takes_own && *envelope.inner.origin == *self.node_id {
+        if !self.takes_own && envelope.origin() == &*self.node_id {
             return None;
         }
-        if self.recent.contains(&envelope.inner.id) {
+        if self.recent.contains(&envelope.id()) {
             MqttCounters::add(&self.counters.remote_duplicates, 1);
             return None;
         }

@@ -4,7 +4,6 @@
 //!   "committed_at":"<RFC 3339>","changed":["name"],"row":{...}}`
 
 use crate::action::Action;
-#[cfg(feature = "mqtt")]
 use crate::{
     action::Source,
     emits::Emits,
@@ -13,7 +12,6 @@ use crate::{
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-#[cfg(feature = "mqtt")]
 use std::sync::Arc;
 use std::time::SystemTime;
 use uuid::Uuid;
@@ -21,7 +19,6 @@ use uuid::Uuid;
 /// The envelope version this crate writes and reads.
 pub const WIRE_VERSION: u32 = 1;
 
-#[cfg(feature = "mqtt")]
 #[derive(serde::Serialize)]
 struct Outgoing<'a, T> {
     v: u32,
@@ -36,8 +33,7 @@ struct Outgoing<'a, T> {
 }
 
 /// Encodes an event as its JSON envelope.
-#[cfg(feature = "mqtt")]
-pub(crate) fn encode<M: Emits>(event: &Event<M>) -> serde_json::Result<Vec<u8>> {
+pub fn encode<M: Emits>(event: &Event<M>) -> serde_json::Result<Vec<u8>> {
     // `#[emits(skip)]` fields leave the process as their `Default`.
     let redacted;
     let row = if M::SKIPPED.is_empty() {
@@ -91,7 +87,7 @@ pub(crate) struct Incoming<'a> {
 /// describes.
 ///
 /// ```
-/// use emitter_core::mqtt::{Envelope, EnvelopeError};
+/// use emitter_core::wire::{Envelope, EnvelopeError};
 /// let payload = br#"{"v":2,"id":"8cdbf11c-eb97-8211-8000-000000000001"}"#;
 /// let error = Envelope::decode("diesel/events", "diesel/events/users/insert", payload)
 ///     .unwrap_err();
@@ -161,8 +157,7 @@ pub enum EnvelopeError {
 
 impl EnvelopeError {
     /// A short name of the reason, for the summarised log of dropped payloads.
-    #[cfg(feature = "mqtt")]
-    pub(crate) fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             EnvelopeError::Topic { .. } => "topic",
             EnvelopeError::TooLarge(_) => "too large",
@@ -177,18 +172,44 @@ impl EnvelopeError {
     }
 }
 
-/// The name the emitter's internals use for a payload they drop.
-#[cfg(feature = "mqtt")]
-pub(crate) type Rejected = EnvelopeError;
-
-/// An envelope that passed the checks shared by every model.
-pub(crate) struct Checked<'a> {
+/// An envelope that passed the checks shared by every model, its row still JSON
+/// text: what a transport hands to a [`RemoteSink`](crate::transport::RemoteSink).
+pub struct Checked<'a> {
     pub(crate) inner: Incoming<'a>,
     pub(crate) committed_at: SystemTime,
 }
 
-/// Parses and checks a payload received on the topic of `table`/`action`.
-pub(crate) fn check<'a>(
+impl<'a> Checked<'a> {
+    /// The event's id, unique per event: receivers deduplicate by it.
+    pub fn id(&self) -> Uuid {
+        self.inner.id
+    }
+
+    /// The node that committed the event.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The event's action.
+    pub fn action(&self) -> Action {
+        self.inner.action
+    }
+
+    /// When the origin committed it.
+    pub fn committed_at(&self) -> SystemTime {
+        self.committed_at
+    }
+
+    /// The row, as the JSON text it arrived as.
+    pub fn row_json(&self) -> &'a str {
+        self.inner.row.get()
+    }
+}
+
+/// Parses and checks a `payload` received on the topic of `table` and `action`,
+/// refusing one longer than `max` bytes: the checks every model shares (version,
+/// origin, topic agreement, timestamp), leaving the row undecoded.
+pub fn check<'a>(
     payload: &'a [u8],
     table: &str,
     action: Action,
@@ -245,10 +266,9 @@ fn origin_problem(origin: &str) -> Option<&'static str> {
     }
 }
 
-#[cfg(feature = "mqtt")]
 impl Checked<'_> {
     /// Decodes the row into `M` and builds the remote event.
-    pub(crate) fn to_event<M: Emits>(&self, origin: &Arc<str>) -> Result<Event<M>, EnvelopeError> {
+    pub fn to_event<M: Emits>(&self, origin: &Arc<str>) -> Result<Event<M>, EnvelopeError> {
         let row: M =
             serde_json::from_str(self.inner.row.get()).map_err(|error| EnvelopeError::Row {
                 model: std::any::type_name::<M>(),
@@ -284,7 +304,7 @@ impl Checked<'_> {
 /// [`Event`](crate::Event)s from the emitter instead.
 ///
 /// ```
-/// use emitter_core::mqtt::Envelope;
+/// use emitter_core::wire::Envelope;
 /// use emitter_core::Action;
 ///
 /// let payload = br#"{"v":1,"id":"8cdbf11c-eb97-8211-8000-000000000001","origin":"api-1",
@@ -295,7 +315,7 @@ impl Checked<'_> {
 /// assert_eq!((envelope.origin.as_str(), envelope.seq), ("api-1", 42));
 /// assert_eq!(envelope.changed, ["name"]);
 /// assert_eq!(envelope.row.get(), r#"{"id":7,"name":"Ada","active":true}"#);
-/// # Ok::<(), emitter_core::mqtt::EnvelopeError>(())
+/// # Ok::<(), emitter_core::wire::EnvelopeError>(())
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -326,7 +346,7 @@ impl Envelope {
     /// RFC 3339. No size limit is applied.
     ///
     /// ```
-    /// use emitter_core::mqtt::{Envelope, EnvelopeError};
+    /// use emitter_core::wire::{Envelope, EnvelopeError};
     ///
     /// let error = Envelope::decode("app/events", "app/events/users/insert", b"{oops")
     ///     .unwrap_err();
@@ -358,7 +378,7 @@ impl Envelope {
     /// Deserializes the row into `T` (the model, or any type of the same serde form).
     ///
     /// ```
-    /// use emitter_core::mqtt::Envelope;
+    /// use emitter_core::wire::Envelope;
     ///
     /// #[derive(serde::Deserialize)]
     /// struct User { id: i32, name: String }
@@ -370,7 +390,7 @@ impl Envelope {
     /// let user: User = envelope.row_as()?;
     /// assert_eq!((user.id, user.name.as_str()), (7, "Ada"));
     /// assert!(envelope.row_as::<Vec<i32>>().is_err());
-    /// # Ok::<(), emitter_core::mqtt::EnvelopeError>(())
+    /// # Ok::<(), emitter_core::wire::EnvelopeError>(())
     /// ```
     pub fn row_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, EnvelopeError> {
         serde_json::from_str(self.row.get()).map_err(|error| EnvelopeError::Row {

@@ -1,58 +1,88 @@
-//! The MQTT bridge: publishing committed events and hearing other servers'.
+//! The MQTT transport of diesel-emitter: publishes committed events to a broker and
+//! hears other nodes' events from it, through Paho (the Eclipse C client, built from
+//! source: it needs a C compiler and cmake).
 //!
-//! [`MqttConfig`] and the envelope are always compiled (configuration errors are
-//! reported the same way with or without the `mqtt` feature, and [`Envelope`]
-//! decodes the wire format without a broker client); the Paho clients and their
-//! threads exist only with the feature.
+//! Applications meet it through the facade: `Emitter::builder().mqtt(MqttConfig)`.
+//! [`MqttConfig`] is the configuration; the rest is the machinery behind
+//! [`Transport`](emitter_core::transport::Transport): one publisher thread with its
+//! loopback relay (`publisher`, `relay`), one subscriber per stream
+//! (`subscriber`, with the checks of `screen`), signing and the counters.
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "mqtt")]
 mod client;
 mod config;
-#[cfg(feature = "mqtt")]
 mod connect;
-#[cfg(feature = "mqtt")]
 mod counters;
-#[cfg(feature = "mqtt")]
 mod dedup;
-pub(crate) mod envelope;
-#[cfg(all(test, feature = "mqtt"))]
-mod properties;
-#[cfg(feature = "mqtt")]
-pub(crate) mod publisher;
-#[cfg(feature = "mqtt")]
+mod publisher;
 mod reject_log;
-#[cfg(feature = "mqtt")]
 mod relay;
-#[cfg(feature = "mqtt")]
 mod screen;
-#[cfg(feature = "mqtt")]
 mod signing;
-#[cfg(feature = "mqtt")]
 mod subscriber;
-pub(crate) mod topic;
 
 pub use config::{
     MqttConfig, MqttConfigError, Protocol, TlsConfig, DEFAULT_MAX_CLOCK_SKEW, DEFAULT_PREFIX,
     MIN_SIGNING_KEY_LEN,
 };
-pub use envelope::{Envelope, EnvelopeError, WIRE_VERSION};
+/// The wire format, re-exported where it was before the transport had its own crate.
+pub use emitter_core::wire::{Envelope, EnvelopeError, WIRE_VERSION};
 
-#[cfg(feature = "mqtt")]
-pub(crate) use bridge::Bridge;
-#[cfg(feature = "mqtt")]
-pub(crate) use envelope::{Checked, Rejected};
-#[cfg(feature = "mqtt")]
-pub(crate) use subscriber::RemoteSink;
+use emitter_core::transport::{Node, Transport, TransportConfig};
+use emitter_core::{EmitterBuilder, Error};
+use std::sync::Arc;
 
-#[cfg(feature = "mqtt")]
+/// `Emitter::builder().mqtt(config)`: the MQTT transport by its name.
+///
+/// ```no_run
+/// # use diesel_emitter::prelude::*;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let emitter = Emitter::builder()
+///     .node_id("api-1")
+///     .mqtt(MqttConfig::new("mqtt://127.0.0.1:1883"))
+///     .build()?;
+/// # drop(emitter);
+/// # Ok(())
+/// # }
+/// ```
+pub trait MqttBuilderExt {
+    /// Publish committed events to, and hear other nodes through, this broker.
+    fn mqtt(self, config: MqttConfig) -> EmitterBuilder;
+}
+
+impl MqttBuilderExt for EmitterBuilder {
+    fn mqtt(self, config: MqttConfig) -> EmitterBuilder {
+        self.transport(config)
+    }
+}
+
+impl TransportConfig for MqttConfig {
+    fn start(&self, node: &Node) -> Result<Arc<dyn Transport>, Error> {
+        Ok(Arc::new(bridge::Bridge::start(
+            self.clone(),
+            node.id.clone(),
+            node.instance,
+        )?))
+    }
+}
+
+impl From<MqttConfigError> for Error {
+    fn from(error: MqttConfigError) -> Error {
+        Error::Transport {
+            transport: "MQTT",
+            source: Box::new(error),
+        }
+    }
+}
+
 mod bridge {
     use super::config::MqttConfig;
     use super::counters::MqttCounters;
-    use super::publisher::{self, Outgoing, PublisherHandle};
-    use super::subscriber::{RemoteSink, Stream};
-    use crate::error::Error;
-    use crate::stats::Stats;
-    use std::any::TypeId;
+    use super::publisher::{self, PublisherHandle};
+    use super::subscriber::Stream;
+    use emitter_core::transport::{Closed, Outgoing, RemoteSink, Route, Transport};
+    use emitter_core::{Error, Stats};
     use std::collections::HashMap;
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::{Arc, Mutex};
@@ -114,24 +144,6 @@ mod bridge {
             })
         }
 
-        pub(crate) fn publish(&self, event: Box<dyn Outgoing>) {
-            self.publisher.publish(event);
-        }
-
-        /// Hands over `event`, waiting up to `timeout` for room in the buffer.
-        pub(crate) fn publish_waiting(
-            &self,
-            event: Box<dyn Outgoing>,
-            timeout: Duration,
-        ) -> Result<(), Box<dyn Outgoing>> {
-            self.publisher.publish_waiting(event, timeout)
-        }
-
-        /// Whether the publisher is connected to the broker now.
-        pub(crate) fn publisher_connected(&self) -> bool {
-            self.counters.connected.load(Relaxed)
-        }
-
         /// The stream of `group` (None: the plain one), started on first use.
         fn stream(&self, group: Option<&Arc<str>>) -> Result<Arc<Stream>, Error> {
             let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
@@ -157,43 +169,54 @@ mod bridge {
             streams.insert(group.cloned(), stream.clone());
             Ok(stream)
         }
+    }
 
-        pub(crate) fn attach(
+    impl Transport for Bridge {
+        fn publish(&self, event: Box<dyn Outgoing>) {
+            self.publisher.publish(event);
+        }
+
+        fn publish_waiting(
             &self,
-            group: Option<&Arc<str>>,
-            table: &'static str,
-            type_id: TypeId,
-            sink: impl FnOnce() -> Arc<dyn RemoteSink>,
+            event: Box<dyn Outgoing>,
+            timeout: Duration,
+        ) -> Result<(), Box<dyn Outgoing>> {
+            self.publisher.publish_waiting(event, timeout)
+        }
+
+        fn attach(
+            &self,
+            route: Route<'_>,
+            sink: &mut dyn FnMut() -> Arc<dyn RemoteSink>,
         ) -> Result<(), Error> {
-            self.stream(group)?.attach(table, type_id, sink);
+            self.stream(route.group)?
+                .attach(route.table, route.model, sink);
             Ok(())
         }
 
-        pub(crate) fn detach(
-            &self,
-            group: Option<&Arc<str>>,
-            table: &'static str,
-            type_id: TypeId,
-        ) {
+        fn detach(&self, route: Route<'_>) {
             let stream = self
                 .streams
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&group.cloned())
+                .get(&route.group.cloned())
                 .cloned();
             if let Some(stream) = stream {
-                stream.detach(table, type_id);
+                stream.detach(route.table, route.model);
             }
         }
 
-        /// The broker URL as configured.
-        pub(crate) fn url(&self) -> &str {
+        fn is_publishing(&self) -> bool {
+            self.counters.connected.load(Relaxed)
+        }
+
+        fn url(&self) -> &str {
             &self.config.url
         }
 
-        /// Whether the publisher is connected and every subscriber is connected with
-        /// all its subscriptions in place.
-        pub(crate) fn ready(&self) -> bool {
+        /// The publisher is connected and every subscriber is connected with all its
+        /// subscriptions in place.
+        fn is_ready(&self) -> bool {
             self.counters.connected.load(Relaxed)
                 && self
                     .streams
@@ -203,10 +226,8 @@ mod bridge {
                     .all(|s| s.ready())
         }
 
-        /// Publishes what is queued, then disconnects everything. Returns the
-        /// number of events not acknowledged by the broker by `deadline`, and
-        /// whether every thread (publisher, relay, subscribers) has ended.
-        pub(crate) fn close(&self, deadline: Instant) -> (u64, bool) {
+        /// Publishes what is queued, then disconnects everything.
+        fn close(&self, deadline: Instant) -> Closed {
             let (unsent, mut stopped) = match self.publisher.close(deadline) {
                 Some(unsent) => (unsent, true),
                 None => {
@@ -228,10 +249,10 @@ mod bridge {
                     stopped = false;
                 }
             }
-            (unsent, stopped)
+            Closed { unsent, stopped }
         }
 
-        pub(crate) fn fill(&self, stats: &mut Stats) {
+        fn fill_stats(&self, stats: &mut Stats) {
             let c = &self.counters;
             stats.published = c.published.load(Relaxed);
             stats.publish_dropped = c.publish_dropped.load(Relaxed);
@@ -265,7 +286,6 @@ mod bridge {
 
 /// The subscriber's checks of a received message, without a broker: for the fuzz
 /// target (`fuzz/`), not part of the API.
-#[cfg(feature = "mqtt")]
 #[doc(hidden)]
 pub mod fuzzing {
     use super::config::MqttConfig;
@@ -300,15 +320,15 @@ pub mod fuzzing {
         /// the accepted envelope's table, action and origin.
         pub fn receive(&mut self, topic: &str, payload: &[u8]) -> Option<(String, String, String)> {
             let (table, envelope) = self.screen.check(topic, payload)?;
-            let row: Result<serde_json::Value, _> = serde_json::from_str(envelope.inner.row.get());
+            let row: Result<serde_json::Value, _> = serde_json::from_str(envelope.row_json());
             if row.is_err() {
                 return None;
             }
-            self.screen.accepted(envelope.inner.id);
+            self.screen.accepted(envelope.id());
             Some((
                 table.to_owned(),
-                envelope.inner.action.to_string(),
-                envelope.inner.origin.to_string(),
+                envelope.action().to_string(),
+                envelope.origin().to_string(),
             ))
         }
     }

@@ -18,44 +18,13 @@ mod worker;
 
 use super::config::MqttConfig;
 use super::counters::MqttCounters;
-use super::topic::event_topic;
-use crate::emits::Emits;
-use crate::event::Event;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use emitter_core::transport::Outgoing;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use worker::Worker;
-
-/// An event on its way to the broker, encoded on the publisher thread.
-pub(crate) trait Outgoing: Send {
-    fn table(&self) -> &str;
-    fn topic(&self, prefix: &str) -> String;
-    fn encode(&self) -> serde_json::Result<Vec<u8>>;
-    /// Who wants to hear how the publish ended (the outbox relay does).
-    fn into_receipt(self: Box<Self>) -> Option<Box<dyn Receipt>> {
-        None
-    }
-}
-
-/// Told once whether the broker acknowledged a publish (`Ok`) or it failed for good
-/// (`Err` with the reason). Not told when the publisher stops with it unsent.
-pub(crate) trait Receipt: Send {
-    fn settled(self: Box<Self>, outcome: Result<(), String>);
-}
-
-impl<M: Emits> Outgoing for Event<M> {
-    fn table(&self) -> &str {
-        M::TABLE
-    }
-    fn topic(&self, prefix: &str) -> String {
-        event_topic(prefix, M::TABLE, self.action)
-    }
-    fn encode(&self) -> serde_json::Result<Vec<u8>> {
-        super::envelope::encode(self)
-    }
-}
 
 /// Shutdown coordination, outside the data channel so that a full buffer never
 /// delays it.

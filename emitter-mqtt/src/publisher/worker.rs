@@ -4,12 +4,12 @@
 
 use super::in_flight::{InFlight, Pending, Unpark};
 use super::{Control, Outgoing};
-use crate::mqtt::client::Client;
-use crate::mqtt::config::{MqttConfig, Protocol};
-use crate::mqtt::connect::{client_options, publisher_connect_options, Backoff};
-use crate::mqtt::counters::MqttCounters;
-use crate::mqtt::topic::is_valid_level;
+use crate::client::Client;
+use crate::config::{MqttConfig, Protocol};
+use crate::connect::{client_options, publisher_connect_options, Backoff};
+use crate::counters::MqttCounters;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use emitter_core::wire::is_valid_level;
 use paho_mqtt as paho;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,7 +68,7 @@ impl Worker {
         // Declared before the client, so dropped after it: the client's socket
         // must be gone before the relay stops accepting.
         let stall = (self.config.keep_alive * 2).max(Duration::from_secs(10));
-        let relay = match crate::mqtt::relay::Relay::start(&self.paho_url, stall) {
+        let relay = match crate::relay::Relay::start(&self.paho_url, stall) {
             Ok(relay) => relay,
             Err(error) => return self.cannot_start(&error, &waker, &rx),
         };

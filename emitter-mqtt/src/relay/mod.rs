@@ -133,7 +133,7 @@ impl Drop for Relay {
             std::mem::take(&mut *self.connections.lock().unwrap_or_else(|e| e.into_inner()));
         let deadline = Instant::now() + DRAIN;
         for connection in connections {
-            if !crate::mqtt::publisher::join_by(connection, deadline) {
+            if !crate::publisher::join_by(connection, deadline) {
                 tracing::warn!(
                     ?DRAIN,
                     "an MQTT relay connection did not end; left to end by itself"

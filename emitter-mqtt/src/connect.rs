@@ -17,7 +17,7 @@ impl MqttConfig {
     /// bounds each connection attempt (Paho counts whole seconds, at least one).
     ///
     /// ```
-    /// use emitter_core::MqttConfig;
+    /// use emitter_mqtt::MqttConfig;
     /// use std::time::Duration;
     ///
     /// let config = MqttConfig::new("mqtt://127.0.0.1:1883").credentials("tail", "secret");
@@ -56,7 +56,7 @@ impl MqttConfig {
     /// the trouble is TLS or MQTT, and Paho's own reason is the one to give).
     ///
     /// ```
-    /// use emitter_core::MqttConfig;
+    /// use emitter_mqtt::MqttConfig;
     /// use std::time::Duration;
     ///
     /// let config = MqttConfig::new("mqtt://no-such-host.invalid:1883");
