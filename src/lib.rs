@@ -53,12 +53,7 @@
 //! `Receiver` you drain yourself).
 //!
 //! ```
-//! # use diesel::prelude::*;
-//! # use diesel_emitter::prelude::*;
-//! # diesel::table! { users (id) { id -> Integer, name -> Text } }
-//! # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-//! # #[diesel(table_name = users)]
-//! # struct User { id: i32, name: String }
+//! # include!("doctest_setup.rs");
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let emitter = Emitter::builder().node_id("api-1").build()?;
 //! let welcome = emitter
@@ -109,12 +104,7 @@
 //! group across servers, each event handled once.
 //!
 //! ```no_run
-//! # use diesel::prelude::*;
-//! # use diesel_emitter::prelude::*;
-//! # diesel::table! { users (id) { id -> Integer, name -> Text } }
-//! # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-//! # #[diesel(table_name = users)]
-//! # struct User { id: i32, name: String }
+//! # include!("doctest_setup.rs");
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //!

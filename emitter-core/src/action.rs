@@ -66,17 +66,9 @@ impl fmt::Display for Action {
 /// Whether an event was committed by this process or received from another node.
 ///
 /// ```
-/// # use diesel::prelude::*;
-/// # use diesel::connection::SimpleConnection;
-/// # use diesel_emitter::prelude::*;
-/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-/// # #[diesel(table_name = users)]
-/// # struct User { id: i32, name: String }
+/// # include!("../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let emitter = Emitter::builder().node_id("api-1").build()?;
-/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// # let (emitter, mut conn) = setup()?;
 /// let rx = emitter.on::<User>().subscribe();
 /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
 /// assert_eq!(rx.recv()?.meta.source, Source::Local);
@@ -97,17 +89,9 @@ pub enum Source {
 /// This is the Rust form of Prisma's per-query `emit: { local, remote }`.
 ///
 /// ```
-/// # use diesel::prelude::*;
-/// # use diesel::connection::SimpleConnection;
-/// # use diesel_emitter::prelude::*;
-/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-/// # #[diesel(table_name = users)]
-/// # struct User { id: i32, name: String }
+/// # include!("../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let emitter = Emitter::builder().node_id("api-1").build()?;
-/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// # let (emitter, mut conn) = setup()?;
 /// let rx = emitter.on::<User>().subscribe();
 /// // A bulk import that other servers should hear about, but this one should not.
 /// conn.with_emit(Emit::RemoteOnly, |conn| {

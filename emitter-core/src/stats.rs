@@ -8,17 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// one to `emitted` and three to `delivered`.
 ///
 /// ```
-/// # use diesel::prelude::*;
-/// # use diesel::connection::SimpleConnection;
-/// # use diesel_emitter::prelude::*;
-/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-/// # #[diesel(table_name = users)]
-/// # struct User { id: i32, name: String }
+/// # include!("../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let emitter = Emitter::builder().node_id("api-1").build()?;
-/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// # let (emitter, mut conn) = setup()?;
 /// let rx = emitter.on::<User>().capacity(1).when_full(WhenFull::Drop).subscribe();
 /// diesel::insert_into(users::table)
 ///     .values(&vec![(users::id.eq(1), users::name.eq("a")), (users::id.eq(2), users::name.eq("b"))])

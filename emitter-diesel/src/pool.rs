@@ -13,13 +13,7 @@ use emitter_core::Emitter;
 /// one it was built with as the pool acquires it.
 ///
 /// ```
-/// # use diesel::prelude::*;
-/// # use diesel::connection::SimpleConnection;
-/// # use diesel_emitter::prelude::*;
-/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-/// # #[diesel(table_name = users)]
-/// # struct User { id: i32, name: String }
+/// # include!("../../src/doctest_setup.rs");
 /// use diesel::r2d2::{ConnectionManager, Pool};
 /// use diesel_emitter::UseEmitter;
 ///

@@ -3,7 +3,12 @@
 //! The output is what a person would write by hand: one `impl Emits` whose column
 //! names come from the table's column types, and one registration macro call per
 //! backend, both inside `const _: () = { ... };` so nothing leaks into the user's
-//! namespace.
+//! namespace. The impl is marked `#[automatically_derived]`, as the standard derives
+//! mark theirs, so lints and coverage tools treat it as generated code.
+//!
+//! `tests/expand/` holds models and their expansions, pretty-printed: the tests below
+//! compare them, and `UPDATE_SNAPSHOTS=1 cargo test -p emitter-macros` rewrites the
+//! `.expanded.rs` files after an intended change.
 
 use crate::attr::{Backend, Model, Skipped};
 use proc_macro2::TokenStream;
@@ -62,6 +67,7 @@ fn expand(model: &Model) -> TokenStream {
 
     quote! {
         const _: () = {
+            #[automatically_derived]
             impl #krate::Emits for #ident {
                 const TABLE: &'static str = #table_name;
                 const COLUMNS: &'static [&'static str] = &[
@@ -103,149 +109,101 @@ fn redaction(model: &Model, column: impl Fn(&Ident) -> TokenStream) -> TokenStre
 #[cfg(test)]
 mod tests {
     use super::derive;
-    use quote::quote;
-    use syn::parse_quote;
+    use std::path::{Path, PathBuf};
+    use std::{env, fs};
+    use syn::{parse_quote, DeriveInput};
 
+    /// Each `tests/expand/NAME.rs` holds a model (as the derive receives it); its
+    /// expansion, pretty-printed, must equal `tests/expand/NAME.expanded.rs`.
+    /// `UPDATE_SNAPSHOTS=1` writes the snapshots instead of comparing them; a
+    /// mismatch prints a line diff.
     #[test]
-    fn basic_model_expands_to_an_impl_and_one_registration() {
-        let input = parse_quote! {
-            #[derive(Queryable, Selectable, Emits)]
-            #[diesel(table_name = users)]
-            struct User {
-                id: i32,
-                #[diesel(column_name = email)]
-                mail: String,
-                name: String,
-                active: bool,
-            }
-        };
-        let expected = quote! {
-            const _: () = {
-                impl ::diesel_emitter::Emits for User {
-                    const TABLE: &'static str = "users";
-                    const COLUMNS: &'static [&'static str] = &[
-                        <users::id as ::diesel_emitter::__private::diesel::Column>::NAME,
-                        <users::email as ::diesel_emitter::__private::diesel::Column>::NAME,
-                        <users::name as ::diesel_emitter::__private::diesel::Column>::NAME,
-                        <users::active as ::diesel_emitter::__private::diesel::Column>::NAME,
-                    ];
-                    const PRIMARY_KEY: &'static [&'static str] = &[
-                        <users::id as ::diesel_emitter::__private::diesel::Column>::NAME,
-                    ];
-                }
-                ::diesel_emitter::__register!(User, users::table);
-            };
-        };
-        assert_eq!(derive(&input).to_string(), expected.to_string());
-    }
+    fn expansions_match_their_snapshots() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/expand");
+        let update = env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
+        let mut inputs: Vec<PathBuf> = fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| entry.expect("a readable directory entry").path())
+            .filter(|path| {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                name.ends_with(".rs") && !name.ends_with(".expanded.rs")
+            })
+            .collect();
+        inputs.sort();
+        assert!(!inputs.is_empty(), "no models in {}", dir.display());
 
-    #[test]
-    fn skipped_fields_get_their_columns_listed_and_a_redact_that_resets_them() {
-        let input = parse_quote! {
-            #[diesel(table_name = accounts)]
-            struct Account {
-                id: i32,
-                #[emits(skip)]
-                password_hash: String,
-                #[diesel(column_name = recovery_codes)]
-                #[emits(skip)]
-                codes: Option<String>,
+        let mut failures = Vec::new();
+        for input in &inputs {
+            let source = fs::read_to_string(input).expect("a readable model");
+            let model: DeriveInput = syn::parse_str(&source)
+                .unwrap_or_else(|e| panic!("{}: not a struct: {e}", input.display()));
+            let expanded = pretty(input, derive(&model));
+            let snapshot = input.with_extension("expanded.rs");
+            match fs::read_to_string(&snapshot) {
+                Ok(expected) if expected == expanded => {}
+                _ if update => fs::write(&snapshot, &expanded).expect("a writable snapshot"),
+                Ok(expected) => failures.push(format!(
+                    "{} differs (- snapshot, + expansion):\n{}",
+                    snapshot.display(),
+                    diff(&expected, &expanded)
+                )),
+                Err(e) => failures.push(format!("{}: {e}", snapshot.display())),
             }
-        };
-        let expected = quote! {
-            const _: () = {
-                impl ::diesel_emitter::Emits for Account {
-                    const TABLE: &'static str = "accounts";
-                    const COLUMNS: &'static [&'static str] = &[
-                        <accounts::id as ::diesel_emitter::__private::diesel::Column>::NAME,
-                        <accounts::password_hash as ::diesel_emitter::__private::diesel::Column>::NAME,
-                        <accounts::recovery_codes as ::diesel_emitter::__private::diesel::Column>::NAME,
-                    ];
-                    const PRIMARY_KEY: &'static [&'static str] = &[
-                        <accounts::id as ::diesel_emitter::__private::diesel::Column>::NAME,
-                    ];
-                    const SKIPPED: &'static [&'static str] = &[
-                        <accounts::password_hash as ::diesel_emitter::__private::diesel::Column>::NAME,
-                        <accounts::recovery_codes as ::diesel_emitter::__private::diesel::Column>::NAME,
-                    ];
-                    fn redact(&mut self) {
-                        self.password_hash = <String as ::core::default::Default>::default();
-                        self.codes = <Option<String> as ::core::default::Default>::default();
-                    }
-                }
-                ::diesel_emitter::__register!(Account, accounts::table);
-            };
-        };
-        assert_eq!(derive(&input).to_string(), expected.to_string());
-    }
-
-    #[test]
-    fn module_path_crate_override_keys_and_backends() {
-        let input = parse_quote! {
-            #[diesel(table_name = crate::schema::memberships, check_for_backend(diesel::pg::Pg, Sqlite))]
-            #[diesel(primary_key(user_id, group_id), treat_none_as_null = true)]
-            #[emits(crate = "reexport::emitter")]
-            struct Membership {
-                user_id: i32,
-                #[diesel(deserialize_as = std::collections::HashMap<String, i32>, column_name = "group_id")]
-                group: i32,
-            }
-        };
-        let expected = quote! {
-            const _: () = {
-                impl reexport::emitter::Emits for Membership {
-                    const TABLE: &'static str = "memberships";
-                    const COLUMNS: &'static [&'static str] = &[
-                        <crate::schema::memberships::user_id as reexport::emitter::__private::diesel::Column>::NAME,
-                        <crate::schema::memberships::group_id as reexport::emitter::__private::diesel::Column>::NAME,
-                    ];
-                    const PRIMARY_KEY: &'static [&'static str] = &[
-                        <crate::schema::memberships::user_id as reexport::emitter::__private::diesel::Column>::NAME,
-                        <crate::schema::memberships::group_id as reexport::emitter::__private::diesel::Column>::NAME,
-                    ];
-                }
-                reexport::emitter::__register_postgres!(Membership, crate::schema::memberships::table);
-                reexport::emitter::__register_sqlite!(Membership, crate::schema::memberships::table);
-            };
-        };
-        assert_eq!(derive(&input).to_string(), expected.to_string());
-    }
-
-    #[test]
-    fn unknown_diesel_items_are_skipped() {
-        let input = parse_quote! {
-            #[diesel(belongs_to(Group, foreign_key = group_id), postgres_type(name = "x"), aggregate)]
-            #[diesel(sql_type = diesel::sql_types::Integer, table_name = users, check_for_backend(disable = true))]
-            struct User {
-                #[diesel(serialize_as = Wrapper<Vec<i32>, i32>, select_expression_type = X, skip_insertion)]
-                id: i32,
-                #[diesel(treat_none_as_null = true, sql_type = Option<Text>, future_key(a = 1 < 2), other = a < b)]
-                name: Option<String>,
-            }
-        };
-        let out = derive(&input).to_string();
-        assert!(!out.contains("compile_error"), "{out}");
+        }
         assert!(
-            out.contains(":: __register ! (User , users :: table)"),
-            "{out}"
+            failures.is_empty(),
+            "{}\nIf the change is intended: UPDATE_SNAPSHOTS=1 cargo test -p emitter-macros",
+            failures.join("\n")
         );
-        assert!(out.contains("< users :: name as"), "{out}");
+    }
+
+    /// The expansion as rustfmt-like source, under a line naming its model.
+    fn pretty(input: &Path, expansion: proc_macro2::TokenStream) -> String {
+        let file: syn::File = syn::parse2(expansion)
+            .unwrap_or_else(|e| panic!("{}: the expansion does not parse: {e}", input.display()));
+        let name = input.file_name().expect("a file name").to_string_lossy();
+        format!(
+            "// #[derive(Emits)] on tests/expand/{name}, pretty-printed.\n\
+             // Written by UPDATE_SNAPSHOTS=1 cargo test -p emitter-macros: do not edit.\n{}",
+            prettyplease::unparse(&file)
+        )
+    }
+
+    /// A line diff of `old` and `new` (longest common subsequence): `-` lines only in
+    /// `old`, `+` lines only in `new`, unchanged lines indented.
+    fn diff(old: &str, new: &str) -> String {
+        let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+        // common[i][j]: length of the longest common subsequence of a[i..] and b[j..].
+        let mut common = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+        for i in (0..a.len()).rev() {
+            for j in (0..b.len()).rev() {
+                common[i][j] = if a[i] == b[j] {
+                    common[i + 1][j + 1] + 1
+                } else {
+                    common[i + 1][j].max(common[i][j + 1])
+                };
+            }
+        }
+        let (mut i, mut j, mut out) = (0, 0, String::new());
+        while i < a.len() || j < b.len() {
+            if i < a.len() && j < b.len() && a[i] == b[j] {
+                out += &format!("  {}\n", a[i]);
+                (i, j) = (i + 1, j + 1);
+            } else if i < a.len() && (j == b.len() || common[i + 1][j] >= common[i][j + 1]) {
+                out += &format!("- {}\n", a[i]);
+                i += 1;
+            } else {
+                out += &format!("+ {}\n", b[j]);
+                j += 1;
+            }
+        }
+        out
     }
 
     #[test]
-    fn a_column_name_string_becomes_an_identifier_raw_only_for_keywords() {
-        let input = parse_quote! {
-            #[diesel(table_name = users)]
-            struct User {
-                #[diesel(column_name = "type")]
-                kind: String,
-                #[diesel(column_name = "full_name")]
-                name: String,
-            }
-        };
-        let out = derive(&input).to_string();
-        assert!(out.contains("< users :: r#type as"), "{out}");
-        assert!(out.contains("< users :: full_name as"), "{out}");
+    fn the_diff_marks_removed_and_added_lines() {
+        assert_eq!(diff("a\nb\nc\n", "a\nc\nd\n"), "  a\n- b\n  c\n+ d\n");
+        assert_eq!(diff("a\nb\n", "a\nc\n"), "  a\n- b\n+ c\n");
     }
 
     #[test]

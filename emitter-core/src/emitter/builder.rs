@@ -15,13 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 /// Configures an [`Emitter`]; from [`Emitter::builder`].
 ///
 /// ```no_run
-/// # use diesel::prelude::*;
-/// # use diesel::connection::SimpleConnection;
-/// # use diesel_emitter::prelude::*;
-/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-/// # #[diesel(table_name = users)]
-/// # struct User { id: i32, name: String }
+/// # include!("../../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let emitter = Emitter::builder()
 ///     .node_id("api-1")
@@ -44,13 +38,7 @@ impl EmitterBuilder {
     /// 12 random hex digits.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// assert_eq!(Emitter::builder().node_id("api-1").build()?.node_id(), "api-1");
     /// // A node id travels in every payload and must not hold topic wildcards.
@@ -67,7 +55,7 @@ impl EmitterBuilder {
     /// With MQTT, `.mqtt(MqttConfig)` (from the facade's prelude) says the same.
     ///
     /// ```no_run
-    /// # use diesel_emitter::prelude::*;
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let emitter = Emitter::builder()
     ///     .transport(MqttConfig::new("mqtts://broker.internal:8883").credentials("api", "secret"))
@@ -111,13 +99,7 @@ impl EmitterBuilder {
     /// `MqttConfig::require_connection` asks to wait).
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use diesel_emitter::Error;
     ///

@@ -11,13 +11,7 @@ impl Emitter {
     /// Connections opened with `Connection::establish` (r2d2 pools, migrations) use it.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let emitter = Emitter::builder().node_id("api-1").build()?;
     /// Emitter::set_global(emitter.clone());
@@ -36,13 +30,7 @@ impl Emitter {
     /// or a local-only emitter with a random node id, created on first use.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// Emitter::set_global(Emitter::builder().node_id("api-1").build()?);
     /// assert_eq!(Emitter::global().node_id(), "api-1");

@@ -33,13 +33,7 @@ use std::sync::{Arc, Mutex, RwLock};
 /// [global](Emitter::set_global) for pools).
 ///
 /// ```
-/// # use diesel::prelude::*;
-/// # use diesel::connection::SimpleConnection;
-/// # use diesel_emitter::prelude::*;
-/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-/// # #[diesel(table_name = users)]
-/// # struct User { id: i32, name: String }
+/// # include!("../../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let emitter = Emitter::builder().node_id("api-1").build()?;
 /// let events = emitter.on::<User>().actions([Action::Insert]).subscribe();
@@ -184,13 +178,7 @@ impl Emitter {
     /// Starts configuring an emitter.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let emitter = Emitter::builder().node_id("api-1").build()?;
     /// assert_eq!(emitter.node_id(), "api-1");
@@ -204,17 +192,9 @@ impl Emitter {
     /// Registers a listener for committed events of model `M`.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let updates = emitter
     ///     .on::<User>()
     ///     .actions([Action::Update])
@@ -236,13 +216,7 @@ impl Emitter {
     /// This emitter's node id, the `origin` of the events it commits.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let emitter = Emitter::builder().node_id("worker-3").build()?;
     /// assert_eq!(emitter.node_id(), "worker-3");
@@ -257,17 +231,9 @@ impl Emitter {
     /// A snapshot of the counters.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let rx = emitter.on::<User>().subscribe();
     /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
     ///
@@ -294,13 +260,7 @@ impl Emitter {
     /// Whether this emitter publishes to and subscribes at a broker.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// assert!(!Emitter::builder().build()?.has_broker());
     /// # Ok(())

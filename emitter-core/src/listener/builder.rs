@@ -21,17 +21,9 @@ use std::time::Duration;
 /// Configures a listener for events of model `M`; from [`Emitter::on`].
 ///
 /// ```
-/// # use diesel::prelude::*;
-/// # use diesel::connection::SimpleConnection;
-/// # use diesel_emitter::prelude::*;
-/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-/// # #[diesel(table_name = users)]
-/// # struct User { id: i32, name: String }
+/// # include!("../../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let emitter = Emitter::builder().node_id("api-1").build()?;
-/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// # let (emitter, mut conn) = setup()?;
 /// let welcome = emitter
 ///     .on::<User>()
 ///     .name("welcome-mail")
@@ -81,13 +73,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// locally. Without MQTT configured the listener sees local events only.
     ///
     /// ```no_run
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let emitter = Emitter::builder().mqtt(MqttConfig::new("mqtt://127.0.0.1:1883")).build()?;
     /// let cache_invalidation = emitter
@@ -109,13 +95,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Only events committed on other nodes (needs MQTT).
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let local_only = Emitter::builder().build()?;
     /// let refused = local_only.on::<User>().remote_only(true).try_subscribe();
@@ -133,13 +113,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// shared subscription, `$share/{name}/{prefix}/{table}/+`; needs MQTT).
     ///
     /// ```no_run
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// // On every server: each new user gets one welcome mail, whichever server sends it.
     /// let emitter = Emitter::builder().mqtt(MqttConfig::new("mqtt://127.0.0.1:1883")).build()?;
@@ -160,17 +134,9 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Only these actions (all three by default).
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let removals = emitter.on::<User>().actions([Action::Delete]).subscribe();
     /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
     /// diesel::delete(users::table.find(1)).execute(&mut conn)?;
@@ -192,17 +158,9 @@ impl<M: Emits> ListenerBuilder<M> {
     /// it cheap. A panicking filter counts as a panic and as "no match".
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let renamed = emitter
     ///     .on::<User>()
     ///     .filter(|event| event.action == Action::Update && event.did_change("name"))
@@ -223,13 +181,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// A name for logs and the listener's thread.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let audit = emitter.on::<User>().name("audit-log").listen(|_| {});
@@ -249,17 +201,9 @@ impl<M: Emits> ListenerBuilder<M> {
     /// zero or too large, a thread that cannot be spawned, ...).
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// use std::sync::mpsc;
     ///
     /// let (tx, names) = mpsc::channel();
@@ -281,13 +225,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Like [`listen`](Self::listen), returning setup failures as errors.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let refused = emitter.on::<User>().capacity(0).try_listen(|_| {});
@@ -331,17 +269,9 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Panics on the errors [`try_subscribe`](Self::try_subscribe) returns.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let events = emitter.on::<User>().subscribe();
     /// conn.transaction(|conn| {
     ///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)?;
@@ -362,13 +292,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Like [`subscribe`](Self::subscribe), returning setup failures as errors.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let refused = emitter.on::<User>().group("mailer").try_subscribe();

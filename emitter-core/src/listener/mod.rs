@@ -73,17 +73,9 @@ pub const MAX_STAY_AWAKE: std::time::Duration = std::time::Duration::from_millis
 /// What happens when a listener's queue is full.
 ///
 /// ```
-/// # use diesel::prelude::*;
-/// # use diesel::connection::SimpleConnection;
-/// # use diesel_emitter::prelude::*;
-/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-/// # #[diesel(table_name = users)]
-/// # struct User { id: i32, name: String }
+/// # include!("../../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let emitter = Emitter::builder().node_id("api-1").build()?;
-/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// # let (emitter, mut conn) = setup()?;
 /// // A best-effort listener: a full queue drops its events instead of holding up commits.
 /// let rx = emitter.on::<User>().capacity(1).when_full(WhenFull::Drop).subscribe();
 /// diesel::insert_into(users::table)

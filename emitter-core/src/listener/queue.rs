@@ -19,13 +19,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// and `try_subscribe` (and makes `listen` and `subscribe` panic).
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let rx = emitter.on::<User>().capacity(100).subscribe();
@@ -44,13 +38,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// What to do when the queue is full: [`WhenFull::Block`] (default) or [`WhenFull::Drop`].
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let metrics = emitter.on::<User>().when_full(WhenFull::Drop).listen(|_| { /* count */ });
@@ -79,13 +67,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// is read by your own thread, so this does not apply to it.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// use std::time::Duration;

@@ -9,17 +9,9 @@ use std::sync::Weak;
 /// [`unsubscribe`](Subscription::unsubscribe) to remove it.
 ///
 /// ```
-/// # use diesel::prelude::*;
-/// # use diesel::connection::SimpleConnection;
-/// # use diesel_emitter::prelude::*;
-/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-/// # #[diesel(table_name = users)]
-/// # struct User { id: i32, name: String }
+/// # include!("../../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let emitter = Emitter::builder().node_id("api-1").build()?;
-/// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-/// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+/// # let (emitter, mut conn) = setup()?;
 /// let subscription = emitter.on::<User>().listen(|_| {});
 /// assert_eq!(emitter.stats().listeners, 1);
 /// subscription.unsubscribe();
@@ -40,17 +32,9 @@ impl Subscription {
     /// events committed after this returns are not.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let subscription = emitter.on::<User>().listen(|_| {});
     /// subscription.unsubscribe();
     /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
@@ -69,13 +53,7 @@ impl Subscription {
     /// The listener's id, unique within its emitter.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let a = emitter.on::<User>().listen(|_| {});

@@ -11,12 +11,7 @@ use uuid::Uuid;
 /// One event as the committing transaction writes it into the outbox.
 ///
 /// ```
-/// # use diesel::prelude::*;
-/// # use diesel_emitter::prelude::*;
-/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-/// # #[diesel(table_name = users)]
-/// # struct User { id: i32, name: String }
+/// # include!("../../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let emitter = Emitter::builder().node_id("api-1").build()?;
 /// use diesel_emitter::PendingEvent;

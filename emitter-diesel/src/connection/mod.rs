@@ -27,13 +27,7 @@ type PlanOf<C> = Plan<<C as Connection>::Backend, <C as ModelsOf>::Decode>;
 /// Writes on tables without a model run exactly as written.
 ///
 /// ```
-/// # use diesel::prelude::*;
-/// # use diesel::connection::SimpleConnection;
-/// # use diesel_emitter::prelude::*;
-/// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-/// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-/// # #[diesel(table_name = users)]
-/// # struct User { id: i32, name: String }
+/// # include!("../../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let emitter = Emitter::builder().build()?;
 /// let events = emitter.on::<User>().subscribe();
@@ -72,13 +66,7 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// Wraps `inner`; its committed writes go to `emitter`.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
@@ -122,17 +110,9 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// The emitter this connection delivers to.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// assert_eq!(conn.emitter().node_id(), emitter.node_id());
     /// # Ok(())
     /// # }
@@ -144,17 +124,9 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// The wrapped connection.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let sqlite: &SqliteConnection = conn.inner();
     /// # let _ = sqlite;
     /// # Ok(())
@@ -171,17 +143,9 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// connection's transaction methods instead.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let rx = emitter.on::<User>().subscribe();
     /// // A write through the inner connection is invisible to listeners.
     /// diesel::insert_into(users::table)
@@ -198,17 +162,9 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// Unwraps the connection. Events of an open transaction are discarded.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let mut plain: SqliteConnection = conn.into_inner();
     /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut plain)?;
     /// # Ok(())
@@ -221,17 +177,9 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// Events captured in the open transaction, waiting for its outermost commit.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// conn.transaction(|conn| {
     ///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)?;
     ///     assert_eq!(conn.pending_events(), 1);
@@ -248,17 +196,9 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// The emit mode in force.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// assert_eq!(conn.emit_mode(), Emit::All);
     /// conn.with_emit(Emit::LocalOnly, |conn| assert_eq!(conn.emit_mode(), Emit::LocalOnly));
     /// assert_eq!(conn.emit_mode(), Emit::All);
@@ -276,17 +216,9 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// transaction commits outside it.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let rx = emitter.on::<User>().subscribe();
     /// // Seen by this server's listeners, never published to the broker.
     /// conn.with_emit(Emit::LocalOnly, |conn| {
@@ -311,17 +243,9 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// Runs `f` with events off: its writes run exactly as written and emit nothing.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let rx = emitter.on::<User>().subscribe();
     /// // A backfill nobody should react to.
     /// conn.without_events(|conn| {

@@ -21,7 +21,9 @@ use std::time::Duration;
 /// applications use
 /// [`Outbox`].
 pub trait OutboxBackend: Connection + Send + 'static {
-    /// The statements that create the outbox table `table` and its dead-letter table.
+    /// The statements that create the outbox table `table` and its dead-letter table:
+    /// the backend's shipped migration (`emitter-diesel/migrations/<backend>`) with
+    /// its tables renamed, so the two cannot drift apart.
     fn create_sql(table: &str) -> String;
     /// Writes `entries` into `table`, inside the caller's transaction.
     fn write_entries(&mut self, table: &str, entries: &[OutboxEntry]) -> QueryResult<()>;
@@ -61,8 +63,9 @@ pub trait OutboxBackend: Connection + Send + 'static {
 ///
 /// The tables must exist before the emitter is built: run
 /// [`create_sql`](Self::create_sql) (or [`create_tables`](Self::create_tables)), or
-/// copy it into a migration; the repository ships both as
-/// `emitter-diesel/migrations/{postgres,sqlite}`.
+/// use the migration the repository ships, `emitter-diesel/migrations/{postgres,sqlite,mysql}`:
+/// `create_sql` is that migration's `up.sql`, with the tables renamed when the outbox
+/// is not [`DEFAULT_TABLE`](emitter_core::outbox::DEFAULT_TABLE).
 ///
 /// ```
 /// # use diesel::prelude::*;
@@ -238,6 +241,13 @@ impl From<BacklogRow> for Backlog {
     }
 }
 
+/// A shipped migration's `up.sql` (which creates `diesel_emitter_outbox` and
+/// `diesel_emitter_outbox_dead_letter`) for the outbox table `table`.
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
+fn renamed(up_sql: &str, table: &str) -> String {
+    up_sql.replace(emitter_core::outbox::DEFAULT_TABLE, table)
+}
+
 #[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 fn only<T>(mut rows: Vec<T>) -> Option<T> {
     rows.pop()
@@ -245,36 +255,83 @@ fn only<T>(mut rows: Vec<T>) -> Option<T> {
 
 #[cfg(test)]
 mod tests {
-    /// The migrations the repository ships are the SQL `create_sql` writes.
-    fn shipped(backend: &str) -> String {
+    use super::OutboxBackend;
+    use emitter_core::outbox::DEFAULT_TABLE;
+
+    /// A file of the migration the repository ships for `backend`.
+    fn shipped(backend: &str, file: &str) -> String {
         let path = format!(
-            "{}/migrations/{backend}/2026-11-27-000000_diesel_emitter_outbox/up.sql",
+            "{}/migrations/{backend}/2026-11-27-000000_diesel_emitter_outbox/{file}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
+    /// `create_sql` is the shipped `up.sql` for the default table, and the same
+    /// statements with both tables renamed for another.
+    fn create_sql_is_the_shipped_migration<C: OutboxBackend>(backend: &str) {
+        let up = shipped(backend, "up.sql");
+        assert_eq!(C::create_sql(DEFAULT_TABLE), up);
+        let jobs = C::create_sql("jobs_outbox");
+        assert!(!jobs.contains(DEFAULT_TABLE), "{jobs}");
+        assert!(
+            jobs.contains("CREATE TABLE IF NOT EXISTS jobs_outbox ("),
+            "{jobs}"
+        );
+        assert!(
+            jobs.contains("CREATE TABLE IF NOT EXISTS jobs_outbox_dead_letter ("),
+            "{jobs}"
+        );
+        assert_eq!(jobs.replace("jobs_outbox", DEFAULT_TABLE), up);
+    }
+
     #[cfg(feature = "postgres")]
     #[test]
-    fn the_shipped_postgres_migration_is_create_sql() {
-        use super::OutboxBackend;
-        let sql = diesel::pg::PgConnection::create_sql(emitter_core::outbox::DEFAULT_TABLE);
-        assert_eq!(shipped("postgres"), sql);
+    fn postgres_create_sql_is_the_shipped_migration() {
+        create_sql_is_the_shipped_migration::<diesel::pg::PgConnection>("postgres");
     }
 
     #[cfg(feature = "mysql")]
     #[test]
-    fn the_shipped_mysql_migration_is_create_sql() {
-        use super::OutboxBackend;
-        let sql = diesel::mysql::MysqlConnection::create_sql(emitter_core::outbox::DEFAULT_TABLE);
-        assert_eq!(shipped("mysql"), sql);
+    fn mysql_create_sql_is_the_shipped_migration() {
+        create_sql_is_the_shipped_migration::<diesel::mysql::MysqlConnection>("mysql");
     }
 
     #[cfg(feature = "sqlite")]
     #[test]
-    fn the_shipped_sqlite_migration_is_create_sql() {
-        use super::OutboxBackend;
-        let sql = diesel::sqlite::SqliteConnection::create_sql(emitter_core::outbox::DEFAULT_TABLE);
-        assert_eq!(shipped("sqlite"), sql);
+    fn sqlite_create_sql_is_the_shipped_migration() {
+        create_sql_is_the_shipped_migration::<diesel::sqlite::SqliteConnection>("sqlite");
+    }
+
+    /// The shipped SQLite migration, run as it is, makes the tables the outbox checks
+    /// for, and its `down.sql` removes them; `create_tables` under another name makes
+    /// tables the outbox accepts under that name. (The PostgreSQL and MySQL
+    /// migrations run in tests/outbox.rs and tests/mysql_outbox.rs.)
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn the_shipped_sqlite_migration_makes_the_tables_the_outbox_checks() {
+        use diesel::connection::{Connection, SimpleConnection};
+        use diesel::sqlite::SqliteConnection;
+        let mut conn = SqliteConnection::establish(":memory:").expect("in-memory SQLite");
+        assert!(conn.check_tables(DEFAULT_TABLE).is_err(), "no tables yet");
+        conn.batch_execute(&shipped("sqlite", "up.sql"))
+            .expect("up.sql runs");
+        conn.check_tables(DEFAULT_TABLE)
+            .expect("up.sql made the outbox's tables");
+        conn.batch_execute(&shipped("sqlite", "down.sql"))
+            .expect("down.sql runs");
+        assert!(
+            conn.check_tables(DEFAULT_TABLE).is_err(),
+            "down.sql dropped them"
+        );
+
+        super::Outbox::<SqliteConnection>::create_tables(&mut conn, "jobs_outbox")
+            .expect("create_tables under another name");
+        conn.check_tables("jobs_outbox")
+            .expect("the renamed tables");
+        assert!(
+            conn.check_tables(DEFAULT_TABLE).is_err(),
+            "nothing under the default name"
+        );
     }
 }

@@ -17,34 +17,9 @@ const EVENTS_PER_INSERT: usize = 5_000;
 
 impl OutboxBackend for MysqlConnection {
     fn create_sql(table: &str) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {table} (
-    id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
-    event_id CHAR(36) NOT NULL,
-    origin VARCHAR(255) NOT NULL,
-    seq BIGINT NOT NULL,
-    table_name VARCHAR(255) NOT NULL,
-    action VARCHAR(16) NOT NULL,
-    payload LONGTEXT NOT NULL,
-    created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    claimed_until DATETIME(6) NULL,
-    last_error TEXT NULL
-) ENGINE = InnoDB;
-CREATE TABLE IF NOT EXISTS {table}_dead_letter (
-    id BIGINT NOT NULL PRIMARY KEY,
-    event_id CHAR(36) NOT NULL,
-    origin VARCHAR(255) NOT NULL,
-    seq BIGINT NOT NULL,
-    table_name VARCHAR(255) NOT NULL,
-    action VARCHAR(16) NOT NULL,
-    payload LONGTEXT NOT NULL,
-    created_at DATETIME(6) NOT NULL,
-    attempts INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    failed_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)
-) ENGINE = InnoDB;
-"
+        super::renamed(
+            include_str!("../../migrations/mysql/2026-11-27-000000_diesel_emitter_outbox/up.sql"),
+            table,
         )
     }
 

@@ -13,34 +13,11 @@ use std::time::Duration;
 
 impl OutboxBackend for PgConnection {
     fn create_sql(table: &str) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {table} (
-    id BIGSERIAL PRIMARY KEY,
-    event_id UUID NOT NULL,
-    origin TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    table_name TEXT NOT NULL,
-    action TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    claimed_until TIMESTAMPTZ,
-    last_error TEXT
-);
-CREATE TABLE IF NOT EXISTS {table}_dead_letter (
-    id BIGINT PRIMARY KEY,
-    event_id UUID NOT NULL,
-    origin TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    table_name TEXT NOT NULL,
-    action TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL,
-    attempts INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    failed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
-);
-"
+        super::renamed(
+            include_str!(
+                "../../migrations/postgres/2026-11-27-000000_diesel_emitter_outbox/up.sql"
+            ),
+            table,
         )
     }
 

@@ -13,34 +13,9 @@ const NOW: &str = "((julianday('now') - 2440587.5) * 86400.0)";
 
 impl OutboxBackend for SqliteConnection {
     fn create_sql(table: &str) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {table} (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    table_name TEXT NOT NULL,
-    action TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_at REAL NOT NULL DEFAULT {NOW},
-    attempts INTEGER NOT NULL DEFAULT 0,
-    claimed_until REAL,
-    last_error TEXT
-);
-CREATE TABLE IF NOT EXISTS {table}_dead_letter (
-    id INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    table_name TEXT NOT NULL,
-    action TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    attempts INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    failed_at REAL NOT NULL DEFAULT {NOW}
-);
-"
+        super::renamed(
+            include_str!("../../migrations/sqlite/2026-11-27-000000_diesel_emitter_outbox/up.sql"),
+            table,
         )
     }
 
@@ -136,5 +111,17 @@ CREATE TABLE IF NOT EXISTS {table}_dead_letter (
         ))
         .load(self)?;
         Ok(only(rows).map(Backlog::from).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OutboxBackend, SqliteConnection, NOW};
+
+    /// The shipped migration's time defaults are the clock the claims compare with.
+    #[test]
+    fn the_migration_stamps_rows_with_the_clock_claims_read() {
+        let sql = SqliteConnection::create_sql("diesel_emitter_outbox");
+        assert_eq!(sql.matches(&format!("DEFAULT {NOW}")).count(), 2, "{sql}");
     }
 }

@@ -22,17 +22,9 @@ impl EmittingConnection<SqliteConnection> {
     /// `SqliteConnection::immediate_transaction` does, with events delivered on commit.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let rx = emitter.on::<User>().subscribe();
     /// conn.immediate_transaction(|conn| {
     ///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)
@@ -52,17 +44,9 @@ impl EmittingConnection<SqliteConnection> {
     /// Runs `f` in a `BEGIN EXCLUSIVE` transaction, with events delivered on commit.
     ///
     /// ```
-    /// # use diesel::prelude::*;
-    /// # use diesel::connection::SimpleConnection;
-    /// # use diesel_emitter::prelude::*;
-    /// # diesel::table! { users (id) { id -> Integer, name -> Text } }
-    /// # #[derive(Queryable, Selectable, serde::Serialize, serde::Deserialize, Clone, Debug, Emits)]
-    /// # #[diesel(table_name = users)]
-    /// # struct User { id: i32, name: String }
+    /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// # let mut conn = EmittingConnection::new(SqliteConnection::establish(":memory:")?, emitter.clone());
-    /// # conn.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+    /// # let (emitter, mut conn) = setup()?;
     /// let rx = emitter.on::<User>().subscribe();
     /// let failed: QueryResult<()> = conn.exclusive_transaction(|conn| {
     ///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)?;
