@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod nats;
+
 /// How long a test waits for something it expects (an event, a connection).
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
