@@ -6,6 +6,7 @@
 //! protocol version"), so every emitter here uses `Protocol::V311`.
 
 mod broker;
+mod log_capture;
 
 use broker::nats::NatsCluster;
 use broker::*;
@@ -170,4 +171,90 @@ fn remote_events_cross_a_two_node_nats_cluster_exactly_once_in_order_per_origin(
         2 * PER_WRITER + 2,
         started.elapsed()
     );
+}
+
+#[test]
+fn a_group_on_nats_is_reported_refused_and_plain_remote_listeners_keep_receiving() {
+    log_capture::start();
+    let started = Instant::now();
+    let cluster = NatsCluster::start(2);
+    let prefix = unique_prefix("nats-group");
+    let writer = node("writer", nats_config(&cluster, 0, &prefix));
+    let reader = node("reader", nats_config(&cluster, 1, &prefix));
+    let plain = reader.on::<User>().remote_only(true).subscribe();
+    let group = reader.on::<User>().group("mailer").subscribe();
+    connected(&[&writer]);
+
+    // NATS 2.9 grants `$share/mailer/...` as an ordinary topic and delivers nothing
+    // through it: the group's probe never comes back, and that is reported.
+    assert!(
+        eventually(TIMEOUT, || reader.stats().groups_refused == 1),
+        "the group was not reported refused: {:?}\n{}",
+        reader.stats(),
+        cluster.log()
+    );
+    let logged = log_capture::lines_containing(&cluster.url(1));
+    assert!(
+        logged.iter().any(|l| l.starts_with("ERROR")
+            && l.contains("does not honour MQTT shared subscriptions")
+            && l.contains("mailer")),
+        "no error logged: {logged:?}"
+    );
+    eprintln!("{}", logged.join("\n"));
+    // Its listeners would wait for nothing, so the emitter does not claim to be ready.
+    assert!(reader.wait_connected(Duration::from_millis(300)).is_err());
+
+    // The plain stream, a client of its own, still receives every event, in order.
+    let db = Db::new("nats-group");
+    let mut conn = db.conn(&writer);
+    warm_up(&mut conn, &plain, &cluster);
+    plain.try_iter().for_each(drop);
+    for i in 0..20 {
+        insert(&mut conn, &format!("after-{i}"), true);
+    }
+    let names: Vec<String> = (0..20).map(|_| recv(&plain).row.name).collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("after-{i}")).collect();
+    assert_eq!(names, expected);
+    // On NATS the group's subscription matches no topic: nothing reached it.
+    assert!(group.is_empty(), "the group received events on NATS");
+    let stats = reader.stats();
+    assert_eq!(stats.groups_refused, 1, "reported once: {stats:?}");
+    assert_eq!(
+        stats.remote_rejected, 0,
+        "the probe is not screened as an event: {stats:?}"
+    );
+
+    shutdown_all(&[&writer, &reader]);
+    eprintln!("group refusal test took {:?}", started.elapsed());
+}
+
+/// The same probe on a broker with shared subscriptions (Mosquitto, MQTT 3.1.1 as
+/// on NATS) comes back: no refusal, and the group receives.
+#[test]
+fn a_group_on_mosquitto_is_not_refused() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("mosquitto-group");
+    let config = || {
+        MqttConfig::new(broker.url())
+            .protocol(Protocol::V311)
+            .topic_prefix(&prefix)
+    };
+    let writer = node("writer", config());
+    let member = node("member", config());
+    let group = member.on::<User>().group("mailer").subscribe();
+    // Ready only once the probe came back through the shared subscription: from
+    // then on the verdict cannot turn into a refusal.
+    connected(&[&writer, &member]);
+    assert_eq!(member.stats().groups_refused, 0, "{:?}", member.stats());
+    let db = Db::new("mosquitto-group");
+    let mut conn = db.conn(&writer);
+    insert(&mut conn, "mailed", true);
+    assert_eq!(recv(&group).row.name, "mailed");
+    let stats = member.stats();
+    assert_eq!(
+        (stats.groups_refused, stats.remote_rejected),
+        (0, 0),
+        "{stats:?}"
+    );
+    shutdown_all(&[&writer, &member]);
 }

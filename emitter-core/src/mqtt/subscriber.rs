@@ -6,6 +6,11 @@
 //! listener of a table registers and unsubscribes when the last one goes, and
 //! subscribes again after every reconnect. Paho hands messages over an unbounded
 //! channel, so the socket is drained even while a listener makes us wait.
+//!
+//! A group stream also checks that the broker honours shared subscriptions (see
+//! [`Share`]): NATS 2.9, for one, takes `$share/...` as an ordinary topic and
+//! delivers nothing through it, which would otherwise leave a group's listeners
+//! silently deaf.
 
 use super::client::Client;
 use super::config::MqttConfig;
@@ -31,6 +36,38 @@ pub(crate) trait RemoteSink: Send + Sync {
     ) -> Result<(), Rejected>;
 }
 
+/// How long a group stream waits for its probe to come back through the broker
+/// before it reports that shared subscriptions are not honoured. A round trip
+/// takes milliseconds; a late probe still turns the verdict around.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections in a row that ended before the probe came back, after which the
+/// broker counts as closing the connection of a shared subscriber. One or two can
+/// be a broker restart.
+const PROBE_LOSSES: u32 = 3;
+
+/// Whether the broker honours the shared subscriptions of a group stream.
+///
+/// Brokers without shared subscriptions answer `$share/{group}/...` in different
+/// ways: a SUBACK failure, a closed connection, or (NATS 2.9) a granted
+/// subscription to a topic nobody publishes on. Only delivery tells them apart,
+/// so a group stream subscribes to `$share/{group}/{prefix}/$probe/{group}/{client id}`
+/// and publishes one empty message (QoS 0: Paho's QoS 1 resend path is the one
+/// that corrupts its heap on reset connections) on that topic: a topic of this
+/// client alone, three levels under the prefix, so that no table subscription
+/// (`{prefix}/{table}/+`) and no `diesel-emitter tail` (`{prefix}/+/+`) sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Share {
+    /// A plain stream, or the probe came back.
+    Honoured,
+    /// The probe has not come back: `sent` on the current connection (`None`:
+    /// not yet sent on it), after `lost` connections in a row ended first.
+    Probing { sent: Option<Instant>, lost: u32 },
+    /// Reported (logged and counted once). `parked`: the broker closed every
+    /// connection that subscribed, so the stream stops reconnecting.
+    Refused { parked: bool },
+}
+
 #[derive(Default)]
 struct Route {
     listeners: usize,
@@ -47,6 +84,9 @@ pub(crate) struct Stream {
     routes: RwLock<HashMap<&'static str, Route>>,
     /// Tables subscribed on the current connection.
     active: Mutex<Vec<&'static str>>,
+    /// A group stream's probe topic (see [`Share`]); `None` for the plain stream.
+    probe_topic: Option<String>,
+    share: Mutex<Share>,
     stop: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -63,6 +103,16 @@ impl Stream {
         let mut client =
             Client::new(client_options(paho_url, &client_id, config)).map_err(|e| e.to_string())?;
         let events = client.start_consuming_events(None);
+        let probe_topic = group
+            .as_ref()
+            .map(|group| format!("{}/$probe/{group}/{client_id}", config.prefix));
+        let share = match group {
+            Some(_) => Share::Probing {
+                sent: None,
+                lost: 0,
+            },
+            None => Share::Honoured,
+        };
         let stream = Arc::new(Stream {
             group,
             node_id,
@@ -71,6 +121,8 @@ impl Stream {
             counters,
             routes: RwLock::new(HashMap::new()),
             active: Mutex::new(Vec::new()),
+            probe_topic,
+            share: Mutex::new(share),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
         });
@@ -164,12 +216,17 @@ impl Stream {
         }
     }
 
-    /// Whether the client is connected and every table with listeners is subscribed.
+    /// Whether the client is connected, every table with listeners is subscribed,
+    /// and, for a group with listeners, the broker was seen to deliver through a
+    /// shared subscription.
     pub(crate) fn ready(&self) -> bool {
         if !self.client.is_connected() {
             return false;
         }
         let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        if !routes.is_empty() && self.share() != Share::Honoured {
+            return false;
+        }
         let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
         routes.keys().all(|t| active.contains(t))
     }
@@ -202,6 +259,11 @@ impl Stream {
         let mut backoff = Backoff::new();
         let mut connected = false;
         while !self.stop.load(Ordering::Relaxed) {
+            if !connected && matches!(self.share(), Share::Refused { parked: true }) {
+                // Reconnecting would only be cut off again; wait for shutdown.
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             if !connected {
                 self.active
                     .lock()
@@ -225,6 +287,7 @@ impl Stream {
                         for table in tables {
                             self.subscribe(table);
                         }
+                        self.send_probe();
                     }
                     Err(error) => {
                         let wait = backoff.next();
@@ -244,6 +307,7 @@ impl Stream {
                     tracing::warn!(client = %client_id, "MQTT subscriber lost the broker; reconnecting");
                     MqttCounters::add(&self.counters.reconnects, 1);
                     connected = false;
+                    self.probe_lost();
                 }
                 Ok(paho::Event::Connected) => {}
                 Ok(paho::Event::Shutdown) => break,
@@ -251,9 +315,14 @@ impl Stream {
                     screen.flush_log(false);
                     if !self.client.is_connected() {
                         connected = false;
+                        self.probe_lost();
                     }
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+            if connected {
+                // Here, not on idle ticks only: a busy stream must reach a verdict too.
+                self.probe_expired();
             }
         }
         // Deliver what already arrived before leaving.
@@ -271,6 +340,10 @@ impl Stream {
 
     fn handle(&self, message: &paho::Message, screen: &mut Screen) {
         let topic = message.topic();
+        if self.probe_topic.as_deref() == Some(topic) {
+            self.probe_answered();
+            return;
+        }
         let Some((table, envelope)) = screen.check(topic, message.payload()) else {
             return;
         };
@@ -292,6 +365,143 @@ impl Stream {
         // Only now: a payload no listener could decode must not use up its id.
         if accepted {
             screen.accepted(envelope.inner.id);
+        }
+    }
+}
+
+/// The shared-subscription probe of a group stream (see [`Share`]).
+impl Stream {
+    fn share(&self) -> Share {
+        *self.share.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn probe_filter(&self) -> Option<String> {
+        let (group, topic) = (self.group.as_ref()?, self.probe_topic.as_ref()?);
+        Some(format!("$share/{group}/{topic}"))
+    }
+
+    /// On every new connection until the verdict is in: subscribe to the probe's
+    /// shared subscription and publish the probe.
+    fn send_probe(&self) {
+        let (Some(filter), Some(topic)) = (self.probe_filter(), self.probe_topic.as_ref()) else {
+            return;
+        };
+        let lost = match self.share() {
+            Share::Probing { lost, .. } => lost,
+            _ => return,
+        };
+        let token = self.client.subscribe(filter.as_str(), 1);
+        if let Err(error) = self.client.wait(token, Duration::from_secs(5)) {
+            if self.client.is_connected() {
+                self.refuse(
+                    &format!("it refused the subscription to {filter}: {error}"),
+                    false,
+                );
+            } else {
+                // Cut off while subscribing: count it as a connection lost to the probe.
+                *self.share.lock().unwrap_or_else(|e| e.into_inner()) = Share::Probing {
+                    sent: Some(Instant::now()),
+                    lost,
+                };
+            }
+            return;
+        }
+        let probe = paho::Message::new(topic.as_str(), Vec::new(), 0);
+        match self
+            .client
+            .wait(self.client.publish(probe).into(), Duration::from_secs(5))
+        {
+            Ok(_) => {
+                *self.share.lock().unwrap_or_else(|e| e.into_inner()) = Share::Probing {
+                    sent: Some(Instant::now()),
+                    lost,
+                };
+                tracing::debug!(group = ?self.group, "shared subscription probe sent");
+            }
+            // The connection is going; the next one sends it again.
+            Err(error) => tracing::debug!(%error, "shared subscription probe not sent"),
+        }
+    }
+
+    fn probe_answered(&self) {
+        let before = std::mem::replace(
+            &mut *self.share.lock().unwrap_or_else(|e| e.into_inner()),
+            Share::Honoured,
+        );
+        match before {
+            Share::Probing { .. } => {
+                tracing::debug!(group = ?self.group, "the broker honours shared subscriptions")
+            }
+            Share::Refused { .. } => tracing::warn!(
+                group = ?self.group,
+                "the broker delivered the shared subscription probe late: group listeners receive events after all"
+            ),
+            Share::Honoured => return,
+        }
+        self.release_probe();
+    }
+
+    /// Called while connected: the probe is overdue.
+    fn probe_expired(&self) {
+        if let Share::Probing {
+            sent: Some(sent), ..
+        } = self.share()
+        {
+            if sent.elapsed() >= PROBE_TIMEOUT {
+                let reason = format!(
+                    "it accepted the subscription but delivered nothing through it within {PROBE_TIMEOUT:?}"
+                );
+                self.refuse(&reason, false);
+                self.release_probe();
+            }
+        }
+    }
+
+    /// Called when a connection ends.
+    fn probe_lost(&self) {
+        let mut share = self.share.lock().unwrap_or_else(|e| e.into_inner());
+        if let Share::Probing { sent, lost } = *share {
+            // Only a connection that lived to send the probe tells about the broker.
+            let lost = lost + u32::from(sent.is_some());
+            *share = Share::Probing { sent: None, lost };
+            if lost >= PROBE_LOSSES {
+                drop(share);
+                let reason = format!(
+                    "it closed the connection after the subscription, {lost} times in a row"
+                );
+                self.refuse(&reason, true);
+            }
+        }
+    }
+
+    /// Logs and counts that the broker does not honour shared subscriptions. The
+    /// table subscriptions stay (harmless if they receive nothing, and right should
+    /// the probe come back after all); other streams, the plain one included, have
+    /// clients of their own and are not affected.
+    fn refuse(&self, reason: &str, parked: bool) {
+        *self.share.lock().unwrap_or_else(|e| e.into_inner()) = Share::Refused { parked };
+        MqttCounters::add(&self.counters.groups_refused, 1);
+        let group = self.group.as_deref().unwrap_or_default();
+        tracing::error!(
+            group,
+            broker = %self.config.url,
+            "the broker does not honour MQTT shared subscriptions ($share/...): {reason}; \
+             listeners of group {group} receive no remote events, other listeners are not affected \
+             (use a broker with shared subscriptions, Mosquitto 2 for one, or listeners without a group)"
+        );
+        if parked && self.client.is_connected() {
+            let _ = self
+                .client
+                .wait(self.client.disconnect(None), Duration::from_millis(250));
+        }
+    }
+
+    fn release_probe(&self) {
+        if let Some(filter) = self.probe_filter() {
+            if self.client.is_connected() {
+                // Not waited for: a reply lost with the connection changes nothing.
+                drop(self.client.unsubscribe(filter));
+            }
         }
     }
 }
