@@ -4,7 +4,8 @@
 //! messages there), an MQTT 3.1.1 listener, and routes to every other node.
 //! Killed on drop, and by a [`Watchdog`] should the test process die first.
 
-use super::{free_port, port_open, ChildGuard, TempDir, TIMEOUT};
+use super::{free_port, port_open, unique, ChildGuard, TempDir, TIMEOUT};
+use paho_mqtt as paho;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -101,6 +102,7 @@ impl NatsCluster {
         }
         let cluster = NatsCluster { nodes, dir };
         cluster.await_formed();
+        cluster.await_mqtt();
         cluster
     }
 
@@ -149,6 +151,47 @@ impl NatsCluster {
             }
         }
     }
+}
+
+impl NatsCluster {
+    /// Connects an MQTT client to each node in turn until one is accepted. A node
+    /// sets up its MQTT state (JetStream streams shared by the cluster) at its first
+    /// MQTT connection; when both nodes do that at once, as they would for the
+    /// emitters of a test, one of them can wait 4 s for a JetStream answer and
+    /// refuse the connection (its log: "unable to connect: lookup messages stream
+    /// ... timeout"). Clients retry, but a test should not start on that.
+    fn await_mqtt(&self) {
+        let deadline = Instant::now() + TIMEOUT * 3;
+        for node in &self.nodes {
+            while let Err(error) = mqtt_connects(node.mqtt_port) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} accepted no MQTT connection within {:?}: {error}\n{}",
+                    node.name,
+                    TIMEOUT * 3,
+                    self.log()
+                );
+            }
+        }
+    }
+}
+
+/// Whether an MQTT 3.1.1 client is accepted on 127.0.0.1:`port` (clean session,
+/// so the node keeps nothing of it).
+fn mqtt_connects(port: u16) -> Result<(), paho::Error> {
+    let create = paho::CreateOptionsBuilder::new()
+        .server_uri(format!("tcp://127.0.0.1:{port}"))
+        .client_id(format!("nats-ready-{}", unique()))
+        .mqtt_version(paho::MQTT_VERSION_3_1_1)
+        .persistence(None)
+        .finalize();
+    let client = paho::Client::new(create)?;
+    let connect = paho::ConnectOptionsBuilder::new_v3()
+        .clean_session(true)
+        .connect_timeout(Duration::from_secs(5))
+        .finalize();
+    client.connect(connect)?;
+    client.disconnect(None)
 }
 
 impl NatsNode {
