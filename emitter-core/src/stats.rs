@@ -79,6 +79,14 @@ pub struct Stats {
     pub broker_reconnects: u64,
     /// Whether the publisher is connected to the broker now.
     pub broker_connected: bool,
+    /// Groups (listeners with [`group`](crate::ListenerBuilder::group)) whose broker
+    /// does not honour MQTT shared subscriptions: it refused `$share/...`, closed
+    /// the connection after it, or (NATS 2.9) accepted it and delivered nothing
+    /// through it, as a probe message each group sends itself shows. Logged as an
+    /// error; such a group's listeners receive no remote events, every other
+    /// listener keeps receiving, and [`Emitter::wait_connected`](crate::Emitter::wait_connected)
+    /// times out while the group is registered.
+    pub groups_refused: u64,
     /// Rows waiting in the outbox table (with the outbox on), as the relay last
     /// counted them, about once a second.
     pub outbox_backlog: u64,

@@ -15,6 +15,7 @@ pub(crate) struct MqttCounters {
     pub(crate) remote_bad_signature: AtomicU64,
     pub(crate) remote_replayed: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+    pub(crate) groups_refused: AtomicU64,
     pub(crate) connected: AtomicBool,
 }
 

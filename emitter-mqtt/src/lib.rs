@@ -264,6 +264,7 @@ mod bridge {
             stats.remote_bad_signature = c.remote_bad_signature.load(Relaxed);
             stats.remote_replayed = c.remote_replayed.load(Relaxed);
             stats.broker_reconnects = c.reconnects.load(Relaxed);
+            stats.groups_refused = c.groups_refused.load(Relaxed);
             stats.broker_connected = c.connected.load(Relaxed);
         }
     }

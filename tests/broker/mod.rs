@@ -1,5 +1,6 @@
 //! Helpers for the MQTT suites: brokers of their own (a Mosquitto process per test,
-//! killed by a Drop guard), the shared broker at 127.0.0.1:1883, unique topic
+//! killed by a Drop guard; a NATS cluster in `nats`), the shared broker at
+//! 127.0.0.1:1883 (and RabbitMQ's MQTT plugin in `rabbitmq`), unique topic
 //! prefixes, SQLite files in temp dirs, the `users` model, bounded receives, and
 //! `mosquitto_sub` / `mosquitto_pub` wrappers.
 //!
@@ -21,6 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub mod nats;
+pub mod rabbitmq;
+pub mod scale;
 
 /// How long a test waits for something it expects (an event, a connection).
 pub const TIMEOUT: Duration = Duration::from_secs(10);
