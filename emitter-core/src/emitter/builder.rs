@@ -6,14 +6,14 @@ use super::Outbox;
 use super::{Emitter, Shared};
 use crate::commit::Sequencer;
 use crate::error::Error;
+use crate::listener::Registry;
 use crate::mqtt::MqttConfig;
 #[cfg(feature = "mqtt")]
 use crate::outbox::relay::OwnRows;
 use crate::outbox::OutboxConfig;
 use crate::stats::Counters;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 /// Configures an [`Emitter`]; from [`Emitter::builder`].
 ///
@@ -174,20 +174,15 @@ impl EmitterBuilder {
             config.validate()?;
             return Err(Error::MqttUnavailable);
         }
-        let (done_tx, done_rx) = crossbeam_channel::bounded(0);
         Ok(Emitter {
             shared: Arc::new(Shared {
                 node_id,
                 instance: random.1,
                 counters: Counters::default(),
                 commit_lock: sequencer,
-                sets: RwLock::new(HashMap::new()),
-                listener_ids: AtomicU64::new(0),
-                listeners: AtomicU64::new(0),
+                delivery_lock: Mutex::new(()),
+                registry: Registry::new(),
                 shut_down: AtomicBool::new(false),
-                done_tx: Mutex::new(Some(done_tx)),
-                done_rx,
-                listener_threads: Mutex::new(Vec::new()),
                 #[cfg(feature = "mqtt")]
                 bridge,
                 #[cfg(feature = "mqtt")]
