@@ -1,4 +1,32 @@
-//! Two-phase commits: events numbered before the database commits, delivered after.
+//! Committing: numbering a commit's events under the commit lock, then delivering
+//! them in `seq` order without that lock.
+//!
+//! # Two locks
+//!
+//! The commit lock (the [`Sequencer`]'s mutex) is held only to number events and
+//! append them, in `seq` order, to the sequencer's `deliverable` list; it is never
+//! held while an event is sent to a queue. The delivery lock is held by the one
+//! thread that delivers: it takes the list's batches one by one (under the commit
+//! lock, briefly) and delivers each, blocking on full [`WhenFull::Block`] queues if
+//! it must, until the list is empty ("flat combining": whoever holds the delivery
+//! lock delivers everyone's events, in order).
+//!
+//! A committer on an ordinary thread waits for the delivery lock, so that when
+//! [`Emitter::commit`](crate::Emitter::commit) returns its events are in the
+//! queues. A committer on a closure listener's own thread never waits for it: if
+//! another thread delivers, it appends its events and returns, and that thread
+//! delivers them; if it delivers itself, a send to its own full queue goes to the
+//! listener's backlog instead of blocking (the listener would wait for itself).
+//! So a listener's writes never wait on its own queue, and a deliverer blocked on a
+//! listener's queue never waits on that listener's writes.
+//!
+//! Nothing is left undelivered: the deliverer releases the delivery lock inside a
+//! commit-lock critical section in which it found the list empty. A listener
+//! thread appends (under the commit lock) and then tries the delivery lock; if
+//! that fails, the holder still had it after the append, so the holder's final
+//! look at the list, in a later critical section, sees the append and delivers it.
+//!
+//! # Two-phase commits
 //!
 //! With the outbox, a transaction's events must be encoded (with their ids and
 //! `seq`) before its COMMIT, to be written into the outbox table inside it, and
@@ -7,15 +35,12 @@
 //! earlier transaction committed or rolled back, so listeners still see `seq`
 //! increase.
 
-use crate::action::Emit;
-use crate::emits::Emits;
-use crate::emitter::{Emitter, Shared};
-use crate::event::Event;
+use crate::dispatch::{listener_thread, Delivery, Outlet};
 use crate::outbox::OutboxEntry;
-use crate::pending::{Change, PendingEvent};
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use crate::pending::PendingEvent;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::SystemTime;
 
 /// Hands out `seq` numbers and keeps delivery in their order.
@@ -24,20 +49,22 @@ pub(crate) struct Sequencer {
     /// The last `seq` given out.
     pub(crate) last: u64,
     /// Prepared commits by their first `seq`: `None` while the database commits.
-    open: BTreeMap<u64, Option<Ready>>,
+    open: BTreeMap<u64, Option<Batch>>,
+    /// Batches whose turn came, in `seq` order, for the holder of the delivery lock.
+    deliverable: VecDeque<Batch>,
+    /// Whether a thread holds the delivery lock and took a batch it may still be
+    /// delivering (cleared in the critical section in which it releases the lock).
+    delivering: bool,
 }
 
-struct Ready {
-    events: Vec<Box<dyn Numbered>>,
+/// Numbered events of one commit.
+struct Batch {
+    events: Vec<PendingEvent>,
     /// False when the outbox carries the events to the broker.
     publish: bool,
 }
 
 impl Sequencer {
-    pub(crate) fn has_open(&self) -> bool {
-        !self.open.is_empty()
-    }
-
     /// Every `seq` below this belongs to a transaction that has committed or
     /// rolled back (the outbox relay claims this emitter's rows below it).
     pub(crate) fn settled_below(&self) -> u64 {
@@ -46,130 +73,216 @@ impl Sequencer {
             .map_or(self.last + 1, |(first, _)| *first)
     }
 
-    /// Queues `events` (numbered from `first`) and delivers everything no earlier
-    /// commit holds back.
-    pub(crate) fn ready(
+    /// Whether every numbered event was delivered (or dropped): nothing waits in
+    /// the list and nobody delivers. Shutdown waits for it.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.deliverable.is_empty() && !self.delivering
+    }
+
+    /// Numbers `events` in place, from `last + 1`; returns the first `seq`.
+    fn number(
         &mut self,
-        shared: &Shared,
-        first: u64,
-        events: Vec<Box<dyn Numbered>>,
-        publish: bool,
-    ) {
-        self.open.insert(first, Some(Ready { events, publish }));
+        events: &mut [PendingEvent],
+        commit: &Sequencing<'_>,
+        committed_at: SystemTime,
+    ) -> u64 {
+        let first = self.last + 1;
+        for event in events {
+            self.last += 1;
+            event
+                .inner
+                .number(self.last, commit.instance, commit.origin, committed_at);
+        }
+        first
+    }
+
+    /// The batch numbered from `first` may be delivered (its database committed,
+    /// or it never waited): moves it, and every later batch no earlier one holds
+    /// back, to the deliverable list. An empty `batch` only settles `first`.
+    fn ready(&mut self, first: u64, batch: Batch) {
+        if self.open.is_empty() {
+            if !batch.events.is_empty() {
+                self.deliverable.push_back(batch);
+            }
+            return;
+        }
+        self.open.insert(first, Some(batch));
         while let Some(entry) = self.open.first_entry() {
             if entry.get().is_none() {
                 break;
             }
-            if let Some(ready) = entry.remove() {
-                for event in ready.events {
-                    event.deliver(shared, ready.publish);
+            if let Some(batch) = entry.remove() {
+                if !batch.events.is_empty() {
+                    self.deliverable.push_back(batch);
                 }
             }
         }
     }
 
-    /// Numbers `events` without delivering them.
-    pub(crate) fn number(
-        &mut self,
-        shared: &Shared,
-        events: impl IntoIterator<Item = PendingEvent>,
-        committed_at: SystemTime,
-    ) -> (u64, Vec<Box<dyn Numbered>>) {
-        let first = self.last + 1;
-        let numbered = events
-            .into_iter()
-            .map(|pending| {
-                self.last += 1;
-                pending
-                    .inner
-                    .number(pending.emit, self.last, shared, committed_at)
-            })
-            .collect();
-        (first, numbered)
+    /// The next batch for the holder of the delivery lock.
+    fn next_batch(&mut self) -> Option<Batch> {
+        let batch = self.deliverable.pop_front();
+        self.delivering = batch.is_some();
+        batch
     }
 }
 
-/// A numbered event of some model, waiting for delivery.
-pub(crate) trait Numbered: Send {
-    fn reaches_remote(&self) -> bool;
-    fn entry(&self) -> serde_json::Result<OutboxEntry>;
-    fn deliver(self: Box<Self>, shared: &Shared, publish: bool);
+/// What committing needs of the emitter besides [`Outlets`](crate::dispatch::Outlets).
+pub(crate) struct Sequencing<'a> {
+    /// The commit lock.
+    pub(crate) sequencer: &'a Mutex<Sequencer>,
+    /// Held by the thread that delivers; see the module documentation.
+    pub(crate) delivery: &'a Mutex<()>,
+    pub(crate) shut_down: &'a AtomicBool,
+    pub(crate) origin: &'a Arc<str>,
+    pub(crate) instance: u64,
 }
 
-pub(crate) struct NumberedEvent<M> {
-    pub(crate) event: Event<M>,
-    pub(crate) emit: Emit,
+/// The emitter as a commit sees it; implemented by the emitter's shared state.
+pub(crate) trait Host: Outlet {
+    fn sequencing(&self) -> Sequencing<'_>;
+    /// Wakes the outbox relay after a commit wrote outbox rows.
+    fn outbox_written(&self);
 }
 
-impl<M: Emits> NumberedEvent<M> {
-    pub(crate) fn new(
-        change: Change<M>,
-        emit: Emit,
-        seq: u64,
-        shared: &Shared,
-        at: SystemTime,
-    ) -> Self {
-        NumberedEvent {
-            event: crate::dispatch::numbered(change, seq, shared, at),
-            emit,
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// Numbers the events of a commit that already happened and delivers them (after
+/// any earlier transaction's); [`Emitter::commit`](crate::Emitter::commit).
+pub(crate) fn commit(host: &dyn Host, events: Vec<PendingEvent>) {
+    if events.is_empty() {
+        return;
+    }
+    let committed_at = SystemTime::now();
+    settle(host, events, None, committed_at, true);
+}
+
+/// Hands a batch over to delivery: numbers `events` first unless they were
+/// numbered from `prepared` before the database committed, then delivers whatever
+/// the delivery lock's holder must (this thread, or the holder, delivers it).
+fn settle(
+    host: &dyn Host,
+    mut events: Vec<PendingEvent>,
+    prepared: Option<u64>,
+    committed_at: SystemTime,
+    publish: bool,
+) {
+    let commit = host.sequencing();
+    let outlets = host.outlets();
+    let me = listener_thread(outlets.registry);
+    // An ordinary thread waits for its turn to deliver; a listener's thread never
+    // does (the holder may be waiting for this very listener to make room).
+    let turn = match me {
+        None => Some(lock(commit.delivery)),
+        Some(_) => try_lock(commit.delivery),
+    };
+    let mut sequencer = lock(commit.sequencer);
+    // Checked under the commit lock: shutdown takes it before clearing listeners.
+    let dropped = commit.shut_down.load(Ordering::Acquire) && !events.is_empty();
+    if dropped {
+        let n = events.len() as u64;
+        if prepared.is_none() {
+            outlets.counters.emitted(n);
+        }
+        outlets.counters.dropped(n);
+        tracing::warn!(
+            events = n,
+            "emitter is shut down; committed events not delivered locally"
+        );
+        events.clear();
+    }
+    match prepared {
+        // Numbered before its database committed (rolled back: no event left).
+        Some(first) => sequencer.ready(first, Batch { events, publish }),
+        None if dropped => {}
+        None => {
+            outlets.counters.emitted(events.len() as u64);
+            let first = sequencer.number(&mut events, &commit, committed_at);
+            sequencer.ready(first, Batch { events, publish });
         }
     }
+    // Even with nothing of its own, a holder of the delivery lock delivers what
+    // waits: a listener's thread may have left its events to it.
+    let (turn, sequencer) = match turn {
+        Some(turn) => (turn, sequencer),
+        None => {
+            // Tried again after the append: if this fails too, the holder had the
+            // lock after the append and delivers it (see the module documentation).
+            drop(sequencer);
+            let Some(turn) = try_lock(commit.delivery) else {
+                return;
+            };
+            (turn, lock(commit.sequencer))
+        }
+    };
+    deliver_all(&commit, host, me, turn, sequencer);
 }
 
-impl<M: Emits> Numbered for NumberedEvent<M> {
-    fn reaches_remote(&self) -> bool {
-        self.emit.reaches_remote()
-    }
-
-    fn entry(&self) -> serde_json::Result<OutboxEntry> {
-        let payload = crate::wire::encode(&self.event)?;
-        Ok(OutboxEntry {
-            event_id: self.event.meta.id,
-            origin: self.event.meta.origin.clone(),
-            seq: self.event.meta.seq,
-            table: M::TABLE,
-            action: self.event.action,
-            // serde_json writes UTF-8 only.
-            payload: String::from_utf8(payload).unwrap_or_default(),
-        })
-    }
-
-    fn deliver(self: Box<Self>, shared: &Shared, publish: bool) {
-        if publish && self.emit.reaches_remote() {
-            shared.publish(&self.event);
+/// Delivers the deliverable list, batch by batch, until it is empty; then
+/// releases the delivery lock `turn` while still holding the commit lock.
+fn deliver_all<'a>(
+    commit: &Sequencing<'a>,
+    host: &dyn Host,
+    me: Option<u64>,
+    turn: MutexGuard<'a, ()>,
+    mut sequencer: MutexGuard<'a, Sequencer>,
+) {
+    loop {
+        let Some(batch) = sequencer.next_batch() else {
+            // Released inside the critical section that found the list empty: a
+            // later append either finds the delivery lock free or held by a thread
+            // that looks at the list again before it lets go.
+            drop(turn);
+            drop(sequencer);
+            return;
+        };
+        drop(sequencer);
+        // A fresh listener lookup per batch: a listener registered after a commit
+        // returned sees the next commit's events.
+        let mut delivery = Delivery::new(host.outlets(), me);
+        for event in batch.events {
+            event.inner.deliver(&mut delivery, batch.publish);
         }
-        if self.emit.reaches_local() {
-            crate::dispatch::deliver(shared, self.event, |slot| slot.local);
-        }
+        sequencer = lock(commit.sequencer);
     }
 }
 
-/// A transaction's events, numbered before its COMMIT; see [`Emitter::prepare`].
+/// A transaction's events, numbered before its COMMIT; see [`Emitter::prepare`](crate::Emitter::prepare).
 ///
 /// Call [`committed`](Self::committed) once the database committed. Dropping it
 /// instead means the transaction rolled back: its events are discarded.
 #[must_use = "call `committed()` after the COMMIT; dropping it discards the events"]
 pub struct PreparedCommit {
-    shared: Arc<Shared>,
+    host: Arc<dyn Host>,
     first: u64,
-    events: Vec<Box<dyn Numbered>>,
+    events: Vec<PendingEvent>,
     in_outbox: bool,
     settled: bool,
 }
 
 impl PreparedCommit {
-    pub(crate) fn new(emitter: &Emitter, events: Vec<PendingEvent>) -> Self {
-        let shared = emitter.shared.clone();
-        let (first, events) = if events.is_empty() {
-            (0, Vec::new())
+    pub(crate) fn new(host: Arc<dyn Host>, mut events: Vec<PendingEvent>) -> Self {
+        let first = if events.is_empty() {
+            0
         } else {
-            let mut sequencer = shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
-            let (first, numbered) = sequencer.number(&shared, events, SystemTime::now());
+            let commit = host.sequencing();
+            let mut sequencer = lock(commit.sequencer);
+            let first = sequencer.number(&mut events, &commit, SystemTime::now());
             sequencer.open.insert(first, None);
-            (first, numbered)
+            first
         };
         PreparedCommit {
-            shared,
+            host,
             first,
             events,
             in_outbox: false,
@@ -194,11 +307,16 @@ impl PreparedCommit {
     /// logged (it still reaches local listeners).
     pub fn outbox_entries(&mut self) -> Vec<OutboxEntry> {
         self.in_outbox = true;
+        let counters = self.host.outlets().counters;
         let mut entries = Vec::with_capacity(self.events.len());
-        for event in self.events.iter().filter(|e| e.reaches_remote()) {
-            match event.entry() {
+        for event in self
+            .events
+            .iter()
+            .filter(|e| e.inner.emit().reaches_remote())
+        {
+            match event.inner.outbox_entry() {
                 Ok(entry) => entries.push(entry),
-                Err(error) => self.shared.counters.capture_error_logged(&error),
+                Err(error) => counters.capture_error_logged(&error),
             }
         }
         entries
@@ -211,25 +329,17 @@ impl PreparedCommit {
         if self.events.is_empty() {
             return;
         }
-        let shared = self.shared.clone();
         let events = std::mem::take(&mut self.events);
-        shared.counters.emitted(events.len() as u64);
-        let mut sequencer = shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let events = if shared.shut_down.load(Ordering::Acquire) {
-            let n = events.len() as u64;
-            shared.counters.dropped(n);
-            tracing::warn!(
-                events = n,
-                "emitter is shut down; committed events not delivered locally"
-            );
-            Vec::new()
-        } else {
-            events
-        };
-        sequencer.ready(&shared, self.first, events, !self.in_outbox);
-        drop(sequencer);
+        self.host.outlets().counters.emitted(events.len() as u64);
+        settle(
+            &*self.host,
+            events,
+            Some(self.first),
+            SystemTime::now(),
+            !self.in_outbox,
+        );
         if self.in_outbox {
-            shared.kick_outbox();
+            self.host.outbox_written();
         }
     }
 }
@@ -239,9 +349,15 @@ impl Drop for PreparedCommit {
         if self.settled || self.first == 0 {
             return;
         }
-        let shared = self.shared.clone();
-        let mut sequencer = shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
-        sequencer.ready(&shared, self.first, Vec::new(), false);
+        // Rolled back: its numbers are settled with no event, which may release
+        // later transactions' events.
+        settle(
+            &*self.host,
+            Vec::new(),
+            Some(self.first),
+            SystemTime::now(),
+            false,
+        );
     }
 }
 

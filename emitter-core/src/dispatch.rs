@@ -1,15 +1,17 @@
-//! Dispatch: turning a commit's pending events into typed events for listeners.
+//! Delivery: handing numbered events to the listeners that want them, and to the
+//! broker.
 //!
-//! A commit is dispatched under the emitter's commit lock, which also hands out the
-//! sequence numbers, so every listener sees events in the order they were numbered
-//! and per-origin `seq` never goes backwards, whichever thread committed.
+//! Dispatch knows the listener registry and the counters, and of the broker only
+//! what the [`Transport`] trait says; it does not know the emitter or how commits are numbered
+//! (`commit.rs` drives it, one batch at a time, in `seq` order).
 
-use crate::action::{Emit, Source};
+use crate::action::Source;
 use crate::emits::Emits;
-use crate::emitter::Shared;
 use crate::event::{Event, EventMeta};
-use crate::listener::{Kind, Slot, WhenFull};
-use crate::pending::Change;
+use crate::listener::{current_listener, Kind, Reach, Registry, Slot, WhenFull};
+use crate::stats::Counters;
+use crate::transport::{RemoteSink, Route, Transport};
+use crate::wire::{Checked, EnvelopeError};
 use crossbeam_channel::{SendError, TrySendError};
 use std::any::{Any, TypeId};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,13 +19,28 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use uuid::Uuid;
 
-/// The state of one commit's dispatch.
-pub(crate) struct Dispatch<'a> {
-    shared: &'a Shared,
-    next_seq: &'a mut u64,
-    committed_at: SystemTime,
-    /// The listeners of the model dispatched last: a commit's events are mostly
-    /// rows of one table, so they are looked up once per commit and table rather
+/// What delivery works with, lent by the emitter.
+#[derive(Clone, Copy)]
+pub(crate) struct Outlets<'a> {
+    pub(crate) registry: &'a Registry,
+    pub(crate) counters: &'a Counters,
+    pub(crate) transport: Option<&'a dyn Transport>,
+}
+
+/// Lends [`Outlets`]; the emitter implements it (a trait, so that the broker
+/// stream's sink can hold the emitter weakly without knowing its type).
+pub(crate) trait Outlet: Send + Sync {
+    fn outlets(&self) -> Outlets<'_>;
+}
+
+/// The delivery of one batch of numbered events (one commit's, usually).
+pub(crate) struct Delivery<'a> {
+    to: Outlets<'a>,
+    /// The closure listener whose thread delivers, when it is one of this
+    /// registry's: its own full queue must not block it (see `send`).
+    me: Option<u64>,
+    /// The listeners of the model delivered last: a commit's events are mostly
+    /// rows of one table, so they are looked up once per batch and table rather
     /// than once per row (a lock, a map lookup and reference counts each time).
     listeners: Option<Listeners>,
 }
@@ -35,33 +52,34 @@ struct Listeners {
     slots: Box<dyn Any>,
 }
 
-impl<'a> Dispatch<'a> {
-    pub(crate) fn new(shared: &'a Shared, next_seq: &'a mut u64, committed_at: SystemTime) -> Self {
-        Dispatch {
-            shared,
-            next_seq,
-            committed_at,
+type Slots<M> = Arc<[Arc<Slot<M>>]>;
+
+impl<'a> Delivery<'a> {
+    pub(crate) fn new(to: Outlets<'a>, me: Option<u64>) -> Self {
+        Delivery {
+            to,
+            me,
             listeners: None,
         }
     }
 
-    pub(crate) fn typed<M: Emits>(&mut self, change: Change<M>, emit: Emit) {
-        *self.next_seq += 1;
-        let event = numbered(change, *self.next_seq, self.shared, self.committed_at);
-        if emit.reaches_remote() {
-            self.shared.publish(&event);
+    /// Hands `event` to the broker, if there is one.
+    pub(crate) fn publish<M: Emits>(&self, event: &Event<M>) {
+        if let Some(transport) = self.to.transport {
+            transport.publish(Box::new(event.clone()));
         }
-        if !emit.reaches_local() {
-            return;
-        }
+    }
+
+    /// Queues `event` for every listener of `M` that takes this node's events and
+    /// whose actions and filter match.
+    pub(crate) fn local<M: Emits>(&mut self, event: Event<M>) {
         let model = TypeId::of::<M>();
         if self.listeners.as_ref().map(|l| l.model) != Some(model) {
             self.listeners = Some(Listeners {
                 model,
-                slots: Box::new(snapshot::<M>(self.shared)),
+                slots: Box::new(snapshot::<M>(self.to.registry)),
             });
         }
-        let shared = self.shared;
         let slots = self
             .listeners
             .as_ref()
@@ -69,40 +87,46 @@ impl<'a> Dispatch<'a> {
         let Some(Some(slots)) = slots else {
             return;
         };
-        if deliver_to(shared, slots, event, |slot| slot.local) {
+        if deliver_to(self.to, self.me, slots, event, |slot| slot.local) {
             // A listener went away: the next event looks the listeners up again.
             self.listeners = None;
         }
     }
 }
 
-type Slots<M> = Arc<[Arc<Slot<M>>]>;
-
-fn snapshot<M: Emits>(shared: &Shared) -> Option<Slots<M>> {
-    shared
+fn snapshot<M: Emits>(registry: &Registry) -> Option<Slots<M>> {
+    registry
         .existing_listener_set::<M>()
         .map(|set| set.snapshot())
 }
 
-/// The local event `change` becomes as number `seq` of this emitter.
-pub(crate) fn numbered<M: Emits>(
-    change: Change<M>,
+/// Delivers an event that came from the broker to the listeners of `M` that
+/// `wants` it.
+pub(crate) fn deliver_remote<M: Emits>(
+    to: Outlets<'_>,
+    event: Event<M>,
+    wants: impl Fn(&Slot<M>) -> bool,
+) {
+    if let Some(slots) = snapshot::<M>(to.registry) {
+        // Not a listener's thread: the broker's stream.
+        deliver_to(to, None, &slots, event, wants);
+    }
+}
+
+/// The local event number `seq` of the emitter `origin`, instance `instance`.
+pub(crate) fn local_meta<M: Emits>(
     seq: u64,
-    shared: &Shared,
+    instance: u64,
+    origin: &Arc<str>,
     committed_at: SystemTime,
-) -> Event<M> {
-    Event {
-        action: change.action,
-        row: change.row,
-        changed: change.changed,
-        meta: EventMeta {
-            id: event_id(shared.instance, seq),
-            table: M::TABLE,
-            origin: shared.node_id.clone(),
-            seq,
-            source: Source::Local,
-            committed_at,
-        },
+) -> EventMeta {
+    EventMeta {
+        id: event_id(instance, seq),
+        table: M::TABLE,
+        origin: origin.clone(),
+        seq,
+        source: Source::Local,
+        committed_at,
     }
 }
 
@@ -115,7 +139,7 @@ pub(crate) fn event_id(instance: u64, seq: u64) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
-fn matches<M>(shared: &Shared, slot: &Slot<M>, event: &Event<M>) -> bool {
+fn matches<M>(counters: &Counters, slot: &Slot<M>, event: &Event<M>) -> bool {
     if slot.actions & event.action.bit() == 0 {
         return false;
     }
@@ -127,8 +151,8 @@ fn matches<M>(shared: &Shared, slot: &Slot<M>, event: &Event<M>) -> bool {
         Err(payload) => {
             // Offered to the listener and never handed over: dropped, so that every
             // offered event is either delivered or dropped.
-            shared.counters.panicked();
-            shared.counters.dropped(1);
+            counters.panicked();
+            counters.dropped(1);
             tracing::error!(
                 listener = %slot.label,
                 event = %event.meta.id,
@@ -140,22 +164,11 @@ fn matches<M>(shared: &Shared, slot: &Slot<M>, event: &Event<M>) -> bool {
     }
 }
 
-/// Queues `event` for every listener of `M` that `wants` it and whose actions and
-/// filter match.
-pub(crate) fn deliver<M: Emits>(
-    shared: &Shared,
-    event: Event<M>,
-    wants: impl Fn(&Slot<M>) -> bool,
-) {
-    if let Some(slots) = snapshot::<M>(shared) {
-        deliver_to(shared, &slots, event, wants);
-    }
-}
-
-/// [`deliver`] to the listeners in `slots`; true when one of them was gone (and
-/// is now removed).
+/// Queues `event` for the listeners in `slots` that `wants` it and whose actions
+/// and filter match; true when one of them was gone (and is now removed).
 fn deliver_to<M: Emits>(
-    shared: &Shared,
+    to: Outlets<'_>,
+    me: Option<u64>,
     slots: &[Arc<Slot<M>>],
     event: Event<M>,
     wants: impl Fn(&Slot<M>) -> bool,
@@ -164,35 +177,39 @@ fn deliver_to<M: Emits>(
     let mut previous: Option<&Arc<Slot<M>>> = None;
     let mut closed = Vec::new();
     for slot in slots.iter() {
-        if !wants(slot) || !matches(shared, slot, &event) {
+        if !wants(slot) || !matches(to.counters, slot, &event) {
             continue;
         }
         if let Some(prev) = previous.replace(slot) {
-            if !send(shared, prev, event.clone()) {
+            if !send(to.counters, me, prev, event.clone()) {
                 closed.push(prev.id);
             }
         }
     }
     if let Some(last) = previous {
-        if !send(shared, last, event) {
+        if !send(to.counters, me, last, event) {
             closed.push(last.id);
         }
     }
     let any_closed = !closed.is_empty();
     for id in closed {
-        crate::listener::remove_listener::<M>(shared, id);
+        if let Some(slot) = to.registry.remove::<M>(id) {
+            if let (Some(transport), Some(route)) = (to.transport, route::<M>(&slot.reach)) {
+                transport.detach(route);
+            }
+        }
     }
     any_closed
 }
 
 /// Queues `event` for one listener; false when the listener is gone.
-fn send<M>(shared: &Shared, slot: &Slot<M>, event: Event<M>) -> bool {
+fn send<M>(counters: &Counters, me: Option<u64>, slot: &Slot<M>, event: Event<M>) -> bool {
     let counts_queue = slot.kind == Kind::Closure;
     if counts_queue {
-        shared.counters.enqueued();
+        counters.enqueued();
     }
     let result = match slot.when_full {
-        WhenFull::Block => slot.tx.send(event).map_err(|SendError(_)| false),
+        WhenFull::Block => send_waiting(slot, event, me == Some(slot.id)),
         WhenFull::Drop => slot.tx.try_send(event).map_err(|e| match e {
             TrySendError::Full(_) => true,
             TrySendError::Disconnected(_) => false,
@@ -201,15 +218,15 @@ fn send<M>(shared: &Shared, slot: &Slot<M>, event: Event<M>) -> bool {
     match result {
         Ok(()) => {
             if !counts_queue {
-                shared.counters.delivered();
+                counters.delivered();
             }
             true
         }
         Err(still_open) => {
             if counts_queue {
-                shared.counters.dequeued(1);
+                counters.dequeued(1);
             }
-            shared.counters.dropped(1);
+            counters.dropped(1);
             if still_open {
                 tracing::warn!(listener = %slot.label, "listener queue full; event dropped (WhenFull::Drop)");
             } else if slot.mark_closed() {
@@ -220,37 +237,91 @@ fn send<M>(shared: &Shared, slot: &Slot<M>, event: Event<M>) -> bool {
     }
 }
 
+/// [`WhenFull::Block`]: waits for room in the queue, unless the listener's own
+/// thread is the sender (`own`): then a full queue sends the event to the
+/// listener's backlog, as it does every later one while the backlog holds events
+/// (see [`Backlog`](crate::listener::Backlog) for the order and the wake-ups).
+/// `Err(false)` when the listener is gone.
+fn send_waiting<M>(slot: &Slot<M>, event: Event<M>, own: bool) -> Result<(), bool> {
+    let backlog = &slot.backlog;
+    let event = if backlog.is_held() {
+        if own {
+            match backlog.push_behind(event) {
+                Ok(()) => return Ok(()),
+                Err(event) => event,
+            }
+        } else {
+            backlog.wait_empty();
+            event
+        }
+    } else {
+        event
+    };
+    if !own {
+        return slot.tx.send(event).map_err(|SendError(_)| false);
+    }
+    match slot.tx.try_send(event) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(event)) => {
+            backlog.push(event);
+            Ok(())
+        }
+        Err(TrySendError::Disconnected(_)) => Err(false),
+    }
+}
+
 /// Delivers remote events of model `M` from one broker stream.
 pub(crate) struct ModelSink<M> {
-    shared: std::sync::Weak<Shared>,
+    emitter: std::sync::Weak<dyn Outlet>,
     _model: std::marker::PhantomData<fn() -> M>,
 }
 
 impl<M> ModelSink<M> {
-    pub(crate) fn new(shared: std::sync::Weak<Shared>) -> Self {
+    pub(crate) fn new(emitter: std::sync::Weak<dyn Outlet>) -> Self {
         ModelSink {
-            shared,
+            emitter,
             _model: std::marker::PhantomData,
         }
     }
 }
 
-impl<M: Emits> crate::transport::RemoteSink for ModelSink<M> {
+impl<M: Emits> RemoteSink for ModelSink<M> {
     fn deliver(
         &self,
-        envelope: &crate::wire::Checked<'_>,
+        envelope: &Checked<'_>,
         origin: &Arc<str>,
         group: Option<&str>,
-    ) -> Result<(), crate::wire::EnvelopeError> {
-        let Some(shared) = self.shared.upgrade() else {
+    ) -> Result<(), EnvelopeError> {
+        let Some(emitter) = self.emitter.upgrade() else {
             return Ok(());
         };
         let event = envelope.to_event::<M>(origin)?;
-        deliver(&shared, event, |slot| match (&slot.reach, group) {
-            (crate::listener::Reach::Remote, None) => true,
-            (crate::listener::Reach::Group(mine), Some(theirs)) => &**mine == theirs,
-            _ => false,
+        deliver_remote(emitter.outlets(), event, |slot| {
+            match (&slot.reach, group) {
+                (Reach::Remote, None) => true,
+                (Reach::Group(mine), Some(theirs)) => &**mine == theirs,
+                _ => false,
+            }
         });
         Ok(())
     }
+}
+
+/// Whether this thread is a closure listener of `registry`, and which.
+pub(crate) fn listener_thread(registry: &Registry) -> Option<u64> {
+    current_listener(registry.id())
+}
+
+/// The broker route a listener with `reach` needs, if any.
+pub(crate) fn route<M: Emits>(reach: &Reach) -> Option<Route<'_>> {
+    let group = match reach {
+        Reach::None => return None,
+        Reach::Remote => None,
+        Reach::Group(group) => Some(group),
+    };
+    Some(Route {
+        group,
+        table: M::TABLE,
+        model: TypeId::of::<M>(),
+    })
 }

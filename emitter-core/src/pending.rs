@@ -2,14 +2,15 @@
 //!
 //! The connection wrapper knows the model type only while it decodes a row; after
 //! that the event waits in a transaction frame next to events of other models, so it
-//! is kept type-erased here and becomes a typed [`Event`](crate::Event) again when
-//! the emitter dispatches it.
+//! is kept type-erased here, in one allocation, through its whole life: captured,
+//! numbered in place under the commit lock (and encoded for the outbox), then
+//! delivered by itself as a typed [`Event`](crate::Event).
 
 use crate::action::{Action, Emit};
-use crate::commit::{Numbered, NumberedEvent};
-use crate::dispatch::Dispatch;
+use crate::dispatch::{local_meta, Delivery};
 use crate::emits::Emits;
-use crate::emitter::Shared;
+use crate::event::Event;
+use crate::outbox::OutboxEntry;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -30,20 +31,21 @@ use std::time::SystemTime;
 /// # }
 /// ```
 pub struct PendingEvent {
-    pub(crate) inner: Box<dyn ErasedChange>,
-    pub(crate) emit: Emit,
+    pub(crate) inner: Box<dyn AnyEvent>,
 }
 
 impl PendingEvent {
     /// Captures a change of `row` made by `action`; `changed` lists the assigned columns.
     pub fn new<M: Emits>(action: Action, row: M, changed: Arc<[&'static str]>, emit: Emit) -> Self {
         PendingEvent {
-            inner: Box::new(Change {
-                action,
-                row,
-                changed,
+            inner: Box::new(Typed {
+                emit,
+                stage: Stage::Captured(Change {
+                    action,
+                    row,
+                    changed,
+                }),
             }),
-            emit,
         }
     }
 
@@ -59,7 +61,7 @@ impl PendingEvent {
 
     /// Where this event is allowed to go.
     pub fn emit(&self) -> Emit {
-        self.emit
+        self.inner.emit()
     }
 }
 
@@ -68,47 +70,99 @@ impl fmt::Debug for PendingEvent {
         f.debug_struct("PendingEvent")
             .field("table", &self.table())
             .field("action", &self.action())
-            .field("emit", &self.emit)
+            .field("emit", &self.emit())
             .finish()
     }
 }
 
-pub(crate) struct Change<M> {
-    pub(crate) action: Action,
-    pub(crate) row: M,
-    pub(crate) changed: Arc<[&'static str]>,
-}
-
-pub(crate) trait ErasedChange: Send {
+/// An event of some model, type-erased: captured, then numbered, then delivered.
+pub(crate) trait AnyEvent: Send {
     fn table(&self) -> &'static str;
     fn action(&self) -> Action;
-    fn dispatch(self: Box<Self>, emit: Emit, to: &mut Dispatch<'_>);
-    fn number(
-        self: Box<Self>,
-        emit: Emit,
-        seq: u64,
-        shared: &Shared,
-        committed_at: SystemTime,
-    ) -> Box<dyn Numbered>;
+    fn emit(&self) -> Emit;
+    /// Makes it the local event number `seq` of emitter `origin`.
+    fn number(&mut self, seq: u64, instance: u64, origin: &Arc<str>, committed_at: SystemTime);
+    /// Its outbox row (once numbered).
+    fn outbox_entry(&self) -> serde_json::Result<OutboxEntry>;
+    /// Publishes it (when `publish` and its [`Emit`] allow) and queues it for the
+    /// local listeners that want it.
+    fn deliver(self: Box<Self>, to: &mut Delivery<'_>, publish: bool);
 }
 
-impl<M: Emits> ErasedChange for Change<M> {
+struct Change<M> {
+    action: Action,
+    row: M,
+    changed: Arc<[&'static str]>,
+}
+
+enum Stage<M> {
+    Captured(Change<M>),
+    Numbered(Event<M>),
+    /// Only while `number` moves the change into the event.
+    Moving,
+}
+
+struct Typed<M> {
+    emit: Emit,
+    stage: Stage<M>,
+}
+
+impl<M: Emits> AnyEvent for Typed<M> {
     fn table(&self) -> &'static str {
         M::TABLE
     }
+
     fn action(&self) -> Action {
-        self.action
+        match &self.stage {
+            Stage::Captured(change) => change.action,
+            Stage::Numbered(event) => event.action,
+            Stage::Moving => unreachable!("an event is never seen while it is numbered"),
+        }
     }
-    fn dispatch(self: Box<Self>, emit: Emit, to: &mut Dispatch<'_>) {
-        to.typed::<M>(*self, emit);
+
+    fn emit(&self) -> Emit {
+        self.emit
     }
-    fn number(
-        self: Box<Self>,
-        emit: Emit,
-        seq: u64,
-        shared: &Shared,
-        committed_at: SystemTime,
-    ) -> Box<dyn Numbered> {
-        Box::new(NumberedEvent::new(*self, emit, seq, shared, committed_at))
+
+    fn number(&mut self, seq: u64, instance: u64, origin: &Arc<str>, committed_at: SystemTime) {
+        let Stage::Captured(change) = std::mem::replace(&mut self.stage, Stage::Moving) else {
+            unreachable!("an event is numbered once");
+        };
+        self.stage = Stage::Numbered(Event {
+            action: change.action,
+            row: change.row,
+            changed: change.changed,
+            meta: local_meta::<M>(seq, instance, origin, committed_at),
+        });
+    }
+
+    fn outbox_entry(&self) -> serde_json::Result<OutboxEntry> {
+        let Stage::Numbered(event) = &self.stage else {
+            return Err(serde::ser::Error::custom(
+                "an event is encoded once numbered",
+            ));
+        };
+        let payload = crate::wire::encode(event)?;
+        Ok(OutboxEntry {
+            event_id: event.meta.id,
+            origin: event.meta.origin.clone(),
+            seq: event.meta.seq,
+            table: M::TABLE,
+            action: event.action,
+            // serde_json writes UTF-8 only.
+            payload: String::from_utf8(payload).unwrap_or_default(),
+        })
+    }
+
+    fn deliver(self: Box<Self>, to: &mut Delivery<'_>, publish: bool) {
+        let Stage::Numbered(event) = self.stage else {
+            unreachable!("an event is delivered once numbered");
+        };
+        if publish && self.emit.reaches_remote() {
+            to.publish(&event);
+        }
+        if self.emit.reaches_local() {
+            to.local(event);
+        }
     }
 }

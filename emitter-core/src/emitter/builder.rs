@@ -4,13 +4,13 @@
 use super::{Emitter, Outbox, Shared};
 use crate::commit::Sequencer;
 use crate::error::Error;
+use crate::listener::Registry;
 use crate::outbox::relay::OwnRows;
 use crate::outbox::OutboxConfig;
 use crate::stats::Counters;
 use crate::transport::{Node, Transport, TransportConfig};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 /// Configures an [`Emitter`]; from [`Emitter::builder`].
 ///
@@ -141,20 +141,15 @@ impl EmitterBuilder {
             }
             _ => None,
         };
-        let (done_tx, done_rx) = crossbeam_channel::bounded(0);
         Ok(Emitter {
             shared: Arc::new(Shared {
                 node_id,
                 instance: random.1,
                 counters: Counters::default(),
                 commit_lock: sequencer,
-                sets: RwLock::new(HashMap::new()),
-                listener_ids: AtomicU64::new(0),
-                listeners: AtomicU64::new(0),
+                delivery_lock: Mutex::new(()),
+                registry: Registry::new(),
                 shut_down: AtomicBool::new(false),
-                done_tx: Mutex::new(Some(done_tx)),
-                done_rx,
-                listener_threads: Mutex::new(Vec::new()),
                 transport,
                 outbox,
             }),

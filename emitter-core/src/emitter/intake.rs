@@ -2,20 +2,48 @@
 //! [`Emitter::prepare`] before one (for the outbox), and the count of committed
 //! rows that could not become events.
 
-use super::Emitter;
-use crate::commit::PreparedCommit;
-use crate::dispatch::Dispatch;
+use super::{Emitter, Shared};
+use crate::commit::{Host, PreparedCommit, Sequencing};
+use crate::dispatch::{Outlet, Outlets};
 use crate::pending::PendingEvent;
 use std::fmt;
-use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+
+impl Outlet for Shared {
+    fn outlets(&self) -> Outlets<'_> {
+        Outlets {
+            registry: &self.registry,
+            counters: &self.counters,
+            transport: self.transport(),
+        }
+    }
+}
+
+impl Host for Shared {
+    fn sequencing(&self) -> Sequencing<'_> {
+        Sequencing {
+            sequencer: &self.commit_lock,
+            delivery: &self.delivery_lock,
+            shut_down: &self.shut_down,
+            origin: &self.node_id,
+            instance: self.instance,
+        }
+    }
+
+    fn outbox_written(&self) {
+        self.kick_outbox();
+    }
+}
 
 impl Emitter {
     /// Delivers the events of one committed write or transaction, in order.
     ///
     /// `EmittingConnection` calls this after a successful commit; other integrations
-    /// may call it too. Events are numbered and dispatched atomically with respect to
-    /// other commits on this emitter.
+    /// may call it too. Events are numbered in one step with respect to other
+    /// commits on this emitter, and reach every listener in that order; when it
+    /// returns they are in the listeners' queues (unless transactions numbered
+    /// earlier are still committing, or it is called from a closure listener's own
+    /// thread while another thread delivers: then they follow as soon as those are
+    /// done or that thread gets to them).
     ///
     /// ```
     /// # include!("../../../src/doctest_setup.rs");
@@ -33,33 +61,8 @@ impl Emitter {
     /// # }
     /// ```
     pub fn commit(&self, events: impl IntoIterator<Item = PendingEvent>) {
-        let shared = &*self.shared;
-        let mut events = events.into_iter().peekable();
-        if events.peek().is_none() {
-            return;
-        }
-        let committed_at = SystemTime::now();
-        let mut sequencer = shared.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
-        // Checked under the lock: shutdown takes it before clearing listeners.
-        if shared.shut_down.load(Ordering::Acquire) {
-            let n = events.count() as u64;
-            shared.counters.emitted(n);
-            shared.counters.dropped(n);
-            tracing::warn!(events = n, "emitter is shut down; committed events dropped");
-            return;
-        }
-        if sequencer.has_open() {
-            // Transactions numbered earlier are still committing: queue behind them.
-            let (first, numbered) = sequencer.number(shared, events, committed_at);
-            shared.counters.emitted(numbered.len() as u64);
-            sequencer.ready(shared, first, numbered, true);
-            return;
-        }
-        let mut dispatch = Dispatch::new(shared, &mut sequencer.last, committed_at);
-        for event in events {
-            shared.counters.emitted(1);
-            event.inner.dispatch(event.emit, &mut dispatch);
-        }
+        // From a Vec (what EmittingConnection passes) this reuses its buffer.
+        crate::commit::commit(&*self.shared, events.into_iter().collect());
     }
 
     /// Numbers a transaction's events before its COMMIT, for the outbox; the
@@ -87,7 +90,7 @@ impl Emitter {
     /// # }
     /// ```
     pub fn prepare(&self, events: Vec<PendingEvent>) -> PreparedCommit {
-        PreparedCommit::new(self, events)
+        PreparedCommit::new(self.shared.clone(), events)
     }
 
     /// Counts and logs a committed row that could not become an event.

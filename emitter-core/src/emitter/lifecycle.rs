@@ -3,7 +3,6 @@
 
 use super::Emitter;
 use crate::error::Error;
-use crossbeam_channel::RecvTimeoutError;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -101,19 +100,24 @@ impl Emitter {
         let shared = &*self.shared;
         let deadline = Instant::now() + timeout;
         shared.shut_down.store(true, Ordering::Release);
-        // Waiting for the commit lock lets an in-flight dispatch finish first; one
-        // blocked on a full queue nobody reads may never finish, so not past the
-        // deadline.
+        // Waiting until every numbered event was delivered lets an in-flight
+        // delivery finish first (the commit lock, taken to look, also makes every
+        // later commit see `shut_down`); one blocked on a full queue nobody reads
+        // may never finish, so not past the deadline. Only looked at, never taken:
+        // the delivery lock's holder is the one that must finish.
         let dispatch_finished = loop {
-            match shared.commit_lock.try_lock() {
-                Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => break true,
-                Err(std::sync::TryLockError::WouldBlock) if Instant::now() >= deadline => {
-                    break false
-                }
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
+            let idle = shared
+                .commit_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_idle();
+            if idle {
+                break true;
             }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         };
         let mut unsent = 0;
         // Whether every thread of the outbox relay and the transport ended.
@@ -129,44 +133,16 @@ impl Emitter {
             unsent = closed.unsent;
             threads_ended &= closed.stopped;
         }
-        let sets: Vec<_> = {
-            let sets = shared.sets.read().unwrap_or_else(|e| e.into_inner());
-            sets.values().map(|(_, set)| set.clone()).collect()
-        };
-        for set in sets {
-            let removed = set.clear() as u64;
-            shared.listeners.fetch_sub(removed, Ordering::Relaxed);
-        }
-        drop(
-            shared
-                .done_tx
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
-        loop {
-            match shared.done_rx.recv_deadline(deadline) {
-                Ok(()) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(Error::ShutdownTimeout {
-                        timeout,
-                        pending: shared.counters.queued() + unsent,
-                    })
-                }
-            }
+        shared.registry.clear();
+        if !shared.registry.wait_threads(deadline) {
+            return Err(Error::ShutdownTimeout {
+                timeout,
+                pending: shared.counters.queued() + unsent,
+            });
         }
         // Every listener thread dropped its token, its last act: joining now waits
         // only for the threads to exit, so that none is left when this returns.
-        let threads = std::mem::take(
-            &mut *shared
-                .listener_threads
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        for thread in threads {
-            let _ = thread.join();
-        }
+        shared.registry.join_threads();
         if unsent > 0 || !dispatch_finished || !threads_ended {
             return Err(Error::ShutdownTimeout {
                 timeout,

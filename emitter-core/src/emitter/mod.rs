@@ -1,7 +1,8 @@
 //! [`Emitter`]: the registry of listeners and the entry point of committed events.
 //!
 //! This module owns the handle and the state its clones share (`Shared`: the
-//! listener sets, the commit lock, the counters, the broker bridge and outbox).
+//! listener registry, the commit and delivery locks, the counters, the broker
+//! bridge and outbox).
 //! Building an emitter, taking committed events in, its lifecycle and the
 //! process-wide emitter each live in a submodule.
 
@@ -15,16 +16,12 @@ pub use builder::EmitterBuilder;
 use crate::commit::Sequencer;
 use crate::emits::Emits;
 use crate::error::Error;
-use crate::event::Event;
-use crate::listener::{AnyListenerSet, ListenerBuilder, ListenerSet, Reach};
+use crate::listener::{ListenerBuilder, Reach, Registry};
 use crate::stats::{Counters, Stats};
-use crate::transport::{Route, Transport};
-use crossbeam_channel::{Receiver, Sender};
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use crate::transport::Transport;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 /// Delivers committed events to listeners. Cheap to clone: clones share everything.
 ///
@@ -55,26 +52,17 @@ pub struct Emitter {
     pub(crate) shared: Arc<Shared>,
 }
 
-type SetEntry = (Arc<dyn Any + Send + Sync>, Arc<dyn AnyListenerSet>);
-
 pub(crate) struct Shared {
     pub(crate) node_id: Arc<str>,
     pub(crate) instance: u64,
     pub(crate) counters: Counters,
-    /// Held while a commit is numbered and dispatched; hands out `seq`.
-    /// Shared with the outbox relay, which reads which `seq` are settled.
+    /// Held while a commit is numbered (never while events are delivered); hands
+    /// out `seq`. Shared with the outbox relay, which reads which `seq` are settled.
     pub(crate) commit_lock: Arc<Mutex<Sequencer>>,
-    sets: RwLock<HashMap<TypeId, SetEntry>>,
-    listener_ids: AtomicU64,
-    listeners: AtomicU64,
+    /// Held by the thread that delivers numbered events; see `commit.rs`.
+    pub(crate) delivery_lock: Mutex<()>,
+    pub(crate) registry: Registry,
     pub(crate) shut_down: AtomicBool,
-    /// Every closure listener's thread holds a clone of this sender; when all are
-    /// gone the receiver disconnects, which is how shutdown knows they finished.
-    done_tx: Mutex<Option<Sender<()>>>,
-    done_rx: Receiver<()>,
-    /// Closure listeners' threads, joined by shutdown once `done_rx` says they
-    /// finished: the token goes just before the thread ends, not after.
-    listener_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     transport: Option<Arc<dyn Transport>>,
     outbox: Option<Outbox>,
 }
@@ -90,20 +78,19 @@ impl Shared {
         self.transport.is_some()
     }
 
-    /// Hands a committed event to the transport (a clone: local listeners may take
-    /// the original). Encoding happens on the transport's thread.
-    pub(crate) fn publish<M: Emits>(&self, event: &Event<M>) {
-        if let Some(transport) = &self.transport {
-            transport.publish(Box::new(event.clone()));
-        }
+    /// The transport as delivery uses it.
+    pub(crate) fn transport(&self) -> Option<&dyn Transport> {
+        self.transport.as_deref()
     }
 
     /// Takes the broker subscription a listener of `M` with `reach` needs.
     pub(crate) fn attach_remote<M: Emits>(self: &Arc<Self>, reach: &Reach) -> Result<(), Error> {
-        let (Some(transport), Some(route)) = (&self.transport, route::<M>(reach)) else {
+        let (Some(transport), Some(route)) = (&self.transport, crate::dispatch::route::<M>(reach))
+        else {
             return Ok(());
         };
-        let weak = Arc::downgrade(self);
+        let this: Arc<dyn crate::dispatch::Outlet> = self.clone();
+        let weak = Arc::downgrade(&this);
         transport.attach(route, &mut || {
             Arc::new(crate::dispatch::ModelSink::<M>::new(weak.clone()))
         })
@@ -111,7 +98,9 @@ impl Shared {
 
     /// Releases what [`attach_remote`](Self::attach_remote) took.
     pub(crate) fn detach_remote<M: Emits>(&self, reach: &Reach) {
-        if let (Some(transport), Some(route)) = (&self.transport, route::<M>(reach)) {
+        if let (Some(transport), Some(route)) =
+            (&self.transport, crate::dispatch::route::<M>(reach))
+        {
             transport.detach(route);
         }
     }
@@ -121,56 +110,6 @@ impl Shared {
         if let Some(relay) = self.outbox.as_ref().and_then(|o| o.relay.as_ref()) {
             relay.kick();
         }
-    }
-
-    pub(crate) fn next_listener_id(&self) -> u64 {
-        self.listener_ids.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    pub(crate) fn listener_added(&self) {
-        self.listeners.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn listener_removed(&self) {
-        self.listeners.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn listener_done_token(&self) -> Option<Sender<()>> {
-        self.done_tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Keeps a closure listener's thread for shutdown to join.
-    pub(crate) fn listener_thread(&self, thread: std::thread::JoinHandle<()>) {
-        let mut threads = self
-            .listener_threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        // Unsubscribed listeners' threads end by themselves: keep the list short.
-        threads.retain(|t| !t.is_finished());
-        threads.push(thread);
-    }
-
-    pub(crate) fn existing_listener_set<M: Emits>(&self) -> Option<Arc<ListenerSet<M>>> {
-        let sets = self.sets.read().unwrap_or_else(|e| e.into_inner());
-        let (any, _) = sets.get(&TypeId::of::<M>())?;
-        any.clone().downcast::<ListenerSet<M>>().ok()
-    }
-
-    pub(crate) fn listener_set<M: Emits>(&self) -> Arc<ListenerSet<M>> {
-        if let Some(set) = self.existing_listener_set::<M>() {
-            return set;
-        }
-        let mut sets = self.sets.write().unwrap_or_else(|e| e.into_inner());
-        let (any, _) = sets.entry(TypeId::of::<M>()).or_insert_with(|| {
-            let set = Arc::new(ListenerSet::<M>::new());
-            (set.clone(), set)
-        });
-        any.clone()
-            .downcast::<ListenerSet<M>>()
-            .unwrap_or_else(|_| unreachable!("listener sets are keyed by their model's TypeId"))
     }
 }
 
@@ -244,10 +183,7 @@ impl Emitter {
     /// # }
     /// ```
     pub fn stats(&self) -> Stats {
-        let mut stats = self
-            .shared
-            .counters
-            .snapshot(self.shared.listeners.load(Ordering::Relaxed));
+        let mut stats = self.shared.counters.snapshot(self.shared.registry.count());
         if let Some(transport) = &self.shared.transport {
             transport.fill_stats(&mut stats);
         }
@@ -284,20 +220,6 @@ impl Emitter {
     pub fn outbox_table(&self) -> Option<&str> {
         self.shared.outbox.as_ref().map(|o| o.table.as_str())
     }
-}
-
-/// The broker route a listener with `reach` needs, if any.
-fn route<M: Emits>(reach: &Reach) -> Option<Route<'_>> {
-    let group = match reach {
-        Reach::None => return None,
-        Reach::Remote => None,
-        Reach::Group(group) => Some(group),
-    };
-    Some(Route {
-        group,
-        table: M::TABLE,
-        model: TypeId::of::<M>(),
-    })
 }
 
 impl fmt::Debug for Emitter {

@@ -1,11 +1,11 @@
 //! [`ListenerBuilder`]: a listener's options (actions, filter, queue, reach), checked
 //! and turned into a registered listener by `listen` or `subscribe`.
 
-use super::subscription::Subscription;
-use super::thread::run_listener;
+use super::subscription::{remove_listener, Subscription};
+use super::thread::{run_listener, Backlog};
 use super::{
-    remove_listener, slot_bytes, Filter, Kind, Reach, Slot, WhenFull, DEFAULT_CAPACITY,
-    DEFAULT_STAY_AWAKE, MAX_QUEUE_BYTES, MAX_STAY_AWAKE,
+    slot_bytes, Filter, Kind, Reach, Slot, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE,
+    MAX_QUEUE_BYTES, MAX_STAY_AWAKE,
 };
 use crate::action::Action;
 use crate::emits::Emits;
@@ -240,23 +240,46 @@ impl<M: Emits> ListenerBuilder<M> {
         let reach = self.check()?;
         let (tx, rx) = crossbeam_channel::bounded::<Event<M>>(self.capacity);
         let shared = self.emitter.shared.clone();
-        let id = shared.next_listener_id();
+        let registry = &shared.registry;
+        let id = registry.next_listener_id();
         let label = self
             .name
             .clone()
             .unwrap_or_else(|| format!("{}#{id}", M::TABLE));
-        let thread_shared = Arc::downgrade(&shared);
-        let done = shared.listener_done_token();
+        let backlog = Arc::new(Backlog::new());
+        let thread_backlog = backlog.clone();
+        let marker = (registry.id(), id);
+        // Weak: a listener's thread must not keep its emitter alive.
+        let counted = Arc::downgrade(&shared);
+        let done = registry.done_token();
         let thread_label = label.clone();
         let stay_awake = self.stay_awake;
         let thread = std::thread::Builder::new()
             .name(format!("emitter-{label}"))
             .spawn(move || {
                 let _done = done;
-                run_listener(rx, &thread_shared, &thread_label, stay_awake, &mut listener);
+                let mut handled = |panicked: bool| {
+                    let Some(shared) = counted.upgrade() else {
+                        return;
+                    };
+                    shared.counters.dequeued(1);
+                    shared.counters.delivered();
+                    if panicked {
+                        shared.counters.panicked();
+                    }
+                };
+                run_listener(
+                    rx,
+                    &thread_backlog,
+                    marker,
+                    &thread_label,
+                    stay_awake,
+                    &mut listener,
+                    &mut handled,
+                );
             })?;
-        shared.listener_thread(thread);
-        self.register(id, label, tx, Kind::Closure, reach)
+        registry.keep_thread(thread);
+        self.register(id, label, tx, backlog, Kind::Closure, reach)
     }
 
     /// Returns a receiver of every matching committed event.
@@ -303,12 +326,13 @@ impl<M: Emits> ListenerBuilder<M> {
     pub fn try_subscribe(self) -> Result<Receiver<Event<M>>, Error> {
         let reach = self.check()?;
         let (tx, rx) = crossbeam_channel::bounded::<Event<M>>(self.capacity);
-        let id = self.emitter.shared.next_listener_id();
+        let id = self.emitter.shared.registry.next_listener_id();
         let label = self
             .name
             .clone()
             .unwrap_or_else(|| format!("{}#{id}", M::TABLE));
-        self.register(id, label, tx, Kind::Receiver, reach)?
+        let backlog = Arc::new(Backlog::new());
+        self.register(id, label, tx, backlog, Kind::Receiver, reach)?
             .forget();
         Ok(rx)
     }
@@ -364,6 +388,7 @@ impl<M: Emits> ListenerBuilder<M> {
         id: u64,
         label: String,
         tx: Sender<Event<M>>,
+        backlog: Arc<Backlog<Event<M>>>,
         kind: Kind,
         reach: Reach,
     ) -> Result<Subscription, Error> {
@@ -379,11 +404,10 @@ impl<M: Emits> ListenerBuilder<M> {
             closed: AtomicBool::new(false),
             local,
             reach: reach.clone(),
+            backlog,
         });
         let shared = &self.emitter.shared;
-        let set = shared.listener_set::<M>();
-        set.add(slot);
-        shared.listener_added();
+        shared.registry.add(slot);
         if let Err(error) = shared.attach_remote::<M>(&reach) {
             remove_listener::<M>(shared, id);
             return Err(error);

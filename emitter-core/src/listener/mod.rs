@@ -5,10 +5,13 @@
 //! hands the queue's receiving end to the caller. Filters run on the committing
 //! thread so that events nobody wants are never cloned or queued.
 //!
-//! This module owns the registry: each model's `ListenerSet` of `Slot`s, as the
-//! dispatcher sees them, and the queue options ([`WhenFull`], [`DEFAULT_CAPACITY`])
-//! that a slot carries. Configuring and registering a listener is in `builder`, the
-//! queue and thread options in `queue`, a closure listener's thread in `thread`, and the handle that removes one in
+//! This module owns the [`Registry`]: each model's `ListenerSet` of `Slot`s, as the
+//! dispatcher sees them, the listener count and the closure listeners' threads,
+//! and the queue options ([`WhenFull`], [`DEFAULT_CAPACITY`]) that a slot carries.
+//! It is the bottom of the core: dispatch reads the registry, commits drive
+//! dispatch, the emitter holds them all. Configuring and registering a listener is
+//! in `builder`, the queue and thread options in `queue`, a closure listener's
+//! thread (and its backlog) in `thread`, and the handle that removes one in
 //! `subscription`.
 
 mod builder;
@@ -18,16 +21,17 @@ mod thread;
 
 pub use builder::ListenerBuilder;
 pub use subscription::Subscription;
-pub(crate) use thread::panic_message;
+pub(crate) use thread::{current_listener, panic_message, Backlog};
 
 use crate::emits::Emits;
-use crate::emitter::Shared;
 use crate::event::Event;
-use crossbeam_channel::Sender;
-use std::any::Any;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 /// The queue size of a listener unless [`ListenerBuilder::capacity`] says otherwise.
 ///
@@ -90,6 +94,8 @@ pub const MAX_STAY_AWAKE: std::time::Duration = std::time::Duration::from_millis
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub enum WhenFull {
     /// The committing thread waits until the listener makes room: nothing is lost.
+    /// A closure listener's own writes through the same emitter never wait on its
+    /// own queue: their events wait in a backlog the listener takes after it.
     #[default]
     Block,
     /// The event is dropped for this listener, counted in [`Stats::dropped`](crate::Stats)
@@ -98,19 +104,6 @@ pub enum WhenFull {
 }
 
 type Filter<M> = Box<dyn Fn(&Event<M>) -> bool + Send + Sync>;
-
-/// Removes listener `id` of model `M`, releasing its broker subscription.
-pub(crate) fn remove_listener<M: Emits>(shared: &Shared, id: u64) -> bool {
-    let Some(slot) = shared
-        .existing_listener_set::<M>()
-        .and_then(|set| set.remove(id))
-    else {
-        return false;
-    };
-    shared.listener_removed();
-    shared.detach_remote::<M>(&slot.reach);
-    true
-}
 
 /// Which broker stream feeds a listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +135,10 @@ pub(crate) struct Slot<M> {
     /// Receives this node's events directly.
     pub(crate) local: bool,
     pub(crate) reach: Reach,
+    /// Events for a closure listener that its own thread delivered while its queue
+    /// was full (see [`Backlog`]); shared with that thread, which drains it after
+    /// the queue.
+    pub(crate) backlog: Arc<Backlog<Event<M>>>,
 }
 
 impl<M> Slot<M> {
@@ -176,14 +173,14 @@ impl<M> ListenerSet<M> {
         *slots = next.into();
     }
 
-    pub(crate) fn remove(&self, id: u64) -> Option<Arc<Slot<M>>> {
+    fn remove(&self, id: u64) -> Option<Arc<Slot<M>>> {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         let removed = slots.iter().find(|s| s.id == id).cloned()?;
         *slots = slots.iter().filter(|s| s.id != id).cloned().collect();
         Some(removed)
     }
 
-    pub(crate) fn clear(&self) -> usize {
+    fn clear(&self) -> usize {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         let n = slots.len();
         *slots = Arc::from(Vec::new());
@@ -192,12 +189,149 @@ impl<M> ListenerSet<M> {
 }
 
 /// Type-erased access to a [`ListenerSet`], for shutdown.
-pub(crate) trait AnyListenerSet: Any + Send + Sync {
+trait AnyListenerSet: Any + Send + Sync {
     fn clear(&self) -> usize;
 }
 
 impl<M: Emits> AnyListenerSet for ListenerSet<M> {
     fn clear(&self) -> usize {
         ListenerSet::clear(self)
+    }
+}
+
+type SetEntry = (Arc<dyn Any + Send + Sync>, Arc<dyn AnyListenerSet>);
+
+/// Every listener of one emitter: the listener sets by model, their count, and
+/// the closure listeners' threads with what shutdown needs to wait for them.
+pub(crate) struct Registry {
+    /// Unique in the process: a closure listener's thread is marked with it, so
+    /// that a commit can tell that it runs on a listener thread of this emitter.
+    id: u64,
+    sets: RwLock<HashMap<TypeId, SetEntry>>,
+    listener_ids: AtomicU64,
+    listeners: AtomicU64,
+    /// Every closure listener's thread holds a clone of this sender; when all are
+    /// gone the receiver disconnects, which is how shutdown knows they finished.
+    done_tx: Mutex<Option<Sender<()>>>,
+    done_rx: Receiver<()>,
+    /// Closure listeners' threads, joined by shutdown once `done_rx` says they
+    /// finished: the token goes just before the thread ends, not after.
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Registry {
+    pub(crate) fn new() -> Self {
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(0);
+        Registry {
+            id: IDS.fetch_add(1, Ordering::Relaxed) + 1,
+            sets: RwLock::new(HashMap::new()),
+            listener_ids: AtomicU64::new(0),
+            listeners: AtomicU64::new(0),
+            done_tx: Mutex::new(Some(done_tx)),
+            done_rx,
+            threads: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How many listeners are registered.
+    pub(crate) fn count(&self) -> u64 {
+        self.listeners.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn next_listener_id(&self) -> u64 {
+        self.listener_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Adds `slot` to its model's set.
+    pub(crate) fn add<M: Emits>(&self, slot: Arc<Slot<M>>) {
+        self.listener_set::<M>().add(slot);
+        self.listeners.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Removes listener `id` of model `M`; the caller releases its broker
+    /// subscription.
+    pub(crate) fn remove<M: Emits>(&self, id: u64) -> Option<Arc<Slot<M>>> {
+        let slot = self.existing_listener_set::<M>()?.remove(id)?;
+        self.listeners.fetch_sub(1, Ordering::Relaxed);
+        Some(slot)
+    }
+
+    /// Removes every listener (shutdown).
+    pub(crate) fn clear(&self) {
+        let sets: Vec<_> = {
+            let sets = self.sets.read().unwrap_or_else(|e| e.into_inner());
+            sets.values().map(|(_, set)| set.clone()).collect()
+        };
+        for set in sets {
+            let removed = set.clear() as u64;
+            self.listeners.fetch_sub(removed, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn done_token(&self) -> Option<Sender<()>> {
+        self.done_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Keeps a closure listener's thread for shutdown to join.
+    pub(crate) fn keep_thread(&self, thread: std::thread::JoinHandle<()>) {
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        // Unsubscribed listeners' threads end by themselves: keep the list short.
+        threads.retain(|t| !t.is_finished());
+        threads.push(thread);
+    }
+
+    /// Waits until every closure listener's thread finished, at most until
+    /// `deadline`; false if one still runs. Listener threads started afterwards
+    /// get no token.
+    pub(crate) fn wait_threads(&self, deadline: Instant) -> bool {
+        drop(
+            self.done_tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        loop {
+            match self.done_rx.recv_deadline(deadline) {
+                Ok(()) => continue,
+                Err(RecvTimeoutError::Disconnected) => return true,
+                Err(RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+
+    /// Joins the finished listener threads, so that none is left running.
+    pub(crate) fn join_threads(&self) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+
+    pub(crate) fn existing_listener_set<M: Emits>(&self) -> Option<Arc<ListenerSet<M>>> {
+        let sets = self.sets.read().unwrap_or_else(|e| e.into_inner());
+        let (any, _) = sets.get(&TypeId::of::<M>())?;
+        any.clone().downcast::<ListenerSet<M>>().ok()
+    }
+
+    fn listener_set<M: Emits>(&self) -> Arc<ListenerSet<M>> {
+        if let Some(set) = self.existing_listener_set::<M>() {
+            return set;
+        }
+        let mut sets = self.sets.write().unwrap_or_else(|e| e.into_inner());
+        let (any, _) = sets.entry(TypeId::of::<M>()).or_insert_with(|| {
+            let set = Arc::new(ListenerSet::<M>::new());
+            (set.clone(), set)
+        });
+        any.clone()
+            .downcast::<ListenerSet<M>>()
+            .unwrap_or_else(|_| unreachable!("listener sets are keyed by their model's TypeId"))
     }
 }

@@ -1,5 +1,6 @@
 //! [`Subscription`]: the handle of a registered listener, which removes it.
 
+use crate::emits::Emits;
 use crate::emitter::Shared;
 use std::any::TypeId;
 use std::fmt;
@@ -77,4 +78,13 @@ impl fmt::Debug for Subscription {
             .field("model", &self.type_id)
             .finish()
     }
+}
+
+/// Removes listener `id` of model `M`, releasing its broker subscription.
+pub(super) fn remove_listener<M: Emits>(shared: &Shared, id: u64) -> bool {
+    let Some(slot) = shared.registry.remove::<M>(id) else {
+        return false;
+    };
+    shared.detach_remote::<M>(&slot.reach);
+    true
 }
