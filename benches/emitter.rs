@@ -16,8 +16,10 @@ use criterion::{criterion_group, Criterion, Throughput};
 use crossbeam_channel::{bounded, Receiver};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use diesel_emitter::integration::PendingEvent;
 use diesel_emitter::prelude::*;
-use diesel_emitter::{PendingEvent, DEFAULT_CAPACITY};
+use diesel_emitter::DEFAULT_CAPACITY;
+use diesel_emitter::{Event, EventMeta, Source};
 use serde::{Deserialize, Serialize};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -101,7 +103,7 @@ fn throughput(c: &mut Criterion) {
                         Action::Insert,
                         row.clone(),
                         changed.clone(),
-                        Emit::All,
+                        Audience::All,
                     )]);
                 }
                 wait_for(&counted, target);
@@ -128,7 +130,7 @@ fn throughput(c: &mut Criterion) {
                         Action::Insert,
                         row.clone(),
                         changed.clone(),
-                        Emit::All,
+                        Audience::All,
                     )]);
                 }
                 wait_for(&counted, target);

@@ -33,8 +33,10 @@
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use diesel_emitter::integration::PendingEvent;
 use diesel_emitter::prelude::*;
-use diesel_emitter::{PendingEvent, Stats};
+use diesel_emitter::Event;
+use diesel_emitter::Stats;
 use paho_mqtt as paho;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
@@ -95,7 +97,7 @@ fn row(id: i64) -> Row {
 }
 
 fn insert_event(row: Row, changed: &Arc<[&'static str]>) -> PendingEvent {
-    PendingEvent::new(Action::Insert, row, changed.clone(), Emit::All)
+    PendingEvent::new(Action::Insert, row, changed.clone(), Audience::All)
 }
 
 /// How much work each part does.

@@ -2,6 +2,7 @@
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use serde::{Deserialize, Serialize};
 
 diesel::table! { users (id) { id -> Integer, name -> Text, active -> Bool } }

@@ -12,6 +12,10 @@
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_emitter::prelude::*;
+// Not in the prelude (generic words an application may use itself), but named by
+// many examples.
+#[allow(unused_imports)]
+use diesel_emitter::{Event, EventMeta, Source, Subscription};
 
 diesel::table! { users (id) { id -> Integer, name -> Text } }
 

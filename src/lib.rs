@@ -94,8 +94,8 @@
 //! ```
 //!
 //! **4. Scopes.** Prisma's per-query `emit` becomes a scope on the connection:
-//! [`EmittingConnection::with_emit`] with [`Emit::LocalOnly`], [`Emit::RemoteOnly`]
-//! or [`Emit::Off`], and [`EmittingConnection::without_events`] for the last.
+//! [`EmittingConnection::with_emit`] with [`Audience::LocalOnly`], [`Audience::RemoteOnly`]
+//! or [`Audience::Off`], and [`EmittingConnection::without_events`] for the last.
 //!
 //! **5. Other servers.** Give the builder an [`MqttConfig`] and every committed event
 //! is also published to the broker (from a thread of its own; the committing thread
@@ -141,11 +141,13 @@
 
 pub use emitter_core::crossbeam_channel;
 pub use emitter_core::outbox;
-pub use emitter_core::{transport, wire};
+#[allow(deprecated)]
+pub use emitter_core::Emit;
+pub use emitter_core::{integration, transport, wire};
 pub use emitter_core::{
-    Action, Emit, Emits, Emitter, EmitterBuilder, Error, Event, EventMeta, ListenerBuilder,
-    PendingEvent, PreparedCommit, Source, Stats, Subscription, WhenFull, DEFAULT_CAPACITY,
-    DEFAULT_STAY_AWAKE, MAX_QUEUE_BYTES, MAX_STAY_AWAKE,
+    Action, Audience, Emits, Emitter, EmitterBuilder, Error, Event, EventMeta, ListenerBuilder,
+    Source, Stats, Subscription, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE, MAX_QUEUE_BYTES,
+    MAX_STAY_AWAKE,
 };
 /// The cursor type of `EmittingConnection`'s loads: plumbing, never named by users.
 #[doc(hidden)]
@@ -206,12 +208,25 @@ pub mod connection {
     pub use emitter_diesel::*;
 }
 
-/// Everything a user of diesel-emitter names: `use diesel_emitter::prelude::*;`.
+/// What nearly every user of diesel-emitter names: `use diesel_emitter::prelude::*;`.
+///
+/// Diesel's rule: a prelude holds what most code needs and names that will not
+/// collide with the user's own. Each name here earns its place:
+///
+/// - `Emits` (the derive and its trait), `Emitter` and `EmittingConnection`: the
+///   three names every setup uses, and specific to this crate.
+/// - `Action`: nearly every listener says `.actions([Action::Insert])`. It is a
+///   common word, but a glob import never conflicts with an item of your own: your
+///   `Action` shadows this one, and you name ours `diesel_emitter::Action`.
+/// - `Audience` and `WhenFull`: the values `with_emit` and `when_full` take.
+/// - `MqttConfig` and (unnamed) `MqttBuilderExt`, with the `mqtt` feature: so that
+///   `Emitter::builder().mqtt(MqttConfig::new(..))` reads as it does.
+///
+/// `Event`, `EventMeta`, `Source` and `Subscription` are generic words that
+/// applications often define themselves, and most code never names them (a
+/// closure's `event` parameter is inferred): import them from the crate root.
 pub mod prelude {
-    pub use crate::{
-        Action, Emit, Emits, Emitter, EmittingConnection, Event, EventMeta, Source, Subscription,
-        WhenFull,
-    };
+    pub use crate::{Action, Audience, Emits, Emitter, EmittingConnection, WhenFull};
     #[cfg(feature = "mqtt")]
     pub use crate::{MqttBuilderExt as _, MqttConfig};
 }

@@ -9,6 +9,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use diesel_emitter::UseEmitter;
 use serde::{Deserialize, Serialize};
 

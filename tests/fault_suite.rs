@@ -23,6 +23,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
 use diesel::sql_types::{Bool, Int4};
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use diesel_emitter::Outbox;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};

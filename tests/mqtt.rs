@@ -10,6 +10,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_emitter::prelude::*;
 use diesel_emitter::{Error, MqttConfigError};
+use diesel_emitter::{Event, Source};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -109,7 +110,7 @@ fn local_only_writes_are_not_published_and_remote_only_writes_skip_local_listene
     let db = Db::new("t2");
     let mut conn = db.conn(&a);
 
-    conn.with_emit(Emit::LocalOnly, |c| insert(c, "local-only", true));
+    conn.with_emit(Audience::LocalOnly, |c| insert(c, "local-only", true));
     assert_eq!(recv(&a_local).row.name, "local-only");
     insert(&mut conn, "sentinel-1", true);
     assert_eq!(recv(&a_local).row.name, "sentinel-1");
@@ -119,7 +120,7 @@ fn local_only_writes_are_not_published_and_remote_only_writes_skip_local_listene
         "the LocalOnly write must not be published"
     );
 
-    conn.with_emit(Emit::RemoteOnly, |c| insert(c, "remote-only", true));
+    conn.with_emit(Audience::RemoteOnly, |c| insert(c, "remote-only", true));
     let remote = recv(&b_remote);
     assert_eq!(
         (remote.row.name.as_str(), remote.meta.source),

@@ -15,6 +15,7 @@ mod broker;
 
 use broker::*;
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,7 @@ mod log_capture;
 
 use broker::*;
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Instant;

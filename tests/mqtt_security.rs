@@ -6,6 +6,7 @@ mod broker;
 use broker::*;
 use diesel_emitter::prelude::*;
 use diesel_emitter::{Error, MqttConfigError, Protocol, TlsConfig};
+use diesel_emitter::{Event, Source};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

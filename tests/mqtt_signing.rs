@@ -7,6 +7,7 @@ mod broker;
 use broker::*;
 use diesel_emitter::crossbeam_channel::Receiver;
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use std::time::Duration;
 
 const KEY: &[u8] = b"a 32-byte key for the test suite";

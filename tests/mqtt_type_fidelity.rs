@@ -13,6 +13,7 @@ use common::{Harness, PgSchema};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 

@@ -15,6 +15,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::r2d2::{ConnectionManager, Pool};
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

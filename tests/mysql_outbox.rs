@@ -11,6 +11,7 @@ use diesel::prelude::*;
 use diesel_emitter::crossbeam_channel::Receiver;
 use diesel_emitter::outbox::OutboxConfig;
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use diesel_emitter::Outbox;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;

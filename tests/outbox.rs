@@ -13,6 +13,7 @@ use diesel::prelude::*;
 use diesel_emitter::connection::OutboxBackend;
 use diesel_emitter::outbox::{OutboxConfig, OutboxError};
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use diesel_emitter::{Error, Outbox};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -223,7 +224,7 @@ macro_rules! outbox_tests {
                 assert_eq!(conn.pending_events(), 0);
                 assert_eq!(db.outbox_rows(), 2);
                 // Local-only events never go to the broker, so they need no outbox row.
-                conn.with_emit(Emit::LocalOnly, |c| {
+                conn.with_emit(Audience::LocalOnly, |c| {
                     diesel::delete(accounts::table).execute(c).expect("delete")
                 });
                 assert_eq!(db.outbox_rows(), 2);

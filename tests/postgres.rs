@@ -23,6 +23,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::upsert::excluded;
 use diesel_emitter::crossbeam_channel;
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use neutral::{
     all_users, assert_commit_order, assert_rolled_back_transaction_delivers_nothing,
     assert_transaction_delivers_on_commit, insert_user, notes, seed, sentinel, try_insert_user,

@@ -3,6 +3,7 @@
 
 use diesel::prelude::*;
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use serde::{Deserialize, Serialize};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

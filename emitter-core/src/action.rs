@@ -1,5 +1,5 @@
 //! The small vocabulary every event carries: what happened ([`Action`]), where it
-//! came from ([`Source`]) and where a write's events may go ([`Emit`]).
+//! came from ([`Source`]) and where a write's events may go ([`Audience`]).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -84,7 +84,10 @@ pub enum Source {
     Remote,
 }
 
-/// Where the events of a write go; set for a scope with `EmittingConnection::with_emit`.
+/// Who hears the events of a write; set for a scope with `EmittingConnection::with_emit`.
+///
+/// Named `Emit` before 0.1 (too close to the `Emits` derive); the old name is a
+/// deprecated alias.
 ///
 /// This is the Rust form of Prisma's per-query `emit: { local, remote }`.
 ///
@@ -94,7 +97,7 @@ pub enum Source {
 /// # let (emitter, mut conn) = setup()?;
 /// let rx = emitter.on::<User>().subscribe();
 /// // A bulk import that other servers should hear about, but this one should not.
-/// conn.with_emit(Emit::RemoteOnly, |conn| {
+/// conn.with_emit(Audience::RemoteOnly, |conn| {
 ///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)
 /// })?;
 /// assert!(rx.try_recv().is_err());
@@ -102,7 +105,7 @@ pub enum Source {
 /// # }
 /// ```
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Emit {
+pub enum Audience {
     /// Local listeners and the broker (the default).
     #[default]
     All,
@@ -114,24 +117,31 @@ pub enum Emit {
     Off,
 }
 
-impl Emit {
+impl Audience {
     /// Whether local listeners receive events written under this mode.
     ///
     /// ```
-    /// use diesel_emitter::Emit;
-    /// assert!(Emit::LocalOnly.reaches_local() && !Emit::RemoteOnly.reaches_local());
+    /// use diesel_emitter::Audience;
+    /// assert!(Audience::LocalOnly.reaches_local() && !Audience::RemoteOnly.reaches_local());
     /// ```
     pub const fn reaches_local(self) -> bool {
-        matches!(self, Emit::All | Emit::LocalOnly)
+        matches!(self, Audience::All | Audience::LocalOnly)
     }
 
     /// Whether events written under this mode are published to the broker.
     ///
     /// ```
-    /// use diesel_emitter::Emit;
-    /// assert!(Emit::All.reaches_remote() && !Emit::Off.reaches_remote());
+    /// use diesel_emitter::Audience;
+    /// assert!(Audience::All.reaches_remote() && !Audience::Off.reaches_remote());
     /// ```
     pub const fn reaches_remote(self) -> bool {
-        matches!(self, Emit::All | Emit::RemoteOnly)
+        matches!(self, Audience::All | Audience::RemoteOnly)
     }
 }
+
+/// The former name of [`Audience`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed to `Audience` (too close to the `Emits` derive)"
+)]
+pub type Emit = Audience;

@@ -13,6 +13,7 @@ mod emits;
 mod emitter;
 mod error;
 mod event;
+pub mod integration;
 mod listener;
 pub mod outbox;
 mod pending;
@@ -20,8 +21,9 @@ mod stats;
 pub mod transport;
 pub mod wire;
 
-pub use action::{Action, Emit, Source};
-pub use commit::PreparedCommit;
+#[allow(deprecated)]
+pub use action::Emit;
+pub use action::{Action, Audience, Source};
 pub use emits::Emits;
 pub use emitter::{Emitter, EmitterBuilder};
 pub use error::Error;
@@ -30,7 +32,6 @@ pub use listener::{
     ListenerBuilder, Subscription, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE, MAX_QUEUE_BYTES,
     MAX_STAY_AWAKE,
 };
-pub use pending::PendingEvent;
 pub use stats::Stats;
 
 /// Re-exported for [`ListenerBuilder::subscribe`]'s receiver type.

@@ -6,7 +6,7 @@
 //! numbered in place under the commit lock (and encoded for the outbox), then
 //! delivered by itself as a typed [`Event`](crate::Event).
 
-use crate::action::{Action, Emit};
+use crate::action::{Action, Audience};
 use crate::dispatch::{local_meta, Delivery};
 use crate::emits::Emits;
 use crate::event::Event;
@@ -21,10 +21,10 @@ use std::time::SystemTime;
 /// # include!("../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-/// use diesel_emitter::PendingEvent;
+/// use diesel_emitter::integration::PendingEvent;
 ///
-/// let pending = PendingEvent::new(Action::Insert, User { id: 1, name: "Ada".into() }, vec!["id", "name"].into(), Emit::All);
-/// assert_eq!((pending.table(), pending.action(), pending.emit()), ("users", Action::Insert, Emit::All));
+/// let pending = PendingEvent::new(Action::Insert, User { id: 1, name: "Ada".into() }, vec!["id", "name"].into(), Audience::All);
+/// assert_eq!((pending.table(), pending.action(), pending.emit()), ("users", Action::Insert, Audience::All));
 /// emitter.commit([pending]);
 /// assert_eq!(emitter.stats().emitted, 1);
 /// # Ok(())
@@ -36,7 +36,12 @@ pub struct PendingEvent {
 
 impl PendingEvent {
     /// Captures a change of `row` made by `action`; `changed` lists the assigned columns.
-    pub fn new<M: Emits>(action: Action, row: M, changed: Arc<[&'static str]>, emit: Emit) -> Self {
+    pub fn new<M: Emits>(
+        action: Action,
+        row: M,
+        changed: Arc<[&'static str]>,
+        emit: Audience,
+    ) -> Self {
         PendingEvent {
             inner: Box::new(Typed {
                 emit,
@@ -60,7 +65,7 @@ impl PendingEvent {
     }
 
     /// Where this event is allowed to go.
-    pub fn emit(&self) -> Emit {
+    pub fn emit(&self) -> Audience {
         self.inner.emit()
     }
 }
@@ -79,12 +84,12 @@ impl fmt::Debug for PendingEvent {
 pub(crate) trait AnyEvent: Send {
     fn table(&self) -> &'static str;
     fn action(&self) -> Action;
-    fn emit(&self) -> Emit;
+    fn emit(&self) -> Audience;
     /// Makes it the local event number `seq` of emitter `origin`.
     fn number(&mut self, seq: u64, instance: u64, origin: &Arc<str>, committed_at: SystemTime);
     /// Its outbox row (once numbered).
     fn outbox_entry(&self) -> serde_json::Result<OutboxEntry>;
-    /// Publishes it (when `publish` and its [`Emit`] allow) and queues it for the
+    /// Publishes it (when `publish` and its [`Audience`] allow) and queues it for the
     /// local listeners that want it.
     fn deliver(self: Box<Self>, to: &mut Delivery<'_>, publish: bool);
 }
@@ -103,7 +108,7 @@ enum Stage<M> {
 }
 
 struct Typed<M> {
-    emit: Emit,
+    emit: Audience,
     stage: Stage<M>,
 }
 
@@ -120,7 +125,7 @@ impl<M: Emits> AnyEvent for Typed<M> {
         }
     }
 
-    fn emit(&self) -> Emit {
+    fn emit(&self) -> Audience {
         self.emit
     }
 

@@ -5,7 +5,8 @@
 //! deliberately slow listeners.
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
-use emitter_core::{Action, Emit, Emits, Emitter, Error, Event, PendingEvent, Source, WhenFull};
+use emitter_core::integration::PendingEvent;
+use emitter_core::{Action, Audience, Emits, Emitter, Error, Event, Source, WhenFull};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Barrier};
@@ -39,7 +40,7 @@ fn item(id: i64) -> Item {
 }
 
 fn pending(action: Action, id: i64) -> PendingEvent {
-    PendingEvent::new(action, item(id), Item::COLUMNS.into(), Emit::All)
+    PendingEvent::new(action, item(id), Item::COLUMNS.into(), Audience::All)
 }
 
 /// Commits one insert of `item(id)`.

@@ -11,7 +11,7 @@ use diesel::expression::QueryMetadata;
 use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::result::QueryResult;
 use diesel::sql_types::Untyped;
-use emitter_core::PendingEvent;
+use emitter_core::integration::PendingEvent;
 use std::sync::Arc;
 
 /// A Diesel connection that `EmittingConnection` can wrap: `PgConnection` (feature

@@ -11,7 +11,8 @@
 //! so such a transaction delivers nothing. Rows that could not be captured wait
 //! here too, and count as capture errors only if they were committed.
 
-use emitter_core::{Emitter, PendingEvent};
+use emitter_core::integration::PendingEvent;
+use emitter_core::Emitter;
 use std::sync::Arc;
 
 /// The events of the open transaction levels of one connection.

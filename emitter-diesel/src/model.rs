@@ -11,7 +11,8 @@ use diesel::expression::Selectable;
 use diesel::query_builder::{QueryBuilder, QueryFragment};
 use diesel::result::QueryResult;
 use diesel::row::Row;
-use emitter_core::{Action, Emit, Emits, PendingEvent};
+use emitter_core::integration::PendingEvent;
+use emitter_core::{Action, Audience, Emits};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -46,7 +47,7 @@ pub struct DecodeArgs<'a> {
     /// The assigned columns.
     pub changed: &'a Arc<[&'static str]>,
     /// The emit mode in force when the statement ran.
-    pub emit: Emit,
+    pub emit: Audience,
 }
 
 /// A model that can be captured on backend `DB`: a Diesel model with `Selectable`

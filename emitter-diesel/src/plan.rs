@@ -5,7 +5,7 @@
 use crate::backend::UpsertFlag;
 use crate::classify::{OnConflict, Write, WriteKind};
 use crate::model::{DecodeArgs, ModelEntry, Registered};
-use emitter_core::{Action, Emit};
+use emitter_core::{Action, Audience};
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -136,7 +136,7 @@ impl<DB, D> Plan<DB, D> {
         &self,
         field_count: usize,
         action: Action,
-        emit: Emit,
+        emit: Audience,
     ) -> impl Iterator<Item = (&PlannedModel<DB, D>, DecodeArgs<'_>)> {
         let mut start = field_count.saturating_sub(self.appended_fields);
         let conflict_update = self.kind == WriteKind::Insert && action == Action::Update;

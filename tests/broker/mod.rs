@@ -11,6 +11,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_emitter::crossbeam_channel::{self, Receiver, RecvTimeoutError};
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt::Debug;

@@ -6,6 +6,7 @@
 use super::{eventually, insert, recv, Conn, User, TIMEOUT};
 use diesel_emitter::crossbeam_channel::Receiver;
 use diesel_emitter::prelude::*;
+use diesel_emitter::{Event, Source};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 

@@ -13,6 +13,7 @@ use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
 use diesel_emitter::connection::EmittingBackend;
 use diesel_emitter::crossbeam_channel::{Receiver, RecvTimeoutError};
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;

@@ -28,6 +28,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::upsert::excluded;
 use diesel_emitter::crossbeam_channel::{self, Receiver};
 use diesel_emitter::prelude::*;
+use diesel_emitter::{Event, Source};
 use diesel_migrations::MigrationHarness;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -1135,7 +1136,7 @@ pub fn without_events_emits_nothing_and_runs_the_sql_unchanged() {
     let expected = diesel::debug_query::<Backend, _>(&insert()).to_string();
     let n = conn
         .without_events(|c| {
-            assert_eq!(c.emit_mode(), Emit::Off);
+            assert_eq!(c.emit_mode(), Audience::Off);
             insert().execute(c)
         })
         .unwrap();
@@ -1143,7 +1144,7 @@ pub fn without_events_emits_nothing_and_runs_the_sql_unchanged() {
     let queries = log.take();
     assert_eq!(queries, vec![expected]);
     assert!(!has_returning(&queries[0]));
-    assert_eq!(conn.emit_mode(), Emit::All);
+    assert_eq!(conn.emit_mode(), Audience::All);
     sentinel(&mut conn, &rx);
 }
 
@@ -1153,7 +1154,7 @@ pub fn with_emit_local_only_delivers_to_local_listeners() {
     let rx = emitter.on::<User>().subscribe();
     let mut conn = db.emitting(&emitter);
 
-    let user = conn.with_emit(Emit::LocalOnly, |c| insert_user(c, "local"));
+    let user = conn.with_emit(Audience::LocalOnly, |c| insert_user(c, "local"));
     let ev = recv(&rx);
     assert_eq!((ev.action, &ev.row), (Action::Insert, &user));
     sentinel(&mut conn, &rx);
@@ -1165,7 +1166,7 @@ pub fn with_emit_remote_only_delivers_nothing_to_local_listeners() {
     let rx = emitter.on::<User>().subscribe();
     let mut conn = db.emitting(&emitter);
 
-    conn.with_emit(Emit::RemoteOnly, |c| {
+    conn.with_emit(Audience::RemoteOnly, |c| {
         insert_user(c, "remote");
         c.transaction(|c| {
             insert_user(c, "remote-tx");
@@ -1183,7 +1184,7 @@ pub fn events_keep_the_mode_of_the_scope_they_were_written_in() {
     let mut conn = db.emitting(&emitter);
 
     conn.transaction(|c| {
-        c.with_emit(Emit::RemoteOnly, |c| insert_user(c, "hidden"));
+        c.with_emit(Audience::RemoteOnly, |c| insert_user(c, "hidden"));
         c.without_events(|c| insert_user(c, "off"));
         insert_user(c, "visible");
         Ok::<_, DieselError>(())
@@ -1200,17 +1201,21 @@ pub fn emit_mode_is_restored_after_the_scope() {
     let rx = emitter.on::<User>().subscribe();
     let mut conn = db.emitting(&emitter);
 
-    assert_eq!(conn.emit_mode(), Emit::All);
-    conn.with_emit(Emit::LocalOnly, |c| {
-        c.without_events(|c| assert_eq!(c.emit_mode(), Emit::Off));
-        assert_eq!(c.emit_mode(), Emit::LocalOnly);
+    assert_eq!(conn.emit_mode(), Audience::All);
+    conn.with_emit(Audience::LocalOnly, |c| {
+        c.without_events(|c| assert_eq!(c.emit_mode(), Audience::Off));
+        assert_eq!(c.emit_mode(), Audience::LocalOnly);
     });
-    assert_eq!(conn.emit_mode(), Emit::All);
+    assert_eq!(conn.emit_mode(), Audience::All);
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         conn.without_events(|_| panic!("a scope that panics"))
     }));
     assert!(panicked.is_err());
-    assert_eq!(conn.emit_mode(), Emit::All, "restored after a panic too");
+    assert_eq!(
+        conn.emit_mode(),
+        Audience::All,
+        "restored after a panic too"
+    );
 
     // The restored mode emits.
     let user = insert_user(&mut conn, "after");

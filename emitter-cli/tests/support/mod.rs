@@ -3,7 +3,8 @@
 // Each test file uses some of these.
 #![allow(dead_code)]
 
-use emitter_core::{Action, Emit, Emits, Emitter, PendingEvent};
+use emitter_core::integration::PendingEvent;
+use emitter_core::{Action, Audience, Emits, Emitter};
 use emitter_mqtt::{MqttBuilderExt, MqttConfig};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -43,7 +44,7 @@ pub fn user(action: Action, id: i32, name: &str, changed: &[&'static str]) -> Pe
         id,
         name: name.to_owned(),
     };
-    PendingEvent::new(action, row, changed.into(), Emit::All)
+    PendingEvent::new(action, row, changed.into(), Audience::All)
 }
 
 pub fn post(action: Action, id: i32, title: &str) -> PendingEvent {
@@ -51,7 +52,7 @@ pub fn post(action: Action, id: i32, title: &str) -> PendingEvent {
         id,
         title: title.to_owned(),
     };
-    PendingEvent::new(action, row, Post::COLUMNS.into(), Emit::All)
+    PendingEvent::new(action, row, Post::COLUMNS.into(), Audience::All)
 }
 
 /// A topic prefix no other test (or run) uses.

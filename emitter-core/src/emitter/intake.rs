@@ -49,17 +49,18 @@ impl Emitter {
     /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// use diesel_emitter::PendingEvent;
+    /// use diesel_emitter::integration::PendingEvent;
     ///
     /// let rx = emitter.on::<User>().subscribe();
     /// // What an integration other than EmittingConnection does after its own commit:
     /// let row = User { id: 7, name: "Ada".into() };
-    /// emitter.commit([PendingEvent::new(Action::Insert, row, vec!["id", "name"].into(), Emit::All)]);
+    /// emitter.commit([PendingEvent::new(Action::Insert, row, vec!["id", "name"].into(), Audience::All)]);
     ///
     /// assert_eq!(rx.recv()?.row.id, 7);
     /// # Ok(())
     /// # }
     /// ```
+    #[doc(hidden)]
     pub fn commit(&self, events: impl IntoIterator<Item = PendingEvent>) {
         // From a Vec (what EmittingConnection passes) this reuses its buffer.
         crate::commit::commit(&*self.shared, events.into_iter().collect());
@@ -78,17 +79,18 @@ impl Emitter {
     /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-    /// use diesel_emitter::PendingEvent;
+    /// use diesel_emitter::integration::PendingEvent;
     ///
     /// let rx = emitter.on::<User>().subscribe();
     /// let row = User { id: 7, name: "Ada".into() };
-    /// let prepared = emitter.prepare(vec![PendingEvent::new(Action::Insert, row, vec!["id", "name"].into(), Emit::All)]);
+    /// let prepared = emitter.prepare(vec![PendingEvent::new(Action::Insert, row, vec!["id", "name"].into(), Audience::All)]);
     /// assert!(rx.try_recv().is_err(), "nothing before the commit");
     /// prepared.committed();
     /// assert_eq!(rx.recv()?.meta.seq, 1);
     /// # Ok(())
     /// # }
     /// ```
+    #[doc(hidden)]
     pub fn prepare(&self, events: Vec<PendingEvent>) -> PreparedCommit {
         PreparedCommit::new(self.shared.clone(), events)
     }
@@ -104,6 +106,7 @@ impl Emitter {
     /// # Ok(())
     /// # }
     /// ```
+    #[doc(hidden)]
     pub fn record_capture_error(&self, table: &str, error: &dyn fmt::Display) {
         self.shared.counters.capture_error();
         tracing::error!(table, %error, "a committed row could not be captured as an event");
@@ -123,6 +126,7 @@ impl Emitter {
     /// # Ok(())
     /// # }
     /// ```
+    #[doc(hidden)]
     pub fn record_uncaptured_write(&self, table: &str, reason: &str) {
         use std::collections::HashSet;
         use std::sync::Mutex;

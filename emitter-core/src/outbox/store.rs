@@ -14,10 +14,10 @@ use uuid::Uuid;
 /// # include!("../../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let emitter = Emitter::builder().node_id("api-1").build()?;
-/// use diesel_emitter::PendingEvent;
+/// use diesel_emitter::integration::PendingEvent;
 ///
 /// let row = User { id: 1, name: "Ada".into() };
-/// let mut prepared = emitter.prepare(vec![PendingEvent::new(Action::Insert, row, vec!["id", "name"].into(), Emit::All)]);
+/// let mut prepared = emitter.prepare(vec![PendingEvent::new(Action::Insert, row, vec!["id", "name"].into(), Audience::All)]);
 /// let entry = &prepared.outbox_entries()[0];
 /// assert_eq!((entry.table, entry.action, entry.seq, &*entry.origin), ("users", Action::Insert, 1, "api-1"));
 /// assert!(entry.payload.starts_with(r#"{"v":1,"#));

@@ -19,7 +19,7 @@ use diesel::result::Error;
 use diesel::result::{ConnectionResult, QueryResult};
 use diesel::row::Row;
 use diesel::sql_types::Untyped;
-use emitter_core::{Emit, Emitter};
+use emitter_core::{Audience, Emitter};
 
 impl<C: EmittingBackend> EmittingConnection<C> {
     /// Readies a captured statement: the backend's upsert preparation when the
@@ -118,7 +118,7 @@ fn note_failure<C: EmittingBackend>(frames: &mut Frames, depth: usize, error: &E
 fn capture_row<'c, 'q, C, B>(
     plan: &PlanOf<C>,
     row: &<C as LoadConnection<B>>::Row<'c, 'q>,
-    emit: Emit,
+    emit: Audience,
     out: &mut Captured,
 ) where
     C: DecodeRows<B> + 'c,

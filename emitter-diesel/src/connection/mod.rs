@@ -13,7 +13,7 @@ use crate::backend::{EmittingBackend, ModelsOf};
 use crate::frames::Frames;
 use crate::plan::{Plan, PlanCache, Planned};
 use diesel::connection::Connection;
-use emitter_core::{Emit, Emitter};
+use emitter_core::{Audience, Emitter};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -48,7 +48,7 @@ pub struct EmittingConnection<C: EmittingBackend> {
     pub(crate) inner: C,
     pub(crate) emitter: Emitter,
     pub(crate) frames: Frames,
-    pub(crate) emit: Emit,
+    pub(crate) emit: Audience,
     /// What to do with statements seen before.
     plans: PlanCache<Planned<PlanOf<C>>>,
     /// Tables (by name parts) whose models were checked against the table this
@@ -79,7 +79,7 @@ impl<C: EmittingBackend> EmittingConnection<C> {
             inner,
             emitter,
             frames: Frames::default(),
-            emit: Emit::All,
+            emit: Audience::All,
             plans: PlanCache::default(),
             checked_tables: HashMap::new(),
             without_global: false,
@@ -199,13 +199,13 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let (emitter, mut conn) = setup()?;
-    /// assert_eq!(conn.emit_mode(), Emit::All);
-    /// conn.with_emit(Emit::LocalOnly, |conn| assert_eq!(conn.emit_mode(), Emit::LocalOnly));
-    /// assert_eq!(conn.emit_mode(), Emit::All);
+    /// assert_eq!(conn.emit_mode(), Audience::All);
+    /// conn.with_emit(Audience::LocalOnly, |conn| assert_eq!(conn.emit_mode(), Audience::LocalOnly));
+    /// assert_eq!(conn.emit_mode(), Audience::All);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn emit_mode(&self) -> Emit {
+    pub fn emit_mode(&self) -> Audience {
         self.emit
     }
 
@@ -221,15 +221,15 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// # let (emitter, mut conn) = setup()?;
     /// let rx = emitter.on::<User>().subscribe();
     /// // Seen by this server's listeners, never published to the broker.
-    /// conn.with_emit(Emit::LocalOnly, |conn| {
+    /// conn.with_emit(Audience::LocalOnly, |conn| {
     ///     diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(conn)
     /// })?;
     /// assert_eq!(rx.recv()?.row.id, 1);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn with_emit<R>(&mut self, mode: Emit, f: impl FnOnce(&mut Self) -> R) -> R {
-        struct Restore<'a, C: EmittingBackend>(&'a mut EmittingConnection<C>, Emit);
+    pub fn with_emit<R>(&mut self, mode: Audience, f: impl FnOnce(&mut Self) -> R) -> R {
+        struct Restore<'a, C: EmittingBackend>(&'a mut EmittingConnection<C>, Audience);
         impl<C: EmittingBackend> Drop for Restore<'_, C> {
             fn drop(&mut self) {
                 self.0.emit = self.1;
@@ -256,7 +256,7 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     /// # }
     /// ```
     pub fn without_events<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        self.with_emit(Emit::Off, f)
+        self.with_emit(Audience::Off, f)
     }
 }
 

@@ -18,7 +18,7 @@ use crate::model::Registered;
 use crate::plan::{Plan, Planned};
 use diesel::query_builder::{QueryBuilder, QueryFragment, QueryId};
 use diesel::result::QueryResult;
-use emitter_core::Emit;
+use emitter_core::Audience;
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,7 +36,7 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     where
         T: QueryFragment<C::Backend> + QueryId,
     {
-        if self.emit == Emit::Off {
+        if self.emit == Audience::Off {
             return Ok(None);
         }
         let planned = self.planned(source)?;
@@ -132,7 +132,7 @@ impl<C: EmittingBackend> EmittingConnection<C> {
 
     /// Counts the writes on a model's table in SQL run by `batch_execute`.
     pub(super) fn note_uncaptured_batch(&mut self, sql: &str) {
-        if self.emit == Emit::Off {
+        if self.emit == Audience::Off {
             return;
         }
         if let Some(table) = written_model_table::<C>(sql) {

@@ -8,7 +8,7 @@ use crate::backend::EmittingBackend;
 use crate::transaction::EmittingTransactionManager;
 use diesel::connection::{Connection, TransactionManager};
 use diesel::result::QueryResult;
-use emitter_core::PreparedCommit;
+use emitter_core::integration::PreparedCommit;
 
 impl<C: EmittingBackend> EmittingConnection<C> {
     pub(crate) fn depth(&mut self) -> Option<usize> {

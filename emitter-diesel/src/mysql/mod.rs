@@ -43,7 +43,7 @@ use diesel::query_dsl::{LoadQuery, RunQueryDsl, UpdateAndFetchResults};
 use diesel::result::QueryResult;
 use diesel::row::{Field, Row};
 use diesel::Table;
-use emitter_core::{Action, Emit};
+use emitter_core::{Action, Audience};
 use sql::{scan, Bind, KeyPart, Kind, Raw, Token};
 pub use sql::{RawQuery, Typed};
 use std::sync::Arc;
@@ -270,7 +270,13 @@ where
 
 /// Appends the events of `row`, whose last fields are the plan's columns; a row
 /// that does not decode is kept as a failure, reported if its transaction commits.
-fn decode_into(emit: Emit, plan: &MysqlPlan, row: &MysqlRow, action: Action, out: &mut Written) {
+fn decode_into(
+    emit: Audience,
+    plan: &MysqlPlan,
+    row: &MysqlRow,
+    action: Action,
+    out: &mut Written,
+) {
     for (model, args) in plan.decode_args(row.field_count(), action, emit) {
         match (model.entry.decode.decode)(row, args) {
             Ok(event) => out.events.push(event),

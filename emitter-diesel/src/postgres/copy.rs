@@ -22,7 +22,7 @@ use diesel::query_builder::{QueryBuilder, QueryFragment};
 use diesel::result::QueryResult;
 use diesel::sql_types::{Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl, Table};
-use emitter_core::Emit;
+use emitter_core::Audience;
 
 /// The temporary table's name once the copy has filled it, so that the table's
 /// own name reaches the real table again.
@@ -78,7 +78,9 @@ impl EmittingConnection<PgConnection> {
         E: From<diesel::result::Error>,
     {
         let parts = table_parts(table).unwrap_or_default();
-        if self.emit_mode() == Emit::Off || PgConnection::registry().models_of(&parts).is_empty() {
+        if self.emit_mode() == Audience::Off
+            || PgConnection::registry().models_of(&parts).is_empty()
+        {
             return copy(&mut self.inner);
         }
         let [name] = parts.as_slice() else {

@@ -28,6 +28,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool, PoolError};
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
