@@ -81,11 +81,12 @@ pub struct Stats {
     pub broker_connected: bool,
     /// Groups (listeners with [`group`](crate::ListenerBuilder::group)) whose broker
     /// does not honour MQTT shared subscriptions: it refused `$share/...`, closed
-    /// the connection after it, or (NATS 2.9) accepted it and delivered nothing
-    /// through it, as a probe message each group sends itself shows. Logged as an
-    /// error; such a group's listeners receive no remote events, every other
+    /// three connections in a row after it, or (NATS 2.9, RabbitMQ 3.10) accepted
+    /// it and delivered nothing through it, as two probe messages each group sends
+    /// itself show (one through the group, one on a plain subscription). Logged as
+    /// an error; such a group's listeners receive no remote events, every other
     /// listener keeps receiving, and [`Emitter::wait_connected`](crate::Emitter::wait_connected)
-    /// times out while the group is registered.
+    /// times out while the group has listeners.
     pub groups_refused: u64,
     /// Rows waiting in the outbox table (with the outbox on), as the relay last
     /// counted them, about once a second.
