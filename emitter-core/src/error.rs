@@ -95,14 +95,16 @@ pub enum Error {
 }
 
 impl Error {
-    /// The transport's own error inside [`Error::Transport`], if it is an `E`.
+    /// The transport's own error inside [`Error::Transport`], if it is an `E`
+    /// (with MQTT: `error.transport_error::<MqttConfigError>()`).
     ///
     /// ```
-    /// # use diesel_emitter::prelude::*;
-    /// use diesel_emitter::{Error, MqttConfigError};
+    /// use diesel_emitter::Error;
     ///
-    /// let error = Emitter::builder().mqtt(MqttConfig::new("mqtt://127.0.0.1:1883").qos(3)).build().unwrap_err();
-    /// assert!(matches!(error.transport_error::<MqttConfigError>(), Some(MqttConfigError::Qos(3))));
+    /// let error = Error::Transport { transport: "demo", source: Box::new(std::fmt::Error) };
+    /// assert!(error.transport_error::<std::fmt::Error>().is_some());
+    /// assert!(error.transport_error::<std::io::Error>().is_none());
+    /// assert_eq!(error.to_string(), "invalid demo configuration: an error occurred when formatting an argument");
     /// ```
     pub fn transport_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
         match self {

@@ -35,14 +35,34 @@ use std::sync::Arc;
 
 /// `Emitter::builder().mqtt(config)`: the MQTT transport by its name.
 ///
+/// On every server: each new user gets one welcome mail, whichever server sends it
+/// (a `group` is an MQTT shared subscription), and every server's cache hears
+/// every server's writes.
+///
 /// ```no_run
-/// # use diesel_emitter::prelude::*;
+/// # include!("../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+///
 /// let emitter = Emitter::builder()
 ///     .node_id("api-1")
-///     .mqtt(MqttConfig::new("mqtt://127.0.0.1:1883"))
+///     .mqtt(MqttConfig::new("mqtt://127.0.0.1:1883").topic_prefix("shop/events"))
 ///     .build()?;
-/// # drop(emitter);
+/// let mailer = emitter
+///     .on::<User>()
+///     .actions([Action::Insert])
+///     .group("mailer")
+///     .listen(|event| { let _ = &event.row; /* send the mail */ });
+/// let cache_invalidation = emitter
+///     .on::<User>()
+///     .allow_remote(true)
+///     .listen(|event| match event.meta.source {
+///         Source::Local => { /* written by this server */ }
+///         Source::Remote => { /* written by event.meta.origin */ }
+///     });
+/// // Events other servers commit from now on reach both.
+/// emitter.wait_connected(Duration::from_secs(5))?;
+/// # drop((mailer, cache_invalidation));
 /// # Ok(())
 /// # }
 /// ```

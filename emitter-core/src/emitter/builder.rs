@@ -12,16 +12,16 @@ use crate::transport::{Node, Transport, TransportConfig};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-/// Configures an [`Emitter`]; from [`Emitter::builder`].
+/// Configures an [`Emitter`]; from [`Emitter::builder`]. With the facade's `mqtt`
+/// feature, `.mqtt(MqttConfig::new("mqtt://127.0.0.1:1883"))` adds the broker
+/// (see `diesel_emitter::MqttBuilderExt`).
 ///
-/// ```no_run
+/// ```
 /// # include!("../../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let emitter = Emitter::builder()
-///     .node_id("api-1")
-///     .mqtt(MqttConfig::new("mqtt://127.0.0.1:1883").topic_prefix("shop/events"))
-///     .build()?;
-/// # drop(emitter);
+/// let emitter = Emitter::builder().node_id("api-1").build()?;
+/// assert_eq!(emitter.node_id(), "api-1");
+/// assert!(!emitter.has_broker());
 /// # Ok(())
 /// # }
 /// ```
@@ -52,17 +52,26 @@ impl EmitterBuilder {
     }
 
     /// Publish committed events to, and hear other nodes through, this transport.
-    /// With MQTT, `.mqtt(MqttConfig)` (from the facade's prelude) says the same.
+    /// With MQTT, `.mqtt(MqttConfig)` (from the facade's prelude) says the same. A
+    /// transport that cannot start fails `build()`:
     ///
-    /// ```no_run
-    /// # include!("../../../src/doctest_setup.rs");
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let emitter = Emitter::builder()
-    ///     .transport(MqttConfig::new("mqtts://broker.internal:8883").credentials("api", "secret"))
-    ///     .build()?;
-    /// # drop(emitter);
-    /// # Ok(())
-    /// # }
+    /// ```
+    /// use diesel_emitter::transport::{Node, Transport, TransportConfig};
+    /// use diesel_emitter::{Emitter, Error};
+    /// use std::sync::Arc;
+    ///
+    /// /// A transport that refuses every configuration.
+    /// #[derive(Debug)]
+    /// struct Unreachable;
+    ///
+    /// impl TransportConfig for Unreachable {
+    ///     fn start(&self, node: &Node) -> Result<Arc<dyn Transport>, Error> {
+    ///         Err(Error::BrokerUnreachable { url: "nowhere".into(), reason: format!("{} has no route", node.id) })
+    ///     }
+    /// }
+    ///
+    /// let refused = Emitter::builder().node_id("api-1").transport(Unreachable).build();
+    /// assert!(matches!(refused, Err(Error::BrokerUnreachable { .. })));
     /// ```
     pub fn transport(mut self, config: impl TransportConfig) -> Self {
         self.transport = Some(Arc::new(config));
@@ -74,20 +83,17 @@ impl EmitterBuilder {
     /// [`outbox`](crate::outbox)). Needs a [`transport`](Self::transport); `build()` fails when
     /// the outbox tables are missing.
     ///
-    /// ```no_run
+    /// With MQTT: `Emitter::builder().mqtt(MqttConfig::new(..)).outbox(Outbox::<PgConnection>::url("postgres://..."))`.
+    /// Without a transport there is nothing to relay to:
+    ///
+    /// ```
     /// # use diesel::prelude::*;
     /// # use diesel_emitter::prelude::*;
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use diesel_emitter::Outbox;
+    /// use diesel_emitter::outbox::OutboxError;
+    /// use diesel_emitter::{Error, Outbox};
     ///
-    /// // With PostgreSQL: `Outbox::<PgConnection>::url("postgres://...")`.
-    /// let emitter = Emitter::builder()
-    ///     .mqtt(MqttConfig::new("mqtt://127.0.0.1:1883"))
-    ///     .outbox(Outbox::<SqliteConnection>::url("app.db"))
-    ///     .build()?;
-    /// # drop(emitter);
-    /// # Ok(())
-    /// # }
+    /// let refused = Emitter::builder().outbox(Outbox::<SqliteConnection>::url("app.db")).build();
+    /// assert!(matches!(refused, Err(Error::Outbox(OutboxError::NoBroker))));
     /// ```
     pub fn outbox(mut self, config: OutboxConfig) -> Self {
         self.outbox = Some(config);
@@ -103,8 +109,8 @@ impl EmitterBuilder {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use diesel_emitter::Error;
     ///
-    /// let bad = Emitter::builder().mqtt(MqttConfig::new("http://127.0.0.1")).build();
-    /// assert!(matches!(bad, Err(Error::Transport { .. })));
+    /// let bad = Emitter::builder().node_id("api/1").build();
+    /// assert!(matches!(bad, Err(Error::InvalidNodeId(_))));
     /// # Ok(())
     /// # }
     /// ```

@@ -70,20 +70,22 @@ impl<M: Emits> ListenerBuilder<M> {
 
     /// Also receive events committed on other nodes, through the broker, as
     /// [`Source::Remote`](crate::Source); this node's own events still arrive once,
-    /// locally. Without MQTT configured the listener sees local events only.
+    /// locally. Without a broker configured (`.mqtt(..)` on the builder) the
+    /// listener sees local events only.
     ///
-    /// ```no_run
+    /// ```
     /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let emitter = Emitter::builder().mqtt(MqttConfig::new("mqtt://127.0.0.1:1883")).build()?;
-    /// let cache_invalidation = emitter
-    ///     .on::<User>()
-    ///     .allow_remote(true)
-    ///     .listen(|event| match event.meta.source {
-    ///         Source::Local => { /* written by this server */ }
-    ///         Source::Remote => { /* written by event.meta.origin */ }
-    ///     });
-    /// # drop(cache_invalidation);
+    /// # let (emitter, mut conn) = setup()?;
+    /// let cache_invalidation = emitter.on::<User>().allow_remote(true).subscribe();
+    /// diesel::insert_into(users::table).values((users::id.eq(1), users::name.eq("Ada"))).execute(&mut conn)?;
+    ///
+    /// let event = cache_invalidation.recv()?;
+    /// match event.meta.source {
+    ///     Source::Local => { /* written by this server */ }
+    ///     Source::Remote => { /* written by event.meta.origin */ }
+    /// }
+    /// assert_eq!(event.meta.source, Source::Local);
     /// # Ok(())
     /// # }
     /// ```
@@ -112,17 +114,20 @@ impl<M: Emits> ListenerBuilder<M> {
     /// is handled by exactly one member of the group across all servers (an MQTT
     /// shared subscription, `$share/{name}/{prefix}/{table}/+`; needs MQTT).
     ///
-    /// ```no_run
+    /// On every server, with a broker: each new user gets one welcome mail,
+    /// whichever server sends it (the full example is on
+    /// `diesel_emitter::MqttBuilderExt`). Without one, a group is refused:
+    ///
+    /// ```
     /// # include!("../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// // On every server: each new user gets one welcome mail, whichever server sends it.
-    /// let emitter = Emitter::builder().mqtt(MqttConfig::new("mqtt://127.0.0.1:1883")).build()?;
-    /// let mailer = emitter
+    /// let local_only = Emitter::builder().build()?;
+    /// let mailer = local_only
     ///     .on::<User>()
     ///     .actions([Action::Insert])
     ///     .group("mailer")
-    ///     .listen(|event| { let _ = &event.row; /* send the mail */ });
-    /// # drop(mailer);
+    ///     .try_listen(|event| { let _ = &event.row; /* send the mail */ });
+    /// assert!(matches!(mailer, Err(diesel_emitter::Error::NoBroker)));
     /// # Ok(())
     /// # }
     /// ```
