@@ -91,7 +91,7 @@ pub enum Error {
     InvalidGroup(String),
     /// The outbox is misconfigured or its tables cannot be used.
     #[error(transparent)]
-    Outbox(#[from] crate::outbox::OutboxError),
+    Outbox(#[from] OutboxError),
 }
 
 impl Error {
@@ -112,4 +112,34 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// Why the outbox cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    /// The outbox or dead-letter table does not exist (run the shipped SQL or migration).
+    #[error("outbox table {table} is missing or unreadable ({reason}); create it with the SQL diesel-emitter ships (see `Outbox::create_sql`)")]
+    MissingTable {
+        /// The table that was looked for.
+        table: String,
+        /// What the database said.
+        reason: String,
+    },
+    /// The table name is not a plain (optionally schema-qualified) SQL identifier.
+    #[error(
+        "invalid outbox table name {0:?}: use letters, digits and `_`, optionally `schema.table`"
+    )]
+    InvalidTable(String),
+    /// The relay's database connection could not be opened.
+    #[error("cannot connect the outbox relay to the database: {0}")]
+    Connect(String),
+    /// A statement on the outbox failed.
+    #[error("outbox statement failed: {0}")]
+    Database(String),
+    /// The outbox needs a broker to publish to.
+    #[error(
+        "the outbox needs a broker: configure `EmitterBuilder::mqtt` (or `transport`) as well"
+    )]
+    NoBroker,
 }

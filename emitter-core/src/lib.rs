@@ -25,12 +25,11 @@ pub mod wire;
 pub use action::Emit;
 pub use action::{Action, Audience, Source};
 pub use emits::Emits;
-pub use emitter::{Emitter, EmitterBuilder};
+pub use emitter::{Emitter, EmitterBuilder, ListenerBuilder, Subscription};
 pub use error::Error;
 pub use event::{Event, EventMeta};
 pub use listener::{
-    ListenerBuilder, Subscription, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE, MAX_QUEUE_BYTES,
-    MAX_STAY_AWAKE,
+    WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE, MAX_QUEUE_BYTES, MAX_STAY_AWAKE,
 };
 pub use stats::Stats;
 

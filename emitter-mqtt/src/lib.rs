@@ -4,7 +4,7 @@
 //!
 //! Applications meet it through the facade: `Emitter::builder().mqtt(MqttConfig)`.
 //! [`MqttConfig`] is the configuration; the rest is the machinery behind
-//! [`Transport`](emitter_core::transport::Transport): one publisher thread with its
+//! [`Transport`]: one publisher thread with its
 //! loopback relay (`publisher`, `relay`), one subscriber per stream
 //! (`subscriber`, with the checks of `screen`), signing and the counters.
 #![deny(missing_docs)]

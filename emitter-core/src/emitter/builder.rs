@@ -141,7 +141,15 @@ impl EmitterBuilder {
                 let own = OwnRows {
                     origin: node_id.clone(),
                     instance: random.1,
-                    sequencer: sequencer.clone(),
+                    settled_below: {
+                        let sequencer = sequencer.clone();
+                        Box::new(move || {
+                            sequencer
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .settled_below()
+                        })
+                    },
                 };
                 Some(start_outbox(config, transport, own)?)
             }

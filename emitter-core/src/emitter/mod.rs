@@ -10,13 +10,17 @@ mod builder;
 mod global;
 mod intake;
 mod lifecycle;
+mod listen;
+mod subscription;
 
 pub use builder::EmitterBuilder;
+pub use listen::ListenerBuilder;
+pub use subscription::Subscription;
 
 use crate::commit::Sequencer;
 use crate::emits::Emits;
 use crate::error::Error;
-use crate::listener::{ListenerBuilder, Reach, Registry};
+use crate::listener::{Reach, Registry};
 use crate::stats::{Counters, Stats};
 use crate::transport::Transport;
 use std::fmt;

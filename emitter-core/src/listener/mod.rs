@@ -9,19 +9,15 @@
 //! dispatcher sees them, the listener count and the closure listeners' threads,
 //! and the queue options ([`WhenFull`], [`DEFAULT_CAPACITY`]) that a slot carries.
 //! It is the bottom of the core: dispatch reads the registry, commits drive
-//! dispatch, the emitter holds them all. Configuring and registering a listener is
-//! in `builder`, the queue and thread options in `queue`, a closure listener's
-//! thread (and its backlog) in `thread`, and the handle that removes one in
-//! `subscription`.
+//! dispatch, the emitter holds them all, and nothing here knows the emitter. A
+//! closure listener's thread (and its backlog) is in `thread`. Configuring and
+//! registering a listener ([`ListenerBuilder`](crate::ListenerBuilder)) and the
+//! handle that removes one ([`Subscription`](crate::Subscription)) belong to the
+//! emitter, which they need: `emitter/listen/` and `emitter/subscription.rs`.
 
-mod builder;
-mod queue;
-mod subscription;
 mod thread;
 
-pub use builder::ListenerBuilder;
-pub use subscription::Subscription;
-pub(crate) use thread::{current_listener, panic_message, Backlog};
+pub(crate) use thread::{current_listener, panic_message, run_listener, Backlog};
 
 use crate::emits::Emits;
 use crate::event::Event;
@@ -33,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-/// The queue size of a listener unless [`ListenerBuilder::capacity`] says otherwise.
+/// The queue size of a listener unless [`ListenerBuilder::capacity`](crate::ListenerBuilder::capacity) says otherwise.
 ///
 /// ```
 /// assert_eq!(diesel_emitter::DEFAULT_CAPACITY, 10_000);
@@ -57,7 +53,7 @@ pub(crate) fn slot_bytes<M>() -> usize {
 }
 
 /// How long a closure listener's thread polls for the next event before it sleeps,
-/// unless [`ListenerBuilder::stay_awake`] says otherwise: long enough to catch
+/// unless [`ListenerBuilder::stay_awake`](crate::ListenerBuilder::stay_awake) says otherwise: long enough to catch
 /// events that come in a burst, short enough to cost nothing noticeable when they
 /// come one at a time.
 ///
@@ -66,7 +62,7 @@ pub(crate) fn slot_bytes<M>() -> usize {
 /// ```
 pub const DEFAULT_STAY_AWAKE: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// The longest [`ListenerBuilder::stay_awake`] accepted: a thread that spins longer
+/// The longest [`ListenerBuilder::stay_awake`](crate::ListenerBuilder::stay_awake) accepted: a thread that spins longer
 /// after each event is a busy loop, not a wait.
 ///
 /// ```
@@ -103,7 +99,7 @@ pub enum WhenFull {
     Drop,
 }
 
-type Filter<M> = Box<dyn Fn(&Event<M>) -> bool + Send + Sync>;
+pub(crate) type Filter<M> = Box<dyn Fn(&Event<M>) -> bool + Send + Sync>;
 
 /// Which broker stream feeds a listener.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,7 +30,7 @@ pub(crate) fn current_listener(registry: u64) -> Option<u64> {
     }
 }
 
-pub(super) fn run_listener<M: Emits>(
+pub(crate) fn run_listener<M: Emits>(
     rx: Receiver<Event<M>>,
     backlog: &Backlog<Event<M>>,
     (registry, id): (u64, u64),

@@ -11,7 +11,6 @@
 
 use super::config::OutboxConfig;
 use super::store::{ClaimScope, OutboxError, OutboxStore};
-use crate::commit::Sequencer;
 use crate::stats::Stats;
 use crate::transport::{Outgoing, Receipt, Transport};
 use crossbeam_channel::{select, Receiver, Sender};
@@ -44,22 +43,18 @@ impl RelayCounters {
     }
 }
 
-/// The emitter's handle on its relay thread.
 /// What the relay knows of its own emitter, to claim its rows in `seq` order.
 pub(crate) struct OwnRows {
     pub(crate) origin: Arc<str>,
     pub(crate) instance: u64,
-    pub(crate) sequencer: Arc<Mutex<Sequencer>>,
+    /// Every `seq` below the answer belongs to a transaction that committed or
+    /// rolled back (the emitter's sequencer says; the relay does not know it).
+    pub(crate) settled_below: Box<dyn Fn() -> u64 + Send>,
 }
 
 impl OwnRows {
     fn scope(&self) -> ClaimScope {
-        let below = self
-            .sequencer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .settled_below();
-        ClaimScope::new(self.origin.clone(), self.instance, below)
+        ClaimScope::new(self.origin.clone(), self.instance, (self.settled_below)())
     }
 }
 

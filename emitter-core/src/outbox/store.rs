@@ -4,6 +4,7 @@
 //! this crate keeps knowing nothing of Diesel.
 
 use crate::action::Action;
+pub use crate::error::OutboxError;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -192,36 +193,6 @@ pub trait OutboxStore: Send {
 
     /// Counts the rows waiting.
     fn backlog(&mut self) -> Result<Backlog, OutboxError>;
-}
-
-/// Why the outbox cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OutboxError {
-    /// The outbox or dead-letter table does not exist (run the shipped SQL or migration).
-    #[error("outbox table {table} is missing or unreadable ({reason}); create it with the SQL diesel-emitter ships (see `Outbox::create_sql`)")]
-    MissingTable {
-        /// The table that was looked for.
-        table: String,
-        /// What the database said.
-        reason: String,
-    },
-    /// The table name is not a plain (optionally schema-qualified) SQL identifier.
-    #[error(
-        "invalid outbox table name {0:?}: use letters, digits and `_`, optionally `schema.table`"
-    )]
-    InvalidTable(String),
-    /// The relay's database connection could not be opened.
-    #[error("cannot connect the outbox relay to the database: {0}")]
-    Connect(String),
-    /// A statement on the outbox failed.
-    #[error("outbox statement failed: {0}")]
-    Database(String),
-    /// The outbox needs a broker to publish to.
-    #[error(
-        "the outbox needs a broker: configure `EmitterBuilder::mqtt` (or `transport`) as well"
-    )]
-    NoBroker,
 }
 
 /// Checks that `name` can be an outbox table: a plain SQL identifier (letters,

@@ -2,8 +2,9 @@
 //! when that many do, and how long a closure listener's thread polls before it
 //! sleeps.
 
-use super::{ListenerBuilder, WhenFull};
+use super::ListenerBuilder;
 use crate::emits::Emits;
+use crate::listener::WhenFull;
 use std::time::Duration;
 
 impl<M: Emits> ListenerBuilder<M> {
@@ -19,7 +20,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// and `try_subscribe` (and makes `listen` and `subscribe` panic).
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let rx = emitter.on::<User>().capacity(100).subscribe();
@@ -38,7 +39,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// What to do when the queue is full: [`WhenFull::Block`] (default) or [`WhenFull::Drop`].
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let metrics = emitter.on::<User>().when_full(WhenFull::Drop).listen(|_| { /* count */ });
@@ -67,7 +68,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// is read by your own thread, so this does not apply to it.
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// use std::time::Duration;

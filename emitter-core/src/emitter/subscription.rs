@@ -1,7 +1,7 @@
 //! [`Subscription`]: the handle of a registered listener, which removes it.
 
+use super::Shared;
 use crate::emits::Emits;
-use crate::emitter::Shared;
 use std::any::TypeId;
 use std::fmt;
 use std::sync::Weak;

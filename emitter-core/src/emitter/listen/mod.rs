@@ -1,17 +1,19 @@
 //! [`ListenerBuilder`]: a listener's options (actions, filter, queue, reach), checked
 //! and turned into a registered listener by `listen` or `subscribe`.
 
+mod queue;
+
 use super::subscription::{remove_listener, Subscription};
-use super::thread::{run_listener, Backlog};
-use super::{
-    slot_bytes, Filter, Kind, Reach, Slot, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE,
-    MAX_QUEUE_BYTES, MAX_STAY_AWAKE,
-};
 use crate::action::Action;
 use crate::emits::Emits;
 use crate::emitter::Emitter;
 use crate::error::Error;
 use crate::event::Event;
+use crate::listener::{run_listener, Backlog};
+use crate::listener::{
+    slot_bytes, Filter, Kind, Reach, Slot, WhenFull, DEFAULT_CAPACITY, DEFAULT_STAY_AWAKE,
+    MAX_QUEUE_BYTES, MAX_STAY_AWAKE,
+};
 use crossbeam_channel::{Receiver, Sender};
 use std::any::TypeId;
 use std::sync::atomic::AtomicBool;
@@ -21,7 +23,7 @@ use std::time::Duration;
 /// Configures a listener for events of model `M`; from [`Emitter::on`].
 ///
 /// ```
-/// # include!("../../../src/doctest_setup.rs");
+/// # include!("../../../../src/doctest_setup.rs");
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let (emitter, mut conn) = setup()?;
 /// let welcome = emitter
@@ -74,7 +76,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// listener sees local events only.
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let (emitter, mut conn) = setup()?;
     /// let cache_invalidation = emitter.on::<User>().allow_remote(true).subscribe();
@@ -97,7 +99,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Only events committed on other nodes (needs MQTT).
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let local_only = Emitter::builder().build()?;
     /// let refused = local_only.on::<User>().remote_only(true).try_subscribe();
@@ -119,7 +121,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// `diesel_emitter::MqttBuilderExt`). Without one, a group is refused:
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let local_only = Emitter::builder().build()?;
     /// let mailer = local_only
@@ -139,7 +141,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Only these actions (all three by default).
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let (emitter, mut conn) = setup()?;
     /// let removals = emitter.on::<User>().actions([Action::Delete]).subscribe();
@@ -163,7 +165,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// it cheap. A panicking filter counts as a panic and as "no match".
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let (emitter, mut conn) = setup()?;
     /// let renamed = emitter
@@ -186,7 +188,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// A name for logs and the listener's thread.
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let audit = emitter.on::<User>().name("audit-log").listen(|_| {});
@@ -206,7 +208,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// zero or too large, a thread that cannot be spawned, ...).
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let (emitter, mut conn) = setup()?;
     /// use std::sync::mpsc;
@@ -230,7 +232,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Like [`listen`](Self::listen), returning setup failures as errors.
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let refused = emitter.on::<User>().capacity(0).try_listen(|_| {});
@@ -297,7 +299,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Panics on the errors [`try_subscribe`](Self::try_subscribe) returns.
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let (emitter, mut conn) = setup()?;
     /// let events = emitter.on::<User>().subscribe();
@@ -320,7 +322,7 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Like [`subscribe`](Self::subscribe), returning setup failures as errors.
     ///
     /// ```
-    /// # include!("../../../src/doctest_setup.rs");
+    /// # include!("../../../../src/doctest_setup.rs");
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let emitter = Emitter::builder().node_id("api-1").build()?;
     /// let refused = emitter.on::<User>().group("mailer").try_subscribe();
