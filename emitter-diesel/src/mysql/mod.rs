@@ -17,7 +17,10 @@
 //!   row count when InnoDB hands the statement consecutive keys (one row, or
 //!   `innodb_autoinc_lock_mode` 0 or 1); other shapes run untouched and are counted.
 //! - **ON DUPLICATE KEY UPDATE**: the statement's keys that already exist are
-//!   locked first; a returned row whose key was among them is an `Update`.
+//!   locked first; a row whose key was among them is an `Update`. With keys in the
+//!   statement it runs as written and is read back by key on both servers (its row
+//!   count is then the server's); `... UPDATE k = k`, Diesel's
+//!   `on_conflict_do_nothing()`, reports only the rows it inserted.
 //!
 //! `docs/how-it-works.md` gives the reasoning and the costs.
 
