@@ -13,7 +13,7 @@ use crate::outbox::relay::OwnRows;
 use crate::outbox::OutboxConfig;
 use crate::stats::Counters;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Configures an [`Emitter`]; from [`Emitter::builder`].
 ///
@@ -180,7 +180,7 @@ impl EmitterBuilder {
                 instance: random.1,
                 counters: Counters::default(),
                 commit_lock: sequencer,
-                delivery_lock: Mutex::new(()),
+                delivery_turn: Condvar::new(),
                 registry: Registry::new(),
                 shut_down: AtomicBool::new(false),
                 #[cfg(feature = "mqtt")]
