@@ -1,18 +1,62 @@
 //! Integration tests against real SQLite files: a fresh WAL database file per test,
 //! removed at the end, so the tests run in parallel and repeatedly.
 //!
-//! The behaviours PostgreSQL shares are written once in `common/neutral.rs` and run
+//! The behaviours every backend shares are written once in `common/neutral/` and run
 //! here against [`SqliteDb`]; this file holds the tests only SQLite runs.
 
 mod common;
 
-/// The fixture the shared tests of `common/neutral.rs` run against.
+/// The fixture the shared tests of `common/neutral/` run against.
 type Db = SqliteDb;
 
-#[path = "common/neutral.rs"]
+#[path = "common/neutral/mod.rs"]
 mod neutral;
 
 neutral::shared_tests!();
+
+// SQLite's Diesel DSL has RETURNING: the shared tests of `get_result` and
+// `.returning()` run here.
+#[path = "common/neutral/returning.rs"]
+mod neutral_returning;
+
+neutral_returning::returning_tests!();
+
+// SQLite can check a foreign key at COMMIT: the shared test of a failed commit runs here.
+#[path = "common/neutral/deferred.rs"]
+mod neutral_deferred;
+
+neutral_deferred::deferred_tests!();
+
+impl neutral::Neutral for SqliteDb {
+    type IdConflict = users::id;
+    // The check of the model against the table's columns.
+    const SETUP_QUERIES: usize = 1;
+
+    fn insert_user(
+        conn: &mut EmittingConnection<SqliteConnection>,
+        user: &NewUser,
+    ) -> QueryResult<User> {
+        diesel::insert_into(users::table)
+            .values(user)
+            .returning(User::as_returning())
+            .get_result(conn)
+    }
+
+    fn seed_user(conn: &mut SqliteConnection, user: &NewUser) -> QueryResult<User> {
+        diesel::insert_into(users::table)
+            .values(user)
+            .returning(User::as_returning())
+            .get_result(conn)
+    }
+
+    fn id_conflict() -> users::id {
+        users::id
+    }
+}
+
+impl neutral_returning::Returning for SqliteDb {}
+
+impl neutral_deferred::DeferredConstraints for SqliteDb {}
 
 use common::*;
 use diesel::connection::SimpleConnection;

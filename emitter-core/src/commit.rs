@@ -1,30 +1,31 @@
 //! Committing: numbering a commit's events under the commit lock, then delivering
 //! them in `seq` order without that lock.
 //!
-//! # Two locks
+//! # Numbering and delivering
 //!
 //! The commit lock (the [`Sequencer`]'s mutex) is held only to number events and
 //! append them, in `seq` order, to the sequencer's `deliverable` list; it is never
-//! held while an event is sent to a queue. The delivery lock is held by the one
-//! thread that delivers: it takes the list's batches one by one (under the commit
-//! lock, briefly) and delivers each, blocking on full [`WhenFull::Block`] queues if
-//! it must, until the list is empty ("flat combining": whoever holds the delivery
-//! lock delivers everyone's events, in order).
+//! held while an event is sent to a queue. One thread at a time has the delivery
+//! turn (`Sequencer::delivering`, taken and given back under the commit lock): it
+//! takes the list's batches one by one and delivers each without the commit lock,
+//! blocking on full [`WhenFull::Block`](crate::WhenFull) queues if it must, until
+//! the list is empty ("flat combining": whoever has the turn delivers everyone's
+//! events, in order).
 //!
-//! A committer on an ordinary thread waits for the delivery lock, so that when
+//! A committer on an ordinary thread that finds the turn taken waits for it (on
+//! the `turn` condition variable), so that when
 //! [`Emitter::commit`](crate::Emitter::commit) returns its events are in the
-//! queues. A committer on a closure listener's own thread never waits for it: if
-//! another thread delivers, it appends its events and returns, and that thread
-//! delivers them; if it delivers itself, a send to its own full queue goes to the
+//! queues. A committer on a closure listener's own thread never waits for it: it
+//! appends its events and returns, and the thread that has the turn delivers them.
+//! If it takes the turn itself, a send to its own full queue goes to the
 //! listener's backlog instead of blocking (the listener would wait for itself).
-//! So a listener's writes never wait on its own queue, and a deliverer blocked on a
-//! listener's queue never waits on that listener's writes.
+//! So a listener's writes never wait on its own queue, and a deliverer blocked on
+//! a listener's queue never waits on that listener's writes.
 //!
-//! Nothing is left undelivered: the deliverer releases the delivery lock inside a
-//! commit-lock critical section in which it found the list empty. A listener
-//! thread appends (under the commit lock) and then tries the delivery lock; if
-//! that fails, the holder still had it after the append, so the holder's final
-//! look at the list, in a later critical section, sees the append and delivers it.
+//! Nothing is left undelivered: the turn is given back only in a commit-lock
+//! critical section that found the list empty, and an append is made under the
+//! same lock; an append that finds the turn taken is therefore seen by its
+//! holder before it gives the turn back.
 //!
 //! # Two-phase commits
 //!
@@ -35,12 +36,12 @@
 //! earlier transaction committed or rolled back, so listeners still see `seq`
 //! increase.
 
-use crate::dispatch::{listener_thread, Delivery, Outlet};
+use crate::dispatch::{listener_thread, Delivery, ListenerCache, Outlet};
 use crate::outbox::OutboxEntry;
 use crate::pending::PendingEvent;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 /// Hands out `seq` numbers and keeps delivery in their order.
@@ -50,11 +51,14 @@ pub(crate) struct Sequencer {
     pub(crate) last: u64,
     /// Prepared commits by their first `seq`: `None` while the database commits.
     open: BTreeMap<u64, Option<Batch>>,
-    /// Batches whose turn came, in `seq` order, for the holder of the delivery lock.
+    /// Batches whose turn came, in `seq` order, for the thread with the delivery turn.
     deliverable: VecDeque<Batch>,
-    /// Whether a thread holds the delivery lock and took a batch it may still be
-    /// delivering (cleared in the critical section in which it releases the lock).
+    /// Whether a thread has the delivery turn (see the module documentation).
     delivering: bool,
+    /// Ordinary committers waiting for the turn.
+    waiting: usize,
+    /// The delivery turn's listener lookups, kept from one batch to the next.
+    listeners: ListenerCache,
 }
 
 /// Numbered events of one commit.
@@ -71,6 +75,12 @@ impl Sequencer {
         self.open
             .first_key_value()
             .map_or(self.last + 1, |(first, _)| *first)
+    }
+
+    /// Drops the delivery turn's listener snapshot, after listeners were removed
+    /// (see [`ListenerCache`]).
+    pub(crate) fn forget_listeners(&mut self) {
+        self.listeners = ListenerCache::default();
     }
 
     /// Whether every numbered event was delivered (or dropped): nothing waits in
@@ -118,21 +128,14 @@ impl Sequencer {
             }
         }
     }
-
-    /// The next batch for the holder of the delivery lock.
-    fn next_batch(&mut self) -> Option<Batch> {
-        let batch = self.deliverable.pop_front();
-        self.delivering = batch.is_some();
-        batch
-    }
 }
 
 /// What committing needs of the emitter besides [`Outlets`](crate::dispatch::Outlets).
 pub(crate) struct Sequencing<'a> {
     /// The commit lock.
     pub(crate) sequencer: &'a Mutex<Sequencer>,
-    /// Held by the thread that delivers; see the module documentation.
-    pub(crate) delivery: &'a Mutex<()>,
+    /// Signalled when the delivery turn is given back while committers wait.
+    pub(crate) turn: &'a Condvar,
     pub(crate) shut_down: &'a AtomicBool,
     pub(crate) origin: &'a Arc<str>,
     pub(crate) instance: u64,
@@ -149,14 +152,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    match mutex.try_lock() {
-        Ok(guard) => Some(guard),
-        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
-        Err(TryLockError::WouldBlock) => None,
-    }
-}
-
 /// Numbers the events of a commit that already happened and delivers them (after
 /// any earlier transaction's); [`Emitter::commit`](crate::Emitter::commit).
 pub(crate) fn commit(host: &dyn Host, events: Vec<PendingEvent>) {
@@ -169,7 +164,7 @@ pub(crate) fn commit(host: &dyn Host, events: Vec<PendingEvent>) {
 
 /// Hands a batch over to delivery: numbers `events` first unless they were
 /// numbered from `prepared` before the database committed, then delivers whatever
-/// the delivery lock's holder must (this thread, or the holder, delivers it).
+/// waits, unless another thread has the delivery turn (see the module documentation).
 fn settle(
     host: &dyn Host,
     mut events: Vec<PendingEvent>,
@@ -180,12 +175,6 @@ fn settle(
     let commit = host.sequencing();
     let outlets = host.outlets();
     let me = listener_thread(outlets.registry);
-    // An ordinary thread waits for its turn to deliver; a listener's thread never
-    // does (the holder may be waiting for this very listener to make room).
-    let turn = match me {
-        None => Some(lock(commit.delivery)),
-        Some(_) => try_lock(commit.delivery),
-    };
     let mut sequencer = lock(commit.sequencer);
     // Checked under the commit lock: shutdown takes it before clearing listeners.
     let dropped = commit.shut_down.load(Ordering::Acquire) && !events.is_empty();
@@ -211,49 +200,56 @@ fn settle(
             sequencer.ready(first, Batch { events, publish });
         }
     }
-    // Even with nothing of its own, a holder of the delivery lock delivers what
-    // waits: a listener's thread may have left its events to it.
-    let (turn, sequencer) = match turn {
-        Some(turn) => (turn, sequencer),
-        None => {
-            // Tried again after the append: if this fails too, the holder had the
-            // lock after the append and delivers it (see the module documentation).
-            drop(sequencer);
-            let Some(turn) = try_lock(commit.delivery) else {
-                return;
-            };
-            (turn, lock(commit.sequencer))
+    if sequencer.delivering {
+        if me.is_some() {
+            // A listener's thread never waits for the turn (its holder may be
+            // waiting for this very listener to make room): the holder delivers
+            // these events before it gives the turn back.
+            return;
         }
-    };
-    deliver_all(&commit, host, me, turn, sequencer);
+        sequencer.waiting += 1;
+        sequencer = commit
+            .turn
+            .wait_while(sequencer, |s| s.delivering)
+            .unwrap_or_else(|e| e.into_inner());
+        sequencer.waiting -= 1;
+    }
+    // Even with nothing of its own (all delivered meanwhile, or settled empty),
+    // the thread that takes the turn delivers whatever waits.
+    deliver_all(&commit, host, me, sequencer);
 }
 
-/// Delivers the deliverable list, batch by batch, until it is empty; then
-/// releases the delivery lock `turn` while still holding the commit lock.
+/// Takes the delivery turn and delivers the deliverable list, batch by batch,
+/// until it is empty; gives the turn back in the critical section that found it
+/// empty.
 fn deliver_all<'a>(
     commit: &Sequencing<'a>,
     host: &dyn Host,
     me: Option<u64>,
-    turn: MutexGuard<'a, ()>,
     mut sequencer: MutexGuard<'a, Sequencer>,
 ) {
     loop {
-        let Some(batch) = sequencer.next_batch() else {
-            // Released inside the critical section that found the list empty: a
-            // later append either finds the delivery lock free or held by a thread
-            // that looks at the list again before it lets go.
-            drop(turn);
-            drop(sequencer);
+        let Some(batch) = sequencer.deliverable.pop_front() else {
+            sequencer.delivering = false;
+            if sequencer.waiting > 0 {
+                commit.turn.notify_all();
+            }
             return;
         };
+        sequencer.delivering = true;
+        let listeners = std::mem::take(&mut sequencer.listeners);
         drop(sequencer);
-        // A fresh listener lookup per batch: a listener registered after a commit
-        // returned sees the next commit's events.
-        let mut delivery = Delivery::new(host.outlets(), me);
+        let mut delivery = Delivery::new(host.outlets(), me, listeners);
         for event in batch.events {
             event.inner.deliver(&mut delivery, batch.publish);
         }
+        let listeners = delivery.into_cache();
         sequencer = lock(commit.sequencer);
+        // Kept only while current: a snapshot holds its listeners' senders, and a
+        // removed listener's thread ends when the last sender goes.
+        if listeners.is_current(host.outlets().registry) {
+            sequencer.listeners = listeners;
+        }
     }
 }
 

@@ -33,34 +33,54 @@ pub(crate) trait Outlet: Send + Sync {
     fn outlets(&self) -> Outlets<'_>;
 }
 
-/// The delivery of one batch of numbered events (one commit's, usually).
+/// The delivery of numbered events, batch after batch.
 pub(crate) struct Delivery<'a> {
     to: Outlets<'a>,
     /// The closure listener whose thread delivers, when it is one of this
     /// registry's: its own full queue must not block it (see `send`).
     me: Option<u64>,
-    /// The listeners of the model delivered last: a commit's events are mostly
-    /// rows of one table, so they are looked up once per batch and table rather
-    /// than once per row (a lock, a map lookup and reference counts each time).
-    listeners: Option<Listeners>,
+    listeners: ListenerCache,
+}
+
+/// The listeners of the model delivered last, kept from one batch to the next
+/// by the thread that has the delivery turn: a commit's events are mostly rows of
+/// one table, and one commit follows another, so they are looked up again only
+/// when the model or the registry's generation changes rather than for every
+/// row (a lock, a map lookup and reference counts each time; the benches show it).
+/// Whoever removes a listener makes the sequencer forget the cache afterwards
+/// (`Sequencer::forget_listeners`), and the turn keeps it only while current.
+#[derive(Default)]
+pub(crate) struct ListenerCache(Option<Listeners>);
+
+impl ListenerCache {
+    /// Whether no listener was added or removed since the snapshot. A snapshot
+    /// keeps its listeners' senders alive, and a removed closure listener's thread
+    /// ends only when the last one goes: a stale one must not be kept.
+    pub(crate) fn is_current(&self, registry: &Registry) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|l| l.generation == registry.generation())
+    }
 }
 
 /// A snapshot of one model's listeners, type-erased.
 struct Listeners {
     model: TypeId,
+    generation: u64,
     /// `Option<Arc<[Arc<Slot<M>>]>>`: `None` when the model has no listener set.
-    slots: Box<dyn Any>,
+    slots: Box<dyn Any + Send>,
 }
 
 type Slots<M> = Arc<[Arc<Slot<M>>]>;
 
 impl<'a> Delivery<'a> {
-    pub(crate) fn new(to: Outlets<'a>, me: Option<u64>) -> Self {
-        Delivery {
-            to,
-            me,
-            listeners: None,
-        }
+    pub(crate) fn new(to: Outlets<'a>, me: Option<u64>, listeners: ListenerCache) -> Self {
+        Delivery { to, me, listeners }
+    }
+
+    /// The listener cache, for the next batch.
+    pub(crate) fn into_cache(self) -> ListenerCache {
+        self.listeners
     }
 
     /// Hands `event` to the broker, if there is one.
@@ -74,23 +94,26 @@ impl<'a> Delivery<'a> {
     /// whose actions and filter match.
     pub(crate) fn local<M: Emits>(&mut self, event: Event<M>) {
         let model = TypeId::of::<M>();
-        if self.listeners.as_ref().map(|l| l.model) != Some(model) {
-            self.listeners = Some(Listeners {
+        // Read before the snapshot: a change after it makes the next event look
+        // again.
+        let generation = self.to.registry.generation();
+        let cached = &mut self.listeners.0;
+        if cached.as_ref().map(|l| (l.model, l.generation)) != Some((model, generation)) {
+            *cached = Some(Listeners {
                 model,
+                generation,
                 slots: Box::new(snapshot::<M>(self.to.registry)),
             });
         }
-        let slots = self
-            .listeners
+        let slots = cached
             .as_ref()
             .and_then(|l| l.slots.downcast_ref::<Option<Slots<M>>>());
         let Some(Some(slots)) = slots else {
             return;
         };
-        if deliver_to(self.to, self.me, slots, event, |slot| slot.local) {
-            // A listener went away: the next event looks the listeners up again.
-            self.listeners = None;
-        }
+        // A listener that went away is removed from the registry, which changes
+        // its generation: the next event looks the listeners up again.
+        deliver_to(self.to, self.me, slots, event, |slot| slot.local);
     }
 }
 

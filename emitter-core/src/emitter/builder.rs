@@ -10,7 +10,7 @@ use crate::outbox::OutboxConfig;
 use crate::stats::Counters;
 use crate::transport::{Node, Transport, TransportConfig};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Configures an [`Emitter`]; from [`Emitter::builder`]. With the facade's `mqtt`
 /// feature, `.mqtt(MqttConfig::new("mqtt://127.0.0.1:1883"))` adds the broker
@@ -161,7 +161,7 @@ impl EmitterBuilder {
                 instance: random.1,
                 counters: Counters::default(),
                 commit_lock: sequencer,
-                delivery_lock: Mutex::new(()),
+                delivery_turn: Condvar::new(),
                 registry: Registry::new(),
                 shut_down: AtomicBool::new(false),
                 transport,

@@ -22,7 +22,7 @@ impl Host for Shared {
     fn sequencing(&self) -> Sequencing<'_> {
         Sequencing {
             sequencer: &self.commit_lock,
-            delivery: &self.delivery_lock,
+            turn: &self.delivery_turn,
             shut_down: &self.shut_down,
             origin: &self.node_id,
             instance: self.instance,

@@ -104,7 +104,7 @@ impl Emitter {
         // delivery finish first (the commit lock, taken to look, also makes every
         // later commit see `shut_down`); one blocked on a full queue nobody reads
         // may never finish, so not past the deadline. Only looked at, never taken:
-        // the delivery lock's holder is the one that must finish.
+        // the thread that has the delivery turn is the one that must finish.
         let dispatch_finished = loop {
             let idle = shared
                 .commit_lock
@@ -134,6 +134,13 @@ impl Emitter {
             threads_ended &= closed.stopped;
         }
         shared.registry.clear();
+        // The delivery turn's snapshot holds senders: the listener threads end
+        // only once it is gone too.
+        shared
+            .commit_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget_listeners();
         if !shared.registry.wait_threads(deadline) {
             return Err(Error::ShutdownTimeout {
                 timeout,

@@ -1,7 +1,7 @@
 //! [`Emitter`]: the registry of listeners and the entry point of committed events.
 //!
 //! This module owns the handle and the state its clones share (`Shared`: the
-//! listener registry, the commit and delivery locks, the counters, the broker
+//! listener registry, the commit lock and delivery turn, the counters, the broker
 //! bridge and outbox).
 //! Building an emitter, taking committed events in, its lifecycle and the
 //! process-wide emitter each live in a submodule.
@@ -25,7 +25,7 @@ use crate::stats::{Counters, Stats};
 use crate::transport::Transport;
 use std::fmt;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Delivers committed events to listeners. Cheap to clone: clones share everything.
 ///
@@ -63,8 +63,9 @@ pub(crate) struct Shared {
     /// Held while a commit is numbered (never while events are delivered); hands
     /// out `seq`. Shared with the outbox relay, which reads which `seq` are settled.
     pub(crate) commit_lock: Arc<Mutex<Sequencer>>,
-    /// Held by the thread that delivers numbered events; see `commit.rs`.
-    pub(crate) delivery_lock: Mutex<()>,
+    /// Signals the delivery turn's return to committers waiting for it; see
+    /// `commit.rs`.
+    pub(crate) delivery_turn: Condvar,
     pub(crate) registry: Registry,
     pub(crate) shut_down: AtomicBool,
     transport: Option<Arc<dyn Transport>>,

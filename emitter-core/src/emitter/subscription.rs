@@ -85,6 +85,12 @@ pub(super) fn remove_listener<M: Emits>(shared: &Shared, id: u64) -> bool {
     let Some(slot) = shared.registry.remove::<M>(id) else {
         return false;
     };
+    // The delivery turn's snapshot must not keep the listener's sender alive.
+    shared
+        .commit_lock
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .forget_listeners();
     shared.detach_remote::<M>(&slot.reach);
     true
 }

@@ -206,6 +206,9 @@ pub(crate) struct Registry {
     sets: RwLock<HashMap<TypeId, SetEntry>>,
     listener_ids: AtomicU64,
     listeners: AtomicU64,
+    /// Changes whenever a listener is added or removed: a listener snapshot taken
+    /// at one value is current while it holds.
+    generation: AtomicU64,
     /// Every closure listener's thread holds a clone of this sender; when all are
     /// gone the receiver disconnects, which is how shutdown knows they finished.
     done_tx: Mutex<Option<Sender<()>>>,
@@ -224,6 +227,7 @@ impl Registry {
             sets: RwLock::new(HashMap::new()),
             listener_ids: AtomicU64::new(0),
             listeners: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             done_tx: Mutex::new(Some(done_tx)),
             done_rx,
             threads: Mutex::new(Vec::new()),
@@ -232,6 +236,16 @@ impl Registry {
 
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// See the field; read on every delivered event, written only when the
+    /// listeners change.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// How many listeners are registered.
@@ -246,6 +260,7 @@ impl Registry {
     /// Adds `slot` to its model's set.
     pub(crate) fn add<M: Emits>(&self, slot: Arc<Slot<M>>) {
         self.listener_set::<M>().add(slot);
+        self.changed();
         self.listeners.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -253,6 +268,7 @@ impl Registry {
     /// subscription.
     pub(crate) fn remove<M: Emits>(&self, id: u64) -> Option<Arc<Slot<M>>> {
         let slot = self.existing_listener_set::<M>()?.remove(id)?;
+        self.changed();
         self.listeners.fetch_sub(1, Ordering::Relaxed);
         Some(slot)
     }
@@ -267,6 +283,7 @@ impl Registry {
             let removed = set.clear() as u64;
             self.listeners.fetch_sub(removed, Ordering::Relaxed);
         }
+        self.changed();
     }
 
     pub(crate) fn done_token(&self) -> Option<Sender<()>> {

@@ -20,7 +20,7 @@ thread_local! {
 /// The id of the closure listener whose thread this is, if it is one of the
 /// registry `registry`'s (see [`Registry::id`](super::Registry::id)).
 ///
-/// A commit made on such a thread never waits for the delivery lock, and never
+/// A commit made on such a thread never waits for the delivery turn, and never
 /// blocks on that listener's own full queue: the thread that would make room is
 /// the one committing.
 pub(crate) fn current_listener(registry: u64) -> Option<u64> {
@@ -73,7 +73,7 @@ pub(crate) fn run_listener<M: Emits>(
 pub(crate) struct Backlog<T> {
     /// Whether `events` may be non-empty: lets senders and the listener skip the
     /// lock in the usual case. Set and cleared under the lock; false means empty
-    /// to any thread that holds the delivery lock or is the listener's own thread,
+    /// to any thread that has the delivery turn or is the listener's own thread,
     /// the only threads that look at it.
     held: AtomicBool,
     events: Mutex<VecDeque<T>>,

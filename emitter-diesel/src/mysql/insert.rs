@@ -4,7 +4,7 @@
 use super::sql::{group_end, top_level, Bind, KeyPart, Kind, RawQuery, Token};
 use super::{
     columns, each_row, key_columns, key_field_indexes, key_of, key_parts, key_parts_at, key_sql,
-    load_events, read_back, MysqlPlan, Outcome, Server, Statement, Uncapturable,
+    load_events, load_returning, read_back, MysqlPlan, Outcome, Server, Statement, Uncapturable,
     KEYS_PER_STATEMENT,
 };
 use crate::connection::EmittingConnection;
@@ -122,15 +122,20 @@ pub(super) fn insert(
     server: Server,
 ) -> QueryResult<Outcome> {
     let tokens = &statement.tokens;
-    let upsert = plan.ambiguous_upsert;
     let ignore = matches!(tokens.get(1).map(|t| &t.kind), Some(Kind::Word(w)) if w == "IGNORE");
+    let key = key_sql(plan)?;
+    // Diesel's `on_conflict_do_nothing()` is `ON DUPLICATE KEY UPDATE k = k` on MySQL:
+    // a row that exists is left as it was, as INSERT IGNORE leaves it.
+    let do_nothing =
+        plan.ambiguous_upsert && assigns_keys_to_themselves(tokens, &key_columns(&key));
+    let upsert = plan.ambiguous_upsert && !do_nothing;
+    let ignore = ignore || do_nothing;
     let into = top_level(tokens, 0, "INTO").unwrap_or(0);
     let open = tokens
         .iter()
         .position(|t| t.kind == Kind::Open)
         .unwrap_or(into + 1);
     let table = statement.text(into + 1, open).to_owned();
-    let key = key_sql(plan)?;
     let (keys, rows_given) = insert_keys(statement, &key_columns(&key));
     // Keys of the statement that exist already, locked: their rows are updated
     // (an upsert) or left alone (INSERT IGNORE), never inserted.
@@ -154,7 +159,17 @@ pub(super) fn insert(
             ))),
             _ => HashSet::new(),
         };
-    if server.returning {
+    // With keys of its own, an upsert is run as written and read back by key, also
+    // on MariaDB: its row count is then the server's (2 for a row it updated, 1 for a
+    // row it left as it was), which RETURNING would replace by the number of rows.
+    let by_key = (upsert || do_nothing) && matches!(keys, InsertKeys::Explicit(_));
+    if do_nothing && !by_key {
+        // RETURNING would return the rows left as they were too, as if inserted.
+        return Ok(Err(Uncapturable(
+            "an insert ignoring conflicts without explicit keys (rows inserted and rows left alone cannot be told apart)",
+        )));
+    }
+    if server.returning && !by_key {
         // MariaDB: the rows come back with the statement.
         let mut query = RawQuery::default();
         if statement.push(&mut query, 0..tokens.len()).is_none() {
@@ -174,7 +189,7 @@ pub(super) fn insert(
             }
         }
         let indexes = indexes.unwrap_or_default();
-        let (count, events) = load_events(conn, plan, query, &|row| {
+        let (count, events) = load_returning(conn, plan, query, &|row| {
             let updated =
                 upsert && (!known || existing.contains(&key_parts_at(row, plan, &indexes)));
             if updated {
@@ -282,4 +297,42 @@ fn auto_increment(
         .auto_increment
         .insert(plan.table.to_string(), known);
     Ok(known)
+}
+
+/// Whether the `ON DUPLICATE KEY UPDATE` list assigns only key columns, each to
+/// itself (`` `t`.`id` = `t`.`id` ``): how Diesel renders `on_conflict_do_nothing()`.
+fn assigns_keys_to_themselves(tokens: &[Token], key_columns: &[String]) -> bool {
+    let Some(on) = top_level(tokens, 0, "ON") else {
+        return false;
+    };
+    // ON DUPLICATE KEY UPDATE <assignments>
+    let list = &tokens[(on + 4).min(tokens.len())..];
+    let mut assignments = list.split(|t| t.kind == Kind::Comma).peekable();
+    if assignments.peek().is_none() {
+        return false;
+    }
+    assignments.all(|assignment| {
+        let names: Vec<&str> = assignment
+            .iter()
+            .filter_map(|t| match &t.kind {
+                Kind::Ident(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let others = assignment
+            .iter()
+            .filter(|t| !matches!(t.kind, Kind::Ident(_) | Kind::Dot))
+            .count();
+        // `t`.`k` = `t`.`k`, or `k` = `k`: one `=` and the same column twice.
+        let column = |i: usize| names.get(i).copied();
+        others == 1
+            && match names.len() {
+                2 => column(0) == column(1),
+                4 => names[..2] == names[2..],
+                _ => false,
+            }
+            && names
+                .last()
+                .is_some_and(|k| key_columns.iter().any(|c| c == k))
+    })
 }

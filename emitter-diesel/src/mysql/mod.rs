@@ -17,7 +17,10 @@
 //!   row count when InnoDB hands the statement consecutive keys (one row, or
 //!   `innodb_autoinc_lock_mode` 0 or 1); other shapes run untouched and are counted.
 //! - **ON DUPLICATE KEY UPDATE**: the statement's keys that already exist are
-//!   locked first; a returned row whose key was among them is an `Update`.
+//!   locked first; a row whose key was among them is an `Update`. With keys in the
+//!   statement it runs as written and is read back by key on both servers (its row
+//!   count is then the server's); `... UPDATE k = k`, Diesel's
+//!   `on_conflict_do_nothing()`, reports only the rows it inserted.
 //!
 //! `docs/how-it-works.md` gives the reasoning and the costs.
 
@@ -263,7 +266,7 @@ where
     }
     query.push_sql(&plan.appended);
     let action = plan.action(None);
-    let (count, events) = load_events(conn, plan, query, &|_| action)?;
+    let (count, events) = load_returning(conn, plan, query, &|_| action)?;
     conn.frames.record(depth, events, &conn.emitter);
     Ok(count)
 }
@@ -348,6 +351,29 @@ fn load_events(
         decode_into(emit, plan, row, action(row), &mut written)
     })?;
     Ok((count, written))
+}
+
+/// [`load_events`] for a write with RETURNING (MariaDB).
+///
+/// libmariadb cannot run a prepared statement again once an execution of it that
+/// returns rows failed (a duplicate key, say): the next execution waits for ever
+/// for an answer the server never sends. Diesel keeps the statement in its cache,
+/// so after such a failure the cache is emptied (and left unbounded, Diesel's
+/// default); the next write prepares its statement afresh.
+fn load_returning(
+    conn: &mut EmittingConnection<MysqlConnection>,
+    plan: &MysqlPlan,
+    query: RawQuery,
+    action: &dyn Fn(&MysqlRow) -> Action,
+) -> QueryResult<(usize, Written)> {
+    let result = load_events(conn, plan, query, action);
+    if result.is_err() {
+        conn.inner
+            .set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+        conn.inner
+            .set_prepared_statement_cache_size(diesel::connection::CacheSize::Unbounded);
+    }
+    result
 }
 
 /// The events of the rows of `keys` (read back with the plan's columns), and how

@@ -3,3 +3,11 @@ CREATE TABLE people (
     name VARCHAR(255) NOT NULL,
     active BOOLEAN NOT NULL DEFAULT TRUE
 ) ENGINE = InnoDB;
+
+-- The shared tests' model (tests/common/neutral/).
+CREATE TABLE users (
+    id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    name VARCHAR(255) NOT NULL,
+    email VARCHAR(255) NOT NULL UNIQUE,
+    active BOOLEAN NOT NULL DEFAULT TRUE
+) ENGINE = InnoDB;
