@@ -22,6 +22,7 @@ use diesel::connection::SimpleConnection;
 use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 use diesel_emitter::prelude::*;
+use diesel_emitter::Event;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use serde::{Deserialize, Serialize};
 

@@ -224,7 +224,11 @@ pub fn emit_mode_is_restored_after_the_scope() {
         conn.without_events(|_| panic!("a scope that panics"))
     }));
     assert!(panicked.is_err());
-    assert_eq!(conn.emit_mode(), Audience::All, "restored after a panic too");
+    assert_eq!(
+        conn.emit_mode(),
+        Audience::All,
+        "restored after a panic too"
+    );
 
     // The restored mode emits.
     let user = insert_user(&mut conn, "after");

@@ -54,6 +54,7 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel_emitter::crossbeam_channel::{self, Receiver};
 use diesel_emitter::prelude::*;
+pub use diesel_emitter::{Event, Source};
 use std::collections::HashSet;
 
 /// The backend's plain connection (`PgConnection`, `SqliteConnection`, `MysqlConnection`).
