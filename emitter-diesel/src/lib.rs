@@ -11,6 +11,11 @@
 // each backend's glue calls have no caller.
 #![cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 
+// Before the backend modules, which use its macro.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+#[macro_use]
+mod update_fetch;
+
 mod backend;
 mod classify;
 mod connection;

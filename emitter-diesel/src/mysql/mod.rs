@@ -33,19 +33,13 @@ use crate::connection::EmittingConnection;
 use crate::frames::Captured as Written;
 use crate::model::{MysqlDecode, MysqlRow};
 use crate::plan::Plan;
-use diesel::associations::{HasTable, Identifiable};
 use diesel::connection::{Connection, DefaultLoadingMode, LoadConnection};
-use diesel::dsl::{Find, Update};
-use diesel::expression::{is_aggregate, MixedAggregates, SelectableExpression, ValidGrouping};
 use diesel::mysql::{Mysql, MysqlConnection};
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
-use diesel::query_builder::returning::{ReturningQuerySource, UpdateStmt};
-use diesel::query_builder::{AsChangeset, IntoUpdateTarget, QueryBuilder, QueryFragment, QueryId};
-use diesel::query_dsl::methods::{ExecuteDsl, FindDsl};
-use diesel::query_dsl::{LoadQuery, RunQueryDsl, UpdateAndFetchResults};
+use diesel::query_builder::{QueryBuilder, QueryFragment, QueryId};
+use diesel::query_dsl::RunQueryDsl;
 use diesel::result::QueryResult;
 use diesel::row::{Field, Row};
-use diesel::Table;
 use emitter_core::{Action, Audience};
 use sql::{scan, Bind, KeyPart, Kind, Raw, Token};
 pub use sql::{RawQuery, Typed};
@@ -462,24 +456,7 @@ fn field_bind(row: &MysqlRow, index: usize) -> Bind {
     }
 }
 
-impl<'b, Changes, Output> UpdateAndFetchResults<Changes, Output>
-    for EmittingConnection<MysqlConnection>
-where
-    Changes: Copy + Identifiable,
-    Changes: AsChangeset<Target = <Changes as HasTable>::Table> + IntoUpdateTarget,
-    Changes::Table: FindDsl<Changes::Id>,
-    Update<Changes, Changes>: ExecuteDsl<EmittingConnection<MysqlConnection>>,
-    Find<Changes::Table, Changes::Id>: LoadQuery<'b, EmittingConnection<MysqlConnection>, Output>,
-    <Changes::Table as Table>::AllColumns:
-        ValidGrouping<()> + SelectableExpression<ReturningQuerySource<UpdateStmt, Changes::Table>>,
-    <<Changes::Table as Table>::AllColumns as ValidGrouping<()>>::IsAggregate:
-        MixedAggregates<is_aggregate::No, Output = is_aggregate::No>,
-{
-    fn update_and_fetch(&mut self, changeset: Changes) -> QueryResult<Output> {
-        diesel::update(changeset).set(changeset).execute(self)?;
-        Changes::table().find(changeset.id()).get_result(self)
-    }
-}
+update_then_find!(MysqlConnection);
 
 #[cfg(test)]
 mod tests {

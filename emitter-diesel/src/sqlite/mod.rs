@@ -4,18 +4,9 @@
 mod batch;
 
 use crate::connection::EmittingConnection;
-use diesel::associations::{HasTable, Identifiable};
 use diesel::connection::{MultiConnectionHelper, WithMetadataLookup};
-use diesel::dsl::{Find, Update};
-use diesel::expression::{is_aggregate, MixedAggregates, SelectableExpression, ValidGrouping};
-use diesel::query_builder::returning::{ReturningQuerySource, UpdateStmt};
-use diesel::query_builder::{AsChangeset, IntoUpdateTarget};
-use diesel::query_dsl::methods::{ExecuteDsl, FindDsl};
-use diesel::query_dsl::{LoadQuery, RunQueryDsl, UpdateAndFetchResults};
-use diesel::result::QueryResult;
 use diesel::sql_types::TypeMetadata;
 use diesel::sqlite::{Sqlite, SqliteConnection};
-use diesel::Table;
 
 impl EmittingConnection<SqliteConnection> {
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction, as
@@ -66,24 +57,7 @@ impl EmittingConnection<SqliteConnection> {
     }
 }
 
-impl<'b, Changes, Output> UpdateAndFetchResults<Changes, Output>
-    for EmittingConnection<SqliteConnection>
-where
-    Changes: Copy + Identifiable,
-    Changes: AsChangeset<Target = <Changes as HasTable>::Table> + IntoUpdateTarget,
-    Changes::Table: FindDsl<Changes::Id>,
-    Update<Changes, Changes>: ExecuteDsl<EmittingConnection<SqliteConnection>>,
-    Find<Changes::Table, Changes::Id>: LoadQuery<'b, EmittingConnection<SqliteConnection>, Output>,
-    <Changes::Table as Table>::AllColumns:
-        ValidGrouping<()> + SelectableExpression<ReturningQuerySource<UpdateStmt, Changes::Table>>,
-    <<Changes::Table as Table>::AllColumns as ValidGrouping<()>>::IsAggregate:
-        MixedAggregates<is_aggregate::No, Output = is_aggregate::No>,
-{
-    fn update_and_fetch(&mut self, changeset: Changes) -> QueryResult<Output> {
-        diesel::update(changeset).set(changeset).execute(self)?;
-        Changes::table().find(changeset.id()).get_result(self)
-    }
-}
+update_then_find!(SqliteConnection);
 
 /// `#[derive(diesel::MultiConnection)]` enums may hold the wrapper: SQLite's type
 /// metadata needs no lookup, so the inner connection's serves.
