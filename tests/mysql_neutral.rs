@@ -20,35 +20,11 @@ neutral::shared_tests!();
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::result::Error as DieselError;
-use neutral::{assert_commit_order, assert_transaction_delivers_on_commit, insert_user};
+use neutral::assert_transaction_delivers_on_commit;
 
 #[test]
 fn events_reach_listeners_in_commit_order_with_increasing_seq() {
-    assert_commit_order(
-        |a, b| {
-            insert_user(a, "1");
-            a.transaction(|a| {
-                insert_user(a, "2");
-                insert_user(b, "3"); // autocommit on another connection: commits first
-                insert_user(a, "4");
-                Ok::<_, DieselError>(())
-            })
-            .unwrap();
-            b.transaction(|b| {
-                insert_user(b, "5");
-                insert_user(a, "6");
-                b.transaction(|b| {
-                    insert_user(b, "7");
-                    Ok::<_, DieselError>(())
-                })
-            })
-            .unwrap();
-            insert_user(a, "8");
-            insert_user(b, "9");
-        },
-        &["1", "3", "2", "4", "6", "5", "7", "8", "9"],
-    );
+    neutral::assert_interleaved_transactions_commit_in_order();
 }
 
 #[test]

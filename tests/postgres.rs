@@ -69,7 +69,7 @@ use diesel_emitter::crossbeam_channel;
 use diesel_emitter::prelude::*;
 use diesel_emitter::Event;
 use neutral::{
-    all_users, assert_commit_order, assert_rolled_back_transaction_delivers_nothing,
+    all_users, assert_rolled_back_transaction_delivers_nothing,
     assert_transaction_delivers_on_commit, insert_user, notes, seed, sentinel, try_insert_user,
     Conn,
 };
@@ -351,30 +351,7 @@ fn writes_on_a_same_named_table_in_another_schema_run_exactly_the_plain_sql() {
 
 #[test]
 fn events_reach_listeners_in_commit_order_with_increasing_seq() {
-    assert_commit_order(
-        |a, b| {
-            insert_user(a, "1");
-            a.transaction(|a| {
-                insert_user(a, "2");
-                insert_user(b, "3"); // autocommit on another connection: commits first
-                insert_user(a, "4");
-                Ok::<_, DieselError>(())
-            })
-            .unwrap();
-            b.transaction(|b| {
-                insert_user(b, "5");
-                insert_user(a, "6");
-                b.transaction(|b| {
-                    insert_user(b, "7");
-                    Ok::<_, DieselError>(())
-                })
-            })
-            .unwrap();
-            insert_user(a, "8");
-            insert_user(b, "9");
-        },
-        &["1", "3", "2", "4", "6", "5", "7", "8", "9"],
-    );
+    neutral::assert_interleaved_transactions_commit_in_order();
 }
 
 // ---------------------------------------------------------------- listener queues, shutdown

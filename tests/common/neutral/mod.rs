@@ -205,6 +205,37 @@ pub fn all_users(conn: &mut Plain) -> Vec<User> {
         .unwrap()
 }
 
+/// Two connections whose transactions interleave, as servers with row locks allow
+/// (PostgreSQL, MySQL; SQLite's single writer has a scenario of its own): events
+/// arrive in commit order, not statement order.
+#[allow(dead_code)] // the SQLite binary does not call it
+pub fn assert_interleaved_transactions_commit_in_order() {
+    assert_commit_order(
+        |a, b| {
+            insert_user(a, "1");
+            a.transaction(|a| {
+                insert_user(a, "2");
+                insert_user(b, "3"); // autocommit on another connection: commits first
+                insert_user(a, "4");
+                Ok::<_, DieselError>(())
+            })
+            .unwrap();
+            b.transaction(|b| {
+                insert_user(b, "5");
+                insert_user(a, "6");
+                b.transaction(|b| {
+                    insert_user(b, "7");
+                    Ok::<_, DieselError>(())
+                })
+            })
+            .unwrap();
+            insert_user(a, "8");
+            insert_user(b, "9");
+        },
+        &["1", "3", "2", "4", "6", "5", "7", "8", "9"],
+    );
+}
+
 /// Runs `writes` on two emitting connections to one database, then asserts that a
 /// `subscribe()` receiver and a `listen` closure both got the users named `expected`,
 /// in that order, with seq 1, 2, ... and unique event ids.
