@@ -9,7 +9,7 @@ mod broker;
 mod log_capture;
 
 use broker::nats::NatsCluster;
-use broker::scale::{check_crossing, check_group_refused};
+use broker::scale::{check_group_refused, check_two_writers_crossing};
 use broker::*;
 use diesel_emitter::prelude::*;
 use diesel_emitter::Protocol;
@@ -28,26 +28,12 @@ fn remote_events_cross_a_two_node_nats_cluster_exactly_once_in_order_per_origin(
     let formed = started.elapsed();
     let prefix = unique_prefix("nats");
     // Two origins committing through node 1, one listener on node 2.
-    let writers = [
-        node("writer-a", nats_config(&cluster, 0, &prefix)),
-        node("writer-b", nats_config(&cluster, 0, &prefix)),
-    ];
-    let reader = node("reader", nats_config(&cluster, 1, &prefix));
-    let remote = reader.on::<User>().remote_only(true).subscribe();
-    let all = [&writers[0], &writers[1], &reader];
-    connected(&all);
-
-    let db = Db::new("nats");
-    let mut conns: Vec<Conn> = writers.iter().map(|w| db.conn(w)).collect();
-    let crossed = check_crossing(
-        &[&writers[0], &writers[1]],
-        &mut conns,
-        &reader,
-        &remote,
-        250,
+    let crossed = check_two_writers_crossing(
+        "nats",
+        &|| nats_config(&cluster, 0, &prefix),
+        nats_config(&cluster, 1, &prefix),
         &|| cluster.log(),
     );
-    shutdown_all(&all);
     eprintln!(
         "NATS cluster formed in {formed:?}; {crossed} events crossed; whole test {:?}",
         started.elapsed()

@@ -6,7 +6,7 @@ mod broker;
 mod log_capture;
 
 use broker::rabbitmq::rabbitmq_url;
-use broker::scale::{check_crossing, check_group_refused};
+use broker::scale::{check_group_refused, check_two_writers_crossing};
 use broker::*;
 use diesel_emitter::prelude::*;
 use diesel_emitter::Protocol;
@@ -22,25 +22,12 @@ fn rabbitmq_config(prefix: &str) -> MqttConfig {
 fn remote_events_through_rabbitmq_arrive_exactly_once_in_order_per_origin() {
     let started = Instant::now();
     let prefix = unique_prefix("rabbitmq");
-    let writers = [
-        node("writer-a", rabbitmq_config(&prefix)),
-        node("writer-b", rabbitmq_config(&prefix)),
-    ];
-    let reader = node("reader", rabbitmq_config(&prefix));
-    let remote = reader.on::<User>().remote_only(true).subscribe();
-    let all = [&writers[0], &writers[1], &reader];
-    connected(&all);
-    let db = Db::new("rabbitmq");
-    let mut conns: Vec<Conn> = writers.iter().map(|w| db.conn(w)).collect();
-    let crossed = check_crossing(
-        &[&writers[0], &writers[1]],
-        &mut conns,
-        &reader,
-        &remote,
-        250,
+    let crossed = check_two_writers_crossing(
+        "rabbitmq",
+        &|| rabbitmq_config(&prefix),
+        rabbitmq_config(&prefix),
         &String::new,
     );
-    shutdown_all(&all);
     eprintln!(
         "RabbitMQ: {crossed} events crossed in {:?}",
         started.elapsed()

@@ -3,7 +3,7 @@
 //! exactly once and in commit order per origin, and a group on a broker without
 //! shared subscriptions is reported while plain remote listeners keep receiving.
 
-use super::{eventually, insert, recv, Conn, User, TIMEOUT};
+use super::{connected, eventually, insert, node, recv, shutdown_all, Conn, Db, User, TIMEOUT};
 use diesel_emitter::crossbeam_channel::Receiver;
 use diesel_emitter::prelude::*;
 use diesel_emitter::{Event, Source};
@@ -32,6 +32,36 @@ pub fn warm_up(conn: &mut Conn, rx: &Receiver<Event<User>>, context: &dyn Fn() -
             context()
         );
     }
+}
+
+/// Two writers (`writer`'s configuration each) and a reader (`reader`'s) with a
+/// `remote_only` listener, on a database of their own named `label`: runs
+/// [`check_crossing`] with 250 events a writer, shuts the three down and returns
+/// the number of events that crossed.
+#[track_caller]
+pub fn check_two_writers_crossing(
+    label: &str,
+    writer: &dyn Fn() -> MqttConfig,
+    reader: MqttConfig,
+    context: &dyn Fn() -> String,
+) -> usize {
+    let writers = [node("writer-a", writer()), node("writer-b", writer())];
+    let reader = node("reader", reader);
+    let remote = reader.on::<User>().remote_only(true).subscribe();
+    let all = [&writers[0], &writers[1], &reader];
+    connected(&all);
+    let db = Db::new(label);
+    let mut conns: Vec<Conn> = writers.iter().map(|w| db.conn(w)).collect();
+    let crossed = check_crossing(
+        &[&writers[0], &writers[1]],
+        &mut conns,
+        &reader,
+        &remote,
+        250,
+        context,
+    );
+    shutdown_all(&all);
+    crossed
 }
 
 /// Commits `per_writer` events on each of `conns` (one thread each, so that
