@@ -217,9 +217,7 @@ fn deliver_to<M: Emits>(
     let any_closed = !closed.is_empty();
     for id in closed {
         if let Some(slot) = to.registry.remove::<M>(id) {
-            if let (Some(transport), Some(route)) = (to.transport, route::<M>(&slot.reach)) {
-                transport.detach(route);
-            }
+            detach::<M>(to.transport, &slot.reach);
         }
     }
     any_closed
@@ -347,4 +345,11 @@ pub(crate) fn route<M: Emits>(reach: &Reach) -> Option<Route<'_>> {
         table: M::TABLE,
         model: TypeId::of::<M>(),
     })
+}
+
+/// Releases the broker route that a removed listener of `M` with `reach` held.
+pub(crate) fn detach<M: Emits>(transport: Option<&dyn Transport>, reach: &Reach) {
+    if let (Some(transport), Some(route)) = (transport, route::<M>(reach)) {
+        transport.detach(route);
+    }
 }

@@ -79,10 +79,6 @@ struct Outbox {
 }
 
 impl Shared {
-    pub(crate) fn has_transport(&self) -> bool {
-        self.transport.is_some()
-    }
-
     /// The transport as delivery uses it.
     pub(crate) fn transport(&self) -> Option<&dyn Transport> {
         self.transport.as_deref()
@@ -99,15 +95,6 @@ impl Shared {
         transport.attach(route, &mut || {
             Arc::new(crate::dispatch::ModelSink::<M>::new(weak.clone()))
         })
-    }
-
-    /// Releases what [`attach_remote`](Self::attach_remote) took.
-    pub(crate) fn detach_remote<M: Emits>(&self, reach: &Reach) {
-        if let (Some(transport), Some(route)) =
-            (&self.transport, crate::dispatch::route::<M>(reach))
-        {
-            transport.detach(route);
-        }
     }
 
     /// Wakes the outbox relay after a commit wrote outbox rows.
@@ -208,7 +195,7 @@ impl Emitter {
     /// # }
     /// ```
     pub fn has_broker(&self) -> bool {
-        self.shared.has_transport()
+        self.shared.transport().is_some()
     }
 
     /// The outbox table this emitter's connections write events into, when the

@@ -91,6 +91,6 @@ pub(super) fn remove_listener<M: Emits>(shared: &Shared, id: u64) -> bool {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .forget_listeners();
-    shared.detach_remote::<M>(&slot.reach);
+    crate::dispatch::detach::<M>(shared.transport(), &slot.reach);
     true
 }

@@ -383,7 +383,7 @@ impl<M: Emits> ListenerBuilder<M> {
                 return Err(Error::InvalidTopicLevel(M::TABLE));
             }
             let needs_broker = self.remote_only || self.group.is_some();
-            if needs_broker && !self.emitter.shared.has_transport() {
+            if needs_broker && self.emitter.shared.transport().is_none() {
                 return Err(Error::NoBroker);
             }
         }
