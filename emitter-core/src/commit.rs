@@ -35,6 +35,15 @@
 //! meanwhile; the [`Sequencer`] holds back events numbered later until every
 //! earlier transaction committed or rolled back, so listeners still see `seq`
 //! increase.
+//!
+//! # Measuring the wait
+//!
+//! With a subscriber that enables TRACE on the target [`WAIT_TARGET`]
+//! (`diesel_emitter::commit_wait`), every settled commit emits one event with the
+//! nanoseconds it spent waiting: `lock_ns` to get the commit lock and `turn_ns` for
+//! the delivery turn, and `deliver_ns` delivering with the turn (its own batch and
+//! others'). Off, this costs one check of the callsite's interest per commit; the
+//! clock is read only when the event is wanted.
 
 use crate::dispatch::{listener_thread, Delivery, ListenerCache, Outlet};
 use crate::outbox::OutboxEntry;
@@ -42,7 +51,11 @@ use crate::pending::PendingEvent;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
+
+/// The `tracing` target of the per-commit wait measurements (see the module
+/// documentation).
+pub(crate) const WAIT_TARGET: &str = "diesel_emitter::commit_wait";
 
 /// Hands out `seq` numbers and keeps delivery in their order.
 #[derive(Default)]
@@ -175,7 +188,11 @@ fn settle(
     let commit = host.sequencing();
     let outlets = host.outlets();
     let me = listener_thread(outlets.registry);
+    let timed = tracing::enabled!(target: WAIT_TARGET, tracing::Level::TRACE);
+    let start = timed.then(Instant::now);
     let mut sequencer = lock(commit.sequencer);
+    let locked = timed.then(Instant::now);
+    let mut turn = None;
     // Checked under the commit lock: shutdown takes it before clearing listeners.
     let dropped = commit.shut_down.load(Ordering::Acquire) && !events.is_empty();
     if dropped {
@@ -205,18 +222,53 @@ fn settle(
             // A listener's thread never waits for the turn (its holder may be
             // waiting for this very listener to make room): the holder delivers
             // these events before it gives the turn back.
+            drop(sequencer);
+            trace_wait(start, locked, None, None);
             return;
         }
+        let waiting = timed.then(Instant::now);
         sequencer.waiting += 1;
         sequencer = commit
             .turn
             .wait_while(sequencer, |s| s.delivering)
             .unwrap_or_else(|e| e.into_inner());
         sequencer.waiting -= 1;
+        turn = waiting.zip(timed.then(Instant::now));
     }
     // Even with nothing of its own (all delivered meanwhile, or settled empty),
     // the thread that takes the turn delivers whatever waits.
+    let delivering = timed.then(Instant::now);
     deliver_all(&commit, host, me, sequencer);
+    trace_wait(
+        start,
+        locked,
+        turn,
+        delivering.zip(timed.then(Instant::now)),
+    );
+}
+
+/// Emits the wait measurements of one commit on [`WAIT_TARGET`]: from `start` to
+/// `locked` (the commit lock), then the spans of waiting for the delivery turn
+/// and of delivering, when they happened.
+fn trace_wait(
+    start: Option<Instant>,
+    locked: Option<Instant>,
+    turn: Option<(Instant, Instant)>,
+    delivering: Option<(Instant, Instant)>,
+) {
+    let (Some(start), Some(locked)) = (start, locked) else {
+        return;
+    };
+    let nanos = |span: Option<(Instant, Instant)>| {
+        span.map_or(0, |(from, to)| (to - from).as_nanos() as u64)
+    };
+    tracing::trace!(
+        target: WAIT_TARGET,
+        lock_ns = nanos(Some((start, locked))),
+        turn_ns = nanos(turn),
+        deliver_ns = nanos(delivering),
+        "commit waited"
+    );
 }
 
 /// Takes the delivery turn and delivers the deliverable list, batch by batch,
