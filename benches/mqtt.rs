@@ -18,18 +18,22 @@
 //!    are acknowledged by the broker (`stats().published`, or every delivery token).
 //!    CPU time per event (from `/proc`, by thread role, and of the broker) shows
 //!    where the time goes.
-//! 2. Latency at 1,000 events/s for 10 s: a writer emitter commits on a fixed
-//!    schedule, a `remote_only` listener on a second emitter notes the arrival; the
-//!    latency of each event is arrival minus the instant just before its commit,
-//!    matched by the row id (= commit index, so = seq - first seq). Side by side: a
-//!    bare Paho publisher and a Paho subscriber at the same rate and payload size.
+//! 2. Latency at 1,000 events/s, emitter against a bare Paho hop in alternating
+//!    rounds, with CPU per event and the emitter's time per hop (`mqtt/latency.rs`).
 //! 3. 100,000 events committed flat out through the emitter to a remote listener:
 //!    distinct ids, lost and duplicated events; the bench panics if any is lost or
 //!    duplicated.
 //!
+//! `MQTT_BENCH_PARTS` (say `latency` or `throughput,loss`) runs only those parts.
+//!
 //! Not a criterion bench: criterion reports neither percentiles nor ratios between
 //! runs of one process. `cargo bench` passes `--bench`; without it (`cargo test
 //! --benches`) this is a short smoke run. `MOSQUITTO` overrides the broker binary.
+
+#[path = "mqtt/hops.rs"]
+mod hops;
+#[path = "mqtt/latency.rs"]
+mod latency;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -105,7 +109,9 @@ struct Plan {
     tput_events: u64,
     tput_runs: usize,
     lat_rate: u32,
+    /// Events per side, split over `lat_rounds` rounds.
     lat_events: usize,
+    lat_rounds: usize,
     lat_warm_up: usize,
     loss_events: u64,
 }
@@ -115,6 +121,7 @@ const FULL: Plan = Plan {
     tput_runs: 9,
     lat_rate: 1_000,
     lat_events: 10_000,
+    lat_rounds: 4,
     lat_warm_up: 500,
     loss_events: 100_000,
 };
@@ -124,6 +131,7 @@ const SMOKE: Plan = Plan {
     tput_runs: 1,
     lat_rate: 1_000,
     lat_events: 300,
+    lat_rounds: 2,
     lat_warm_up: 50,
     loss_events: 5_000,
 };
@@ -232,6 +240,10 @@ impl Broker {
 
     fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn paho_url(&self) -> String {
@@ -933,180 +945,6 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 // ---------------------------------------------------------------------------
-// Part 2: latency at a fixed rate.
-
-/// Percentiles in microseconds.
-#[derive(Copy, Clone, Debug, Default)]
-struct Percentiles {
-    n: usize,
-    missing: usize,
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-}
-
-fn percentiles(mut nanos: Vec<u64>, missing: usize) -> Percentiles {
-    nanos.sort_unstable();
-    if nanos.is_empty() {
-        return Percentiles {
-            missing,
-            ..Default::default()
-        };
-    }
-    let at = |p: f64| nanos[((nanos.len() as f64 - 1.0) * p).round() as usize] as f64 / 1_000.0;
-    Percentiles {
-        n: nanos.len(),
-        missing,
-        p50: at(0.50),
-        p90: at(0.90),
-        p99: at(0.99),
-        max: at(1.0),
-    }
-}
-
-/// Runs `send(i)` for `total` indices at `rate` per second; returns the instant
-/// just before each call.
-fn paced(total: usize, rate: u32, mut send: impl FnMut(usize)) -> Vec<Instant> {
-    let interval = Duration::from_secs(1) / rate;
-    let mut sent = Vec::with_capacity(total);
-    let start = Instant::now();
-    for i in 0..total {
-        let due = start + interval * i as u32;
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        sent.push(Instant::now());
-        send(i);
-    }
-    sent
-}
-
-/// Collects `(index, arrival)` pairs until `total` arrived or nothing came for 5 s,
-/// then turns them into latencies after the warm-up.
-fn latencies(
-    arrivals: &crossbeam_channel::Receiver<(usize, Instant)>,
-    sent: &[Instant],
-    warm_up: usize,
-) -> Percentiles {
-    let mut arrived: Vec<Option<Instant>> = vec![None; sent.len()];
-    let mut got = 0;
-    while got < sent.len() {
-        match arrivals.recv_timeout(Duration::from_secs(5)) {
-            Ok((i, at)) if i < sent.len() => {
-                if arrived[i].is_none() {
-                    got += 1;
-                }
-                arrived[i].get_or_insert(at);
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    let mut nanos = Vec::with_capacity(sent.len());
-    let mut missing = 0;
-    for (sent, arrived) in sent.iter().zip(&arrived).skip(warm_up) {
-        match arrived {
-            Some(at) => nanos.push(at.saturating_duration_since(*sent).as_nanos() as u64),
-            None => missing += 1,
-        }
-    }
-    percentiles(nanos, missing)
-}
-
-fn latency_emitter(broker: &Broker, base: &str, plan: &Plan) -> Percentiles {
-    let prefix = format!("{base}/lat");
-    let changed: Arc<[&'static str]> = Row::COLUMNS.into();
-    let listener = Emitter::builder()
-        .node_id("bench-lat-listener")
-        .mqtt(mqtt_config(broker, &prefix))
-        .build()
-        .expect("build the listener emitter");
-    let (tx, arrivals) = crossbeam_channel::unbounded();
-    let _kept = listener
-        .on::<Row>()
-        .remote_only(true)
-        .listen(move |ev: &Event<Row>| {
-            let _ = tx.send((ev.row.id as usize, Instant::now()));
-        });
-    let writer = Emitter::builder()
-        .node_id("bench-lat-writer")
-        .mqtt(mqtt_config(broker, &prefix))
-        .build()
-        .expect("build the writer emitter");
-    listener
-        .wait_connected(Duration::from_secs(10))
-        .expect("listener subscribed");
-    writer
-        .wait_connected(Duration::from_secs(10))
-        .expect("writer connected");
-    let total = plan.lat_warm_up + plan.lat_events;
-    let sent = paced(total, plan.lat_rate, |i| {
-        writer.commit([insert_event(row(i as i64), &changed)])
-    });
-    let result = latencies(&arrivals, &sent, plan.lat_warm_up);
-    writer
-        .shutdown(Duration::from_secs(10))
-        .expect("writer shutdown");
-    listener
-        .shutdown(Duration::from_secs(10))
-        .expect("listener shutdown");
-    result
-}
-
-fn latency_bare(broker: &Broker, base: &str, plan: &Plan, payload_bytes: usize) -> Percentiles {
-    let topic = format!("{base}/bare-lat/bench_rows/insert");
-    let (tx, arrivals) = crossbeam_channel::unbounded();
-    let _sub = PahoSub::start(
-        &broker.paho_url(),
-        "bench-lat-bare-sub",
-        &topic,
-        move |message| {
-            let index = std::str::from_utf8(&message.payload()[..12])
-                .ok()
-                .and_then(|s| s.parse::<usize>().ok());
-            if let Some(i) = index {
-                let _ = tx.send((i, Instant::now()));
-            }
-        },
-    );
-    let client = paho_client(&broker.paho_url(), "bench-lat-bare-pub", INFLIGHT);
-    paho_connect(&client, INFLIGHT);
-    let mut props = paho::Properties::new();
-    props
-        .push_string_pair(
-            paho::PropertyCode::UserProperty,
-            "origin",
-            "bench-lat-bare-pub",
-        )
-        .expect("user property");
-    let filler = vec![b'x'; payload_bytes.saturating_sub(12)];
-    let total = plan.lat_warm_up + plan.lat_events;
-    let mut tokens = Vec::with_capacity(total);
-    let sent = paced(total, plan.lat_rate, |i| {
-        let mut payload = format!("{i:012}").into_bytes();
-        payload.extend_from_slice(&filler);
-        let message = paho::MessageBuilder::new()
-            .topic(&topic)
-            .payload(payload)
-            .qos(1)
-            .properties(props.clone())
-            .finalize();
-        tokens.push(client.publish(message));
-    });
-    let result = latencies(&arrivals, &sent, plan.lat_warm_up);
-    for token in tokens {
-        token.wait().expect("bare publish");
-    }
-    client
-        .disconnect(None)
-        .wait_for(Duration::from_secs(2))
-        .ok();
-    result
-}
-
-// ---------------------------------------------------------------------------
 // Part 3: nothing lost, nothing duplicated.
 
 #[derive(Default)]
@@ -1209,6 +1047,41 @@ fn loss(broker: &Broker, base: &str, n: u64) -> Loss {
 
 // ---------------------------------------------------------------------------
 
+/// Which parts to run: `MQTT_BENCH_PARTS`, a comma-separated subset of
+/// `throughput,latency,loss` (all by default).
+fn wants(part: &str) -> bool {
+    std::env::var("MQTT_BENCH_PARTS")
+        .map_or(true, |parts| parts.split(',').any(|p| p.trim() == part))
+}
+
+/// The size of one event's envelope as the emitter publishes it.
+fn envelope_bytes(broker: &Broker, base: &str) -> usize {
+    let prefix = format!("{base}/size");
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let _sub = PahoSub::start(
+        &broker.paho_url(),
+        "bench-size",
+        &format!("{prefix}/#"),
+        move |m| {
+            let _ = tx.try_send(m.payload().len());
+        },
+    );
+    let emitter = Emitter::builder()
+        .node_id("bench-size")
+        .mqtt(mqtt_config(broker, &prefix))
+        .build()
+        .expect("build the emitter");
+    emitter
+        .wait_connected(Duration::from_secs(10))
+        .expect("connected");
+    emitter.commit([insert_event(row(0), &Row::COLUMNS.into())]);
+    let size = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the sample event");
+    emitter.shutdown(Duration::from_secs(10)).expect("shutdown");
+    size
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; under `cargo test --benches` this is a smoke run.
     let full = std::env::args().any(|a| a == "--bench");
@@ -1230,20 +1103,22 @@ fn main() {
     );
     let began = Instant::now();
 
-    let tput = throughput(&broker, &base, &plan);
-    println!(
-        "\nlatency: {} events at {}/s after {} warm-up",
-        plan.lat_events, plan.lat_rate, plan.lat_warm_up
-    );
-    let lat_emitter = latency_emitter(&broker, &base, &plan);
-    print_latency("emitter commit -> remote listener", &lat_emitter);
-    let lat_bare = latency_bare(&broker, &base, &plan, tput.envelope_bytes);
-    print_latency("bare paho publish -> paho subscriber", &lat_bare);
-    println!(
-        "\nloss: {} events flat out, emitter -> remote listener",
-        plan.loss_events
-    );
-    let loss = loss(&broker, &base, plan.loss_events);
+    let tput = wants("throughput").then(|| throughput(&broker, &base, &plan));
+    let lat = wants("latency").then(|| {
+        let bytes = envelope_bytes(&broker, &base);
+        println!(
+            "\nlatency: {} events a side at {}/s in {} rounds, {bytes} B envelopes",
+            plan.lat_events, plan.lat_rate, plan.lat_rounds
+        );
+        latency::latency(&broker, &base, &plan, bytes)
+    });
+    let loss = wants("loss").then(|| {
+        println!(
+            "\nloss: {} events flat out, emitter -> remote listener",
+            plan.loss_events
+        );
+        loss(&broker, &base, plan.loss_events)
+    });
     let broker_log = broker.log();
     let broker_drops = broker_log
         .lines()
@@ -1251,28 +1126,24 @@ fn main() {
         .count();
     drop(broker);
 
-    summary(
-        &tput,
-        &lat_emitter,
-        &lat_bare,
-        &loss,
-        broker_drops,
-        began.elapsed(),
-        &plan,
-    );
+    println!("\n================ mqtt bench summary (one run, one process) ================");
+    if let Some(tput) = &tput {
+        summary_throughput(tput);
+    }
+    if let Some(lat) = &lat {
+        summary_latency(lat, &plan);
+    }
+    if let Some(loss) = &loss {
+        summary_loss(loss, broker_drops);
+    }
+    println!("   bench took {:.1} s", began.elapsed().as_secs_f64());
+    println!("===========================================================================");
+    let lost = loss.as_ref().map_or(0, |l| l.lost);
+    let duplicated = loss.as_ref().map_or(0, |l| l.duplicated);
+    let missing = lat.as_ref().map_or(0, |l| l.emitter.percentiles().missing);
     assert!(
-        loss.lost == 0 && loss.duplicated == 0 && lat_emitter.missing == 0,
-        "events lost or duplicated: lost {}, duplicated {}, missing in the latency run {}",
-        loss.lost,
-        loss.duplicated,
-        lat_emitter.missing
-    );
-}
-
-fn print_latency(label: &str, p: &Percentiles) {
-    println!(
-        "  {label:<38} n={:<6} p50={:>7.1} us  p90={:>7.1} us  p99={:>7.1} us  max={:>8.1} us  missing={}",
-        p.n, p.p50, p.p90, p.p99, p.max, p.missing
+        lost == 0 && duplicated == 0 && missing == 0,
+        "events lost or duplicated: lost {lost}, duplicated {duplicated}, missing in the latency run {missing}",
     );
 }
 
@@ -1284,15 +1155,7 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn summary(
-    tput: &Throughput,
-    lat: &Percentiles,
-    bare: &Percentiles,
-    loss: &Loss,
-    broker_drops: usize,
-    took: Duration,
-    plan: &Plan,
-) {
+fn summary_throughput(tput: &Throughput) {
     let acked = |v: Variant| {
         tput.variants
             .iter()
@@ -1312,7 +1175,6 @@ fn summary(
             .fold(0.0, f64::max)
     };
     let best_bare = best(true);
-    println!("\n================ mqtt bench summary (one run, one process) ================");
     println!(
         "1. publish rate, QoS 1, row {} B / envelope {} B, a counting Paho subscriber attached;\n   \
          median of {} rounds x {} events; acked = every PUBACK in, delivered = the subscriber has all;\n   \
@@ -1397,26 +1259,62 @@ fn summary(
         paired(Variant::Emitter(INFLIGHT_SMALL), Variant::Bare(INFLIGHT_SMALL)),
         paired(Variant::EmitterSqlite, Variant::Bare(INFLIGHT)),
     );
+}
+
+fn summary_latency(lat: &latency::Latency, plan: &Plan) {
+    let (emitter, bare) = (lat.emitter.percentiles(), lat.bare.percentiles());
     println!(
-        "2. latency at {}/s, {} events (us)       {:>8} {:>8} {:>8} {:>9}  missing",
-        plan.lat_rate, plan.lat_events, "p50", "p90", "p99", "max"
+        "2. latency at {}/s, {} rounds x {} events a side, ABBA (us)      {:>8} {:>8} {:>8} {:>9}  missing  CPU/event",
+        plan.lat_rate, lat.rounds, lat.per_round, "p50", "p90", "p99", "max"
     );
-    for (label, p) in [
-        ("emitter -> remote listener", lat),
-        ("bare paho -> paho", bare),
+    for (label, p, cpu) in [
+        (
+            "emitter commit -> remote listener",
+            &emitter,
+            lat.emitter.cpu_per_event(),
+        ),
+        (
+            "bare paho publish -> paho subscriber",
+            &bare,
+            lat.bare.cpu_per_event(),
+        ),
+        ("emitter, hop marks recorded", &lat.traced, f64::NAN),
     ] {
         println!(
-            "   {label:<38} {:>8.1} {:>8.1} {:>8.1} {:>9.1}  {}",
-            p.p50, p.p90, p.p99, p.max, p.missing
+            "   {label:<56} {:>8.1} {:>8.1} {:>8.1} {:>9.1}  {:>7}  {:>6.1} us  (n={})",
+            p.p50, p.p90, p.p99, p.max, p.missing, cpu, p.n
+        );
+    }
+    let (median_ratio, min, max) = lat.round_ratios();
+    println!(
+        "   emitter/bare: p50 {:.2}x (per round: median {median_ratio:.2}x, {min:.2}-{max:.2}x), p99 {:.2}x, \
+         CPU per event {:.2}x (process + broker)",
+        emitter.p50 / bare.p50,
+        emitter.p99 / bare.p99,
+        lat.emitter.cpu_per_event() / lat.bare.cpu_per_event(),
+    );
+    println!(
+        "   target p50 and p99 <= 1.3x bare: p50 {}, p99 {}",
+        verdict(emitter.p50 <= 1.3 * bare.p50),
+        verdict(emitter.p99 <= 1.3 * bare.p99),
+    );
+    println!("   where the emitter's time goes (hop marks run; each step from the previous mark):");
+    println!("   {:<12} {:>8} {:>8}  marks", "step", "p50 us", "p99 us");
+    let mut sum = 0.0;
+    for step in &lat.steps {
+        sum += step.p50;
+        println!(
+            "   {:<12} {:>8.1} {:>8.1}  {}",
+            step.name, step.p50, step.p99, step.marks
         );
     }
     println!(
-        "   target p50 <= 500 us: {}; p99 <= 3000 us: {}; emitter/bare p50 {:.2}x, p99 {:.2}x",
-        verdict(lat.p50 <= 500.0),
-        verdict(lat.p99 <= 3_000.0),
-        lat.p50 / bare.p50,
-        lat.p99 / bare.p99
+        "   sum of step medians {sum:.1} us (the run's p50 {:.1} us); bare hop p50 {:.1} us",
+        lat.traced.p50, bare.p50
     );
+}
+
+fn summary_loss(loss: &Loss, broker_drops: usize) {
     println!(
         "3. {} events flat out: listener calls {}, distinct rows {}, distinct event ids {}, lost {}, duplicated {}",
         loss.n, loss.calls, loss.distinct_rows, loss.distinct_ids, loss.lost, loss.duplicated
@@ -1434,9 +1332,5 @@ fn summary(
         loss.writer.broker_reconnects + loss.listener.broker_reconnects,
         verdict(loss.lost == 0 && loss.duplicated == 0)
     );
-    println!(
-        "   broker log lines \"{BROKER_DROP_LINE}\": {broker_drops}; bench took {:.1} s",
-        took.as_secs_f64()
-    );
-    println!("===========================================================================");
+    println!("   broker log lines \"{BROKER_DROP_LINE}\": {broker_drops}");
 }

@@ -15,6 +15,7 @@ mod config;
 mod connect;
 mod counters;
 mod dedup;
+pub mod hop;
 mod publisher;
 mod reject_log;
 mod relay;

@@ -285,7 +285,13 @@ fn upstream(mut paho: PahoSide, mut broker: TcpStream) {
         match paho.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                if forwarding && broker.write_all(&buf[..n]).is_err() {
+                crate::hop::hop!("relay_read");
+                if !forwarding {
+                    continue;
+                }
+                if broker.write_all(&buf[..n]).is_ok() {
+                    crate::hop::hop!("relay_sent");
+                } else {
                     forwarding = false;
                     // Also ends `downstream`, which ends Paho's side.
                     let _ = broker.shutdown(Shutdown::Both);

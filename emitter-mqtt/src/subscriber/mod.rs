@@ -16,6 +16,7 @@ use super::client::Client;
 use super::config::MqttConfig;
 use super::connect::{client_options, connect_options, Backoff};
 use super::counters::MqttCounters;
+use super::hop::hop;
 use super::screen::Screen;
 use emitter_core::transport::RemoteSink;
 use emitter_core::wire::table_filter;
@@ -304,6 +305,7 @@ impl Stream {
     }
 
     fn handle(&self, message: &paho::Message, screen: &mut Screen) {
+        hop!("received");
         let topic = message.topic();
         if let Some((shared, direct)) = &self.probe {
             if topic == shared {
@@ -318,6 +320,7 @@ impl Stream {
         let Some((table, envelope)) = screen.check(topic, message.payload()) else {
             return;
         };
+        hop!("checked");
         let sinks: Vec<Arc<dyn RemoteSink>> = {
             let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
             match routes.get(table) {
@@ -336,6 +339,7 @@ impl Stream {
         // Only now: a payload no listener could decode must not use up its id.
         if accepted {
             screen.accepted(envelope.id());
+            hop!("queued");
         }
     }
 }
