@@ -2,12 +2,14 @@
 //! while it waits to be sent (or sent again), [`InFlight`] while Paho holds it, and
 //! how the publisher thread learns that a publish finished.
 
+use crossbeam_channel::{Receiver, Sender};
 use emitter_core::transport::Receipt;
 use paho_mqtt as paho;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
 pub(super) struct Pending {
     pub(super) message: paho::Message,
@@ -62,12 +64,47 @@ impl InFlight {
     }
 }
 
-/// Wakes the publisher thread when Paho completes a publish it is waiting for.
-pub(super) struct Unpark(pub(super) std::thread::Thread);
+/// What wakes the publisher thread besides a new event: a publish it polled
+/// finished, or the connection dropped. A channel rather than a thread park, so
+/// that one wait covers new events too (`crossbeam_channel::select!`).
+pub(super) struct Alarm {
+    tx: Sender<()>,
+    pub(super) rx: Receiver<()>,
+    waker: Waker,
+}
 
-impl Wake for Unpark {
+impl Alarm {
+    pub(super) fn new() -> Alarm {
+        // One pending ring is enough: the thread looks at everything when it wakes.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let waker = Waker::from(Arc::new(Ring(tx.clone())));
+        Alarm { tx, rx, waker }
+    }
+
+    /// Rings the alarm (from any thread; never blocks).
+    pub(super) fn ringer(&self) -> impl Fn() + Send + Sync + 'static {
+        let tx = self.tx.clone();
+        move || {
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// A waker that rings the alarm, for the futures of Paho's tokens.
+    pub(super) fn waker(&self) -> &Waker {
+        &self.waker
+    }
+
+    /// Waits up to `timeout` for a ring.
+    pub(super) fn wait(&self, timeout: Duration) {
+        let _ = self.rx.recv_timeout(timeout);
+    }
+}
+
+struct Ring(Sender<()>);
+
+impl Wake for Ring {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        let _ = self.0.try_send(());
     }
 }
 

@@ -14,13 +14,19 @@
 //! publish fails that way.
 
 mod in_flight;
+mod lane;
+mod message;
 mod worker;
 
 use super::config::MqttConfig;
 use super::counters::MqttCounters;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use emitter_core::transport::Outgoing;
+use in_flight::Alarm;
+use lane::Lane;
+use message::Encoder;
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +51,7 @@ impl Control {
 /// The committing side's handle.
 pub(crate) struct PublisherHandle {
     tx: Sender<Box<dyn Outgoing>>,
+    lane: Arc<Lane>,
     counters: Arc<MqttCounters>,
     control: Arc<Control>,
     /// The thread, joined by `close`: it answers before it has dropped its Paho
@@ -67,6 +74,10 @@ const EXIT_GRACE: Duration = Duration::from_secs(12);
 
 impl PublisherHandle {
     pub(crate) fn publish(&self, event: Box<dyn Outgoing>) {
+        crate::hop::hop!("handed");
+        let Err(event) = self.lane.try_direct(event, &self.tx) else {
+            return;
+        };
         match self.tx.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(event)) => {
@@ -187,26 +198,38 @@ pub(crate) fn start(
         done_tx,
         done_rx,
     });
+    let alarm = Alarm::new();
+    let lost = Arc::new(AtomicBool::new(true));
+    let encoder = Arc::new(Encoder::new(config, &origin));
+    let (lane, published) = Lane::new(
+        encoder.clone(),
+        lost.clone(),
+        alarm.waker().clone(),
+        counters.clone(),
+    );
+    let lane = Arc::new(lane);
     let worker = Worker {
         control: control.clone(),
         config: config.clone(),
         paho_url: paho_url.to_owned(),
         client_id,
-        origin,
         counters: counters.clone(),
         queue: VecDeque::new(),
         retries: VecDeque::new(),
         inflight: VecDeque::new(),
         first_connect,
-        origin_property: None,
+        encoder,
+        lane: lane.clone(),
+        published,
         max_packet: None,
         abandoned: None,
     };
     let thread = std::thread::Builder::new()
         .name("emitter-mqtt-pub".into())
-        .spawn(move || worker.run(rx))?;
+        .spawn(move || worker.run(rx, alarm, lost))?;
     Ok(PublisherHandle {
         tx,
+        lane,
         counters,
         control,
         thread: Mutex::new(Thread {

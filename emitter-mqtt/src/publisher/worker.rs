@@ -2,19 +2,20 @@
 //! offline buffer, collects acknowledgements, resends what a lost connection cut
 //! off, gives up on what no resend can fix, and drains the buffer at shutdown.
 
-use super::in_flight::{InFlight, Pending, Unpark};
+use super::in_flight::{Alarm, InFlight, Pending};
+use super::lane::Lane;
+use super::message::{packet_size, Encoder, Unsendable};
 use super::{Control, Outgoing};
 use crate::client::Client;
-use crate::config::{MqttConfig, Protocol};
+use crate::config::MqttConfig;
 use crate::connect::{client_options, publisher_connect_options, Backoff};
 use crate::counters::MqttCounters;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use emitter_core::wire::is_valid_level;
+use crate::hop::hop;
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use paho_mqtt as paho;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Waker;
 use std::time::{Duration, Instant};
 
 pub(super) struct Worker {
@@ -22,7 +23,6 @@ pub(super) struct Worker {
     pub(super) config: MqttConfig,
     pub(super) paho_url: String,
     pub(super) client_id: String,
-    pub(super) origin: Arc<str>,
     pub(super) counters: Arc<MqttCounters>,
     /// Encoded, not yet sent, in commit order.
     pub(super) queue: VecDeque<Pending>,
@@ -30,8 +30,10 @@ pub(super) struct Worker {
     pub(super) retries: VecDeque<Pending>,
     pub(super) inflight: VecDeque<InFlight>,
     pub(super) first_connect: Option<Sender<Result<(), String>>>,
-    /// The MQTT 5 user property naming the origin, built once.
-    pub(super) origin_property: Option<paho::Properties>,
+    pub(super) encoder: Arc<Encoder>,
+    /// Where committing threads publish directly, and what they published.
+    pub(super) lane: Arc<Lane>,
+    pub(super) published: Receiver<InFlight>,
     /// The largest packet the broker accepts, as its MQTT 5 CONNACK says. A broker
     /// disconnects a client that sends a larger one, and resending it after the
     /// reconnect would repeat that for ever, so such an event fails at once.
@@ -42,6 +44,8 @@ pub(super) struct Worker {
 }
 
 const MAX_ATTEMPTS: u32 = 5;
+/// The longest the idle thread sleeps before it looks for a shutdown request.
+const IDLE_TICK: Duration = Duration::from_millis(50);
 /// With a full window the thread sleeps until this share of it is acknowledged
 /// (the publish at that depth of the window finishes), not until the oldest is:
 /// one wake-up and one burst of publishes per batch instead of one per event,
@@ -54,45 +58,45 @@ const ACK_BATCH_DIVISOR: usize = 8;
 const MAX_STRIKES: u32 = 3;
 
 impl Worker {
-    pub(super) fn run(mut self, rx: Receiver<Box<dyn Outgoing>>) {
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-        if self.config.protocol == Protocol::V5 {
-            let mut props = paho::Properties::new();
-            if props
-                .push_string_pair(paho::PropertyCode::UserProperty, "origin", &self.origin)
-                .is_ok()
-            {
-                self.origin_property = Some(props);
-            }
-        }
+    pub(super) fn run(
+        mut self,
+        rx: Receiver<Box<dyn Outgoing>>,
+        alarm: Alarm,
+        lost: Arc<AtomicBool>,
+    ) {
         // Declared before the client, so dropped after it: the client's socket
         // must be gone before the relay stops accepting.
         let stall = (self.config.keep_alive * 2).max(Duration::from_secs(10));
         let relay = match crate::relay::Relay::start(&self.paho_url, stall) {
             Ok(relay) => relay,
-            Err(error) => return self.cannot_start(&error, &waker, &rx),
+            Err(error) => return self.cannot_start(&error, &alarm, &rx),
         };
         let options = client_options(relay.server_uri(), &self.client_id, &self.config);
         let client = match Client::new(options) {
             Ok(client) => client,
-            Err(error) => return self.cannot_start(&error, &waker, &rx),
+            Err(error) => return self.cannot_start(&error, &alarm, &rx),
         };
         // Stop handing Paho publishes the moment the connection drops: they could
         // only fail, and are sent again after reconnecting anyway.
-        let lost = Arc::new(AtomicBool::new(true));
         client.set_connection_lost_callback({
             let lost = lost.clone();
-            move |_| lost.store(true, Ordering::SeqCst)
+            let ring = alarm.ringer();
+            move |_| {
+                lost.store(true, Ordering::SeqCst);
+                ring();
+            }
         });
         let options = publisher_connect_options(&self.config, relay.https_proxy());
         let mut backoff = Backoff::new();
         let mut ever_connected = false;
+        let lane = self.lane.clone();
         loop {
             let deadline = self.deadline();
             let past_deadline = deadline.is_some_and(|d| Instant::now() >= d);
             if lost.load(Ordering::SeqCst) || !client.is_connected() {
+                self.close_lane();
                 // Publishes acknowledged before the drop are done, not resent.
-                self.reap(&waker, false, false);
+                self.reap(&alarm, false, false);
                 self.requeue_inflight();
                 if self.counters.connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!("MQTT publisher lost the broker; buffering events");
@@ -111,6 +115,11 @@ impl Worker {
                             .and_then(|n| usize::try_from(n).ok())
                             .filter(|&n| n > 0);
                         lost.store(false, Ordering::SeqCst);
+                        {
+                            let mut lane = lane.lock();
+                            lane.client = Some((*client).clone());
+                            lane.max_packet = self.max_packet;
+                        }
                         self.counters.connected.store(true, Ordering::Relaxed);
                         if ever_connected {
                             MqttCounters::add(&self.counters.reconnects, 1);
@@ -141,9 +150,21 @@ impl Worker {
                     }
                 }
             }
-            self.reap(&waker, true, false);
-            self.fill(&client, &rx, &lost);
-            let drained = self.queue.is_empty() && self.retries.is_empty() && rx.is_empty();
+            let drained = {
+                let mut lane = lane.lock();
+                self.take_published();
+                self.reap(&alarm, true, false);
+                self.fill(&client, &rx, &lost);
+                let drained = self.queue.is_empty() && self.retries.is_empty() && rx.is_empty();
+                // Room left in the window is the committing side's to use, while
+                // nothing waits here that a direct publish would overtake.
+                lane.credit = if drained && deadline.is_none() {
+                    self.config.max_inflight.saturating_sub(self.inflight.len())
+                } else {
+                    0
+                };
+                drained
+            };
             if deadline.is_some() && drained && self.inflight.is_empty() {
                 break;
             }
@@ -151,39 +172,44 @@ impl Worker {
                 break;
             }
             if self.inflight.len() >= self.config.max_inflight {
-                self.wait_acks(&waker, self.ack_batch(), Duration::from_millis(50));
+                self.wait_acks(&alarm, self.ack_batch(), Duration::from_millis(50));
             } else if drained && deadline.is_some() {
-                self.wait_acks(&waker, 1, Duration::from_millis(50));
+                self.wait_acks(&alarm, 1, Duration::from_millis(50));
             } else if drained {
-                let idle = if self.inflight.is_empty() {
-                    Duration::from_millis(50)
-                } else {
-                    Duration::from_micros(200)
-                };
-                match rx.recv_timeout(idle) {
-                    Ok(event) => self.enqueue(event),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => {
-                        self.abandoned
-                            .get_or_insert(Instant::now() + Duration::from_secs(5));
+                // Asleep until an event comes, the oldest publish finishes or the
+                // connection drops (each wakes the thread at once), or a shutdown
+                // is noticed on the next tick. Polling for acknowledgements instead
+                // cost more CPU than the publishes themselves.
+                let oldest_finished = self
+                    .inflight
+                    .front_mut()
+                    .is_some_and(|oldest| oldest.finished(alarm.waker()));
+                if !oldest_finished {
+                    // Waits for an event without taking it: it is taken under the
+                    // lane's lock, by `fill`.
+                    let mut wait = crossbeam_channel::Select::new();
+                    wait.recv(&rx);
+                    let alarm_index = wait.recv(&alarm.rx);
+                    if wait.ready_timeout(IDLE_TICK) == Ok(alarm_index) {
+                        let _ = alarm.rx.try_recv();
                     }
                 }
             }
         }
-        self.finish(Some(&client), &waker, &rx);
+        self.finish(Some(&client), &alarm, &rx);
     }
 
     fn cannot_start(
         mut self,
         error: &dyn std::fmt::Display,
-        waker: &Waker,
+        alarm: &Alarm,
         rx: &Receiver<Box<dyn Outgoing>>,
     ) {
         tracing::error!(%error, "cannot create the MQTT publisher client; events will not be published");
         if let Some(tx) = self.first_connect.take() {
             let _ = tx.send(Err(error.to_string()));
         }
-        self.finish(None, waker, rx)
+        self.finish(None, alarm, rx)
     }
 
     /// The shutdown deadline, if shutting down.
@@ -192,9 +218,11 @@ impl Worker {
     }
 
     /// Counts what was not acknowledged, disconnects, and answers `close`.
-    fn finish(mut self, client: Option<&Client>, waker: &Waker, rx: &Receiver<Box<dyn Outgoing>>) {
+    fn finish(mut self, client: Option<&Client>, alarm: &Alarm, rx: &Receiver<Box<dyn Outgoing>>) {
+        // Before the client goes: the lane holds a handle of it.
+        self.close_lane();
         if let Some(client) = client {
-            self.reap(waker, client.is_connected(), true);
+            self.reap(alarm, client.is_connected(), true);
         }
         let unsent = (self.queue.len() + self.retries.len() + self.inflight.len()) as u64
             + rx.try_iter().count() as u64;
@@ -213,6 +241,7 @@ impl Worker {
     }
 
     fn enqueue(&mut self, event: Box<dyn Outgoing>) {
+        hop!("taken");
         let message = self.message(&*event);
         let pending = Pending {
             message: match message {
@@ -228,42 +257,42 @@ impl Worker {
             strikes: 0,
             receipt: event.into_receipt(),
         };
+        hop!("encoded");
         self.queue.push_back(pending);
     }
 
     fn message(&self, event: &dyn Outgoing) -> Result<paho::Message, String> {
-        let table = event.table();
-        if !is_valid_level(table) {
+        self.encoder.message(event).map_err(|unsendable| {
             MqttCounters::add(&self.counters.publish_failed, 1);
-            tracing::error!(
-                table,
-                "table name is not a valid MQTT topic level; event not published"
-            );
-            return Err(format!(
-                "table name {table:?} is not a valid MQTT topic level"
-            ));
-        }
-        let payload = match event.encode() {
-            Ok(payload) => payload,
-            Err(error) => {
-                MqttCounters::add(&self.counters.publish_failed, 1);
-                tracing::error!(table, %error, "event does not serialize; not published");
-                return Err(format!("event does not serialize: {error}"));
+            let table = event.table();
+            match &unsendable {
+                Unsendable::Table(_) => tracing::error!(
+                    table,
+                    "table name is not a valid MQTT topic level; event not published"
+                ),
+                Unsendable::Serialize(error) => {
+                    tracing::error!(table, %error, "event does not serialize; not published")
+                }
             }
-        };
-        let topic = event.topic(&self.config.prefix);
-        let payload = match &self.config.signing_key {
-            Some(key) => key.sign(&topic, payload),
-            None => payload,
-        };
-        let mut builder = paho::MessageBuilder::new()
-            .topic(topic)
-            .payload(payload)
-            .qos(self.config.qos);
-        if let Some(props) = &self.origin_property {
-            builder = builder.properties(props.clone());
-        }
-        Ok(builder.finalize())
+            unsendable.reason()
+        })
+    }
+
+    /// Takes what committing threads published directly into the window, behind
+    /// what is there: they published it after all of that (under the lane's lock,
+    /// which the caller holds).
+    fn take_published(&mut self) {
+        self.inflight.extend(self.published.try_iter());
+    }
+
+    /// Leaves the committing side no credit and no client (the connection is gone,
+    /// or the thread is stopping), and takes what they published meanwhile.
+    fn close_lane(&mut self) {
+        let lane = self.lane.clone();
+        let mut lane = lane.lock();
+        lane.credit = 0;
+        lane.client = None;
+        self.take_published();
     }
 
     /// Publishes retries, then queued events, then new ones from the channel, until
@@ -282,7 +311,12 @@ impl Worker {
                         self.enqueue(event);
                         continue;
                     }
-                    Err(_) => return,
+                    Err(TryRecvError::Empty) => return,
+                    Err(TryRecvError::Disconnected) => {
+                        self.abandoned
+                            .get_or_insert(Instant::now() + Duration::from_secs(5));
+                        return;
+                    }
                 },
             };
             if let Some(max) = self.max_packet {
@@ -295,6 +329,7 @@ impl Worker {
                 }
             }
             let token = client.publish(next.message);
+            hop!("to_paho");
             self.inflight.push_back(InFlight {
                 token,
                 outcome: None,
@@ -307,12 +342,12 @@ impl Worker {
 
     /// Collects finished publishes from the front of the window, in order. On
     /// the final pass, waits a little for each one still outstanding.
-    fn reap(&mut self, waker: &Waker, connected: bool, final_pass: bool) {
+    fn reap(&mut self, alarm: &Alarm, connected: bool, final_pass: bool) {
         while let Some(front) = self.inflight.front_mut() {
             match front.take_outcome() {
                 Some(outcome) => self.settle_front(outcome, connected),
                 None if final_pass => {
-                    if !self.wait_acks(waker, 1, Duration::from_millis(100)) {
+                    if !self.wait_acks(alarm, 1, Duration::from_millis(100)) {
                         return;
                     }
                 }
@@ -329,7 +364,7 @@ impl Worker {
     /// Waits up to `timeout` until the `batch` oldest publishes (or all in
     /// flight, if fewer) finished, or at least the oldest one did when acks
     /// came out of order; true when the oldest one finished.
-    fn wait_acks(&mut self, waker: &Waker, batch: usize, timeout: Duration) -> bool {
+    fn wait_acks(&mut self, alarm: &Alarm, batch: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             let len = self.inflight.len();
@@ -339,14 +374,16 @@ impl Worker {
             // Acknowledgements come in order, so the deepest one stands for the
             // batch. Should it finish before the oldest, the oldest is waited for.
             let deepest = batch.min(len) - 1;
-            if self.inflight[deepest].finished(waker) && self.inflight[0].finished(waker) {
+            if self.inflight[deepest].finished(alarm.waker())
+                && self.inflight[0].finished(alarm.waker())
+            {
                 return true;
             }
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            std::thread::park_timeout(deadline - now);
+            alarm.wait(deadline - now);
         }
     }
 
@@ -430,18 +467,6 @@ fn is_final_refusal(code: paho::ReasonCode) -> bool {
         code,
         PacketTooLarge | NotAuthorized | TopicNameInvalid | PayloadFormatInvalid
     )
-}
-
-/// An upper bound of the PUBLISH packet `message` makes: fixed header (type byte
-/// and a length of at most 4 bytes), topic with its length, packet id, properties
-/// with their length, payload.
-fn packet_size(message: &paho::Message) -> usize {
-    let properties: usize = message
-        .properties()
-        .user_iter()
-        .map(|(key, value)| 1 + 2 + key.len() + 2 + value.len())
-        .sum();
-    1 + 4 + 2 + message.topic().len() + 2 + 4 + properties + message.payload().len()
 }
 
 /// What is left of `limit` before `deadline` (all of it without one).
