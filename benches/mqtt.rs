@@ -24,7 +24,9 @@
 //!    distinct ids, lost and duplicated events; the bench panics if any is lost or
 //!    duplicated.
 //!
-//! `MQTT_BENCH_PARTS` (say `latency` or `throughput,loss`) runs only those parts.
+//! `MQTT_BENCH_PARTS` (say `latency` or `throughput,loss`) runs only those parts;
+//! `emitter-only` or `bare-only` runs one latency side once, for instruction counts
+//! under callgrind. `MQTT_BENCH_LAT_EVENTS`, `_RATE` and `_ROUNDS` change part 2's plan.
 //!
 //! Not a criterion bench: criterion reports neither percentiles nor ratios between
 //! runs of one process. `cargo bench` passes `--bench`; without it (`cargo test
@@ -1085,7 +1087,21 @@ fn envelope_bytes(broker: &Broker, base: &str) -> usize {
 fn main() {
     // `cargo bench` passes `--bench`; under `cargo test --benches` this is a smoke run.
     let full = std::env::args().any(|a| a == "--bench");
-    let plan = if full { FULL } else { SMOKE };
+    let mut plan = if full { FULL } else { SMOKE };
+    let setting = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    if let Some(n) = setting("MQTT_BENCH_LAT_EVENTS") {
+        plan.lat_events = n;
+    }
+    if let Some(n) = setting("MQTT_BENCH_LAT_RATE") {
+        plan.lat_rate = n as u32;
+    }
+    if let Some(n) = setting("MQTT_BENCH_LAT_ROUNDS") {
+        plan.lat_rounds = n;
+    }
     let Some(binary) = Broker::binary() else {
         println!("mqtt bench: skipped, no mosquitto binary (set MOSQUITTO)");
         return;
@@ -1102,6 +1118,12 @@ fn main() {
         binary.display()
     );
     let began = Instant::now();
+    let only = std::env::var("MQTT_BENCH_PARTS").unwrap_or_default();
+    if only == "emitter-only" || only == "bare-only" {
+        let bytes = envelope_bytes(&broker, &base);
+        latency::one_side(&broker, &base, &plan, bytes, only == "emitter-only");
+        return;
+    }
 
     let tput = wants("throughput").then(|| throughput(&broker, &base, &plan));
     let lat = wants("latency").then(|| {

@@ -420,3 +420,38 @@ pub fn latency(broker: &Broker, base: &str, plan: &Plan, payload_bytes: usize) -
         steps,
     }
 }
+
+/// One side alone, once, no warm-up: `plan.lat_events` events. For instruction
+/// counts (`valgrind --tool=callgrind`): the difference between two event counts,
+/// divided by the difference in events, is this process's instructions per event.
+pub fn one_side(broker: &Broker, base: &str, plan: &Plan, payload_bytes: usize, emitter: bool) {
+    let run = if emitter {
+        emitter_run(
+            broker,
+            &format!("{base}/one"),
+            plan.lat_rate,
+            0,
+            plan.lat_events,
+            None,
+        )
+        .0
+    } else {
+        let topic = format!("{base}/bare-one/bench_rows/insert");
+        bare_run(
+            broker,
+            &topic,
+            plan.lat_rate,
+            0,
+            plan.lat_events,
+            payload_bytes,
+        )
+    };
+    let p = percentiles(run.nanos, run.missing);
+    println!(
+        "one side ({}): {} events, p50 {:.1} us, missing {}",
+        if emitter { "emitter" } else { "bare" },
+        run.events,
+        p.p50,
+        p.missing
+    );
+}
