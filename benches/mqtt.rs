@@ -26,7 +26,9 @@
 //!
 //! `MQTT_BENCH_PARTS` (say `latency` or `throughput,loss`) runs only those parts;
 //! `emitter-only` or `bare-only` runs one latency side once, for instruction counts
-//! under callgrind. `MQTT_BENCH_LAT_EVENTS`, `_RATE` and `_ROUNDS` change part 2's plan.
+//! under callgrind. `MQTT_BENCH_LAT_EVENTS`, `_RATE` and `_ROUNDS` change part 2's plan;
+//! `MQTT_BENCH_STAY_AWAKE_US` the remote listener's `stay_awake` (default 50 µs);
+//! `MQTT_BENCH_THREADS=1` prints part 2's CPU per event by thread.
 //!
 //! Not a criterion bench: criterion reports neither percentiles nor ratios between
 //! runs of one process. `cargo bench` passes `--bench`; without it (`cargo test

@@ -239,9 +239,14 @@ fn emitter_run(
         .build()
         .expect("build the listener emitter");
     let (tx, arrived) = crossbeam_channel::unbounded();
+    let stay_awake = std::env::var("MQTT_BENCH_STAY_AWAKE_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(diesel_emitter::DEFAULT_STAY_AWAKE, Duration::from_micros);
     let _kept = listener
         .on::<Row>()
         .remote_only(true)
+        .stay_awake(stay_awake)
         .listen(move |ev: &Event<Row>| {
             let _ = tx.send((ev.row.id as usize, Instant::now()));
         });
