@@ -14,7 +14,10 @@
 //! for the commit lock, for the delivery turn, and delivering with the turn (its own
 //! events and other writers'). They come from the TRACE events the emitter emits on
 //! the `diesel_emitter::commit_wait` target, counted by the small subscriber below;
-//! an emitter without that subscriber does not read the clock for them.
+//! an emitter without that subscriber does not read the clock for them. The very
+//! last is this process's CPU time per statement (all its threads, from
+//! `/proc/self/stat`), emitting side / plain side: our own cost, which wall time
+//! on a busy 2-core machine hides in its noise.
 //!
 //! ```text
 //! cargo bench --bench writers                      # about two minutes
@@ -22,6 +25,9 @@
 //! WRITERS_OPS=insert,update cargo bench --bench writers
 //! WRITERS_STAY_AWAKE_US=0 cargo bench --bench writers   # the listener's stay_awake
 //! WRITERS_LISTENER=none cargo bench --bench writers      # an emitter with no listener
+//! WRITERS_HISTOGRAM=1 cargo bench --bench writers        # how long waits and deliveries took
+//! WRITERS_COUNTS=4 WRITERS_AA=0 cargo bench --bench writers  # only the 4-writer line
+//! WRITERS_FLOOR=1 cargo bench --bench writers           # + "N RET": RETURNING vs plain
 //! ```
 //!
 //! `cargo bench` passes `--bench`; without it (`cargo test --benches`) this is a
@@ -29,7 +35,7 @@
 
 mod common;
 
-use common::users::{counting_emitter, users, NewUser};
+use common::users::{counting_emitter, users, NewUser, User};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_emitter::prelude::*;
@@ -93,6 +99,40 @@ macro_rules! writer {
 writer!(PgConnection);
 writer!(EmittingConnection<PgConnection>);
 
+/// A plain connection whose statements return the model's columns, decoded into
+/// `User`s: what row capture costs without events (the floor of the emitting side).
+struct Returning<'a>(&'a mut PgConnection);
+
+impl Writer for Returning<'_> {
+    fn run(&mut self, op: Op, row: &NewUser, key: i32) {
+        let rows = match op {
+            Op::Insert => diesel::insert_into(users::table)
+                .values(row)
+                .returning(User::as_returning())
+                .get_results::<User>(self.0),
+            Op::Update => {
+                let name = if key % 2 == 0 { "renamed" } else { "original" };
+                diesel::update(users::table.find(key))
+                    .set(users::name.eq(name))
+                    .returning(User::as_returning())
+                    .get_results::<User>(self.0)
+            }
+        };
+        assert_eq!(rows.expect("benchmark statement").len(), 1);
+    }
+}
+
+/// What a line measures against plain connections.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Versus {
+    /// Emitting connections.
+    Emitting,
+    /// A second set of plain connections: the noise floor.
+    Plain,
+    /// Plain connections with `RETURNING` (see [`Returning`]).
+    Returning,
+}
+
 /// Counts the emitter's per-commit wait measurements (TRACE events on
 /// `diesel_emitter::commit_wait`); every other callsite is disabled.
 #[derive(Default)]
@@ -103,6 +143,14 @@ struct WaitCounter {
     deliver_ns: AtomicU64,
     /// Commits that waited for the delivery turn at all.
     turn_waits: AtomicU64,
+    /// How many turn waits (`[0]`) and deliveries (`[1]`) took under 1 us, under
+    /// 2, 4, ... (log2 buckets of microseconds).
+    histogram: [[AtomicU64; 16]; 2],
+}
+
+/// The log2 bucket of `ns` in microseconds.
+fn bucket(ns: u64) -> usize {
+    ((u64::BITS - (ns / 1000).leading_zeros()) as usize).min(15)
 }
 
 const WAIT_TARGET: &str = "diesel_emitter::commit_wait";
@@ -125,6 +173,14 @@ impl Waits {
 }
 
 impl WaitCounter {
+    /// Prints and resets the histograms.
+    fn print_histogram(&self) {
+        for (name, row) in ["turn waits", "deliveries"].iter().zip(&self.histogram) {
+            let counts: Vec<String> = row.iter().map(|c| c.swap(0, Relaxed).to_string()).collect();
+            println!("    {name:<10} <1,2,4..us: {}", counts.join(" "));
+        }
+    }
+
     fn read(&self) -> Waits {
         Waits(
             [
@@ -149,10 +205,16 @@ impl tracing::field::Visit for WaitVisitor<'_> {
             "turn_ns" => {
                 if value > 0 {
                     counter.turn_waits.fetch_add(1, Relaxed);
+                    counter.histogram[0][bucket(value)].fetch_add(1, Relaxed);
                 }
                 counter.turn_ns.fetch_add(value, Relaxed)
             }
-            "deliver_ns" => counter.deliver_ns.fetch_add(value, Relaxed),
+            "deliver_ns" => {
+                if value > 0 {
+                    counter.histogram[1][bucket(value)].fetch_add(1, Relaxed);
+                }
+                counter.deliver_ns.fetch_add(value, Relaxed)
+            }
             _ => 0,
         };
     }
@@ -335,6 +397,16 @@ fn block<W: Writer>(conns: &mut [W], n: usize, total: usize, op: Op, round: usiz
     .elapsed()
 }
 
+/// The CPU time this process (every thread: writers, listener, emitter) has
+/// used, from `/proc/self/stat`, in clock ticks (10 ms); `None` elsewhere.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name, which is in parentheses: utime and stime are the
+    // 12th and 13th fields.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
 /// One line of the table: its per-statement medians, ratio and spread.
 struct Line {
     plain: f64,
@@ -345,6 +417,9 @@ struct Line {
     /// 95% confidence interval of the median ratio.
     ci: (f64, f64),
     waits: Waits,
+    /// This process's CPU time per statement, emitting and plain side (us),
+    /// over every measured round.
+    cpu: Option<(f64, f64)>,
 }
 
 /// The median of `values` and a 95% confidence interval for it (the order
@@ -362,25 +437,38 @@ fn summary(values: &mut [f64]) -> (f64, (f64, f64), (f64, f64)) {
     )
 }
 
-/// Interleaved rounds (ABBA) of `total` statements over `n` writers a side, emitting
-/// against plain; `a_a` puts a second set of plain connections in the emitting
-/// side's place (the noise floor).
-fn line(s: &mut Bench, op: Op, n: usize, rounds: usize, total: usize, a_a: bool) -> Line {
+/// Interleaved rounds (ABBA) of `total` statements over `n` writers a side, `versus`
+/// (in the emitting side's columns) against plain.
+fn line(s: &mut Bench, op: Op, n: usize, rounds: usize, total: usize, versus: Versus) -> Line {
     let warm_up = rounds / 10;
+    // What `block` runs: `total` split evenly.
+    let statements = total / n * n;
     let (mut emitting, mut plain, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut waits = Waits::default();
+    let mut ticks = [0u64; 2];
     for round in 0..warm_up + rounds {
         let mut micros = [0.0; 2];
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for side in order {
             s.settle();
             let before = s.waits.read();
-            let took = match (side, a_a) {
-                (0, false) => block(&mut s.emitting, n, total, op, round),
-                (0, true) => block(&mut s.plain[MAX_WRITERS - n..], n, total, op, round),
+            let cpu_before = cpu_ticks();
+            let took = match (side, versus) {
+                (0, Versus::Emitting) => block(&mut s.emitting, n, total, op, round),
+                (0, Versus::Plain) => block(&mut s.plain[MAX_WRITERS - n..], n, total, op, round),
+                (0, Versus::Returning) => {
+                    let mut returning: Vec<Returning<'_>> = s.plain[MAX_WRITERS - n..]
+                        .iter_mut()
+                        .map(Returning)
+                        .collect();
+                    block(&mut returning, n, total, op, round)
+                }
                 _ => block(&mut s.plain, n, total, op, round),
             };
-            micros[side] = took.as_secs_f64() * 1e6 / total as f64;
+            micros[side] = took.as_secs_f64() * 1e6 / statements as f64;
+            if let (Some(after), Some(before), true) = (cpu_ticks(), cpu_before, round >= warm_up) {
+                ticks[side] += after - before;
+            }
             if side == 0 && round >= warm_up {
                 waits.add(s.waits.read().since(before));
             }
@@ -392,7 +480,11 @@ fn line(s: &mut Bench, op: Op, n: usize, rounds: usize, total: usize, a_a: bool)
         }
     }
     let (ratio, ci, iqr) = summary(&mut ratios);
+    // Clock ticks are 10 ms on Linux.
+    let per_statement = |ticks: u64| ticks as f64 * 1e4 / (rounds * statements) as f64;
+    let cpu = cpu_ticks().map(|_| (per_statement(ticks[0]), per_statement(ticks[1])));
     Line {
+        cpu,
         plain: summary(&mut plain).0,
         emitting: summary(&mut emitting).0,
         ratio,
@@ -404,7 +496,7 @@ fn line(s: &mut Bench, op: Op, n: usize, rounds: usize, total: usize, a_a: bool)
 
 fn print_header() {
     println!(
-        "{:<8} {:>7} {:>8} {:>9} {:>6} {:>13} {:>13} {:>8} {:>8} {:>8} {:>7}",
+        "{:<8} {:>7} {:>8} {:>9} {:>6} {:>13} {:>13} {:>8} {:>8} {:>8} {:>7} {:>11}",
         "op",
         "writers",
         "plain",
@@ -415,10 +507,11 @@ fn print_header() {
         "lock",
         "turn",
         "deliver",
-        "waited"
+        "waited",
+        "our CPU"
     );
     println!(
-        "{:<8} {:>7} {:>8} {:>9} {:>6} {:>13} {:>13} {:>8} {:>8} {:>8} {:>7}",
+        "{:<8} {:>7} {:>8} {:>9} {:>6} {:>13} {:>13} {:>8} {:>8} {:>8} {:>7} {:>11}",
         "",
         "",
         "us/stmt",
@@ -429,7 +522,8 @@ fn print_header() {
         "us/cmt",
         "us/cmt",
         "us/cmt",
-        "turn"
+        "turn",
+        "em/pl us"
     );
 }
 
@@ -447,8 +541,11 @@ fn print_line(op: &str, writers: &str, line: &Line) {
     } else {
         format!("{:.1}%", turn_waits as f64 * 100.0 / commits as f64)
     };
+    let cpu = line
+        .cpu
+        .map_or("-".to_string(), |(e, p)| format!("{e:.1}/{p:.1}"));
     println!(
-        "{:<8} {:>7} {:>8.1} {:>9.1} {:>6.3} {:>13} {:>13} {:>8} {:>8} {:>8} {:>7}",
+        "{:<8} {:>7} {:>8.1} {:>9.1} {:>6.3} {:>13} {:>13} {:>8} {:>8} {:>8} {:>7} {:>11}",
         op,
         writers,
         line.plain,
@@ -459,7 +556,8 @@ fn print_line(op: &str, writers: &str, line: &Line) {
         per_commit(lock),
         per_commit(turn),
         per_commit(deliver),
-        waited
+        waited,
+        cpu
     );
 }
 
@@ -487,6 +585,17 @@ fn main() {
         .map_or(diesel_emitter::DEFAULT_STAY_AWAKE, |us| {
             Duration::from_micros(us.parse().expect("WRITERS_STAY_AWAKE_US is a number"))
         });
+    let histogram = env("WRITERS_HISTOGRAM").is_some();
+    let counts: Vec<usize> = env("WRITERS_COUNTS").map_or(WRITERS.to_vec(), |counts| {
+        let counts = counts
+            .split(',')
+            .map(|n| n.trim().parse().expect("WRITERS_COUNTS: numbers"));
+        counts
+            .inspect(|&n| assert!((1..=MAX_WRITERS).contains(&n), "1 to {MAX_WRITERS} writers"))
+            .collect()
+    });
+    let a_a = env("WRITERS_AA").is_none_or(|a| a != "0");
+    let floor = env("WRITERS_FLOOR").is_some();
     let waits = Arc::new(WaitCounter::default());
     tracing::subscriber::set_global_default(Subscriber(waits.clone()))
         .expect("no other subscriber");
@@ -506,15 +615,28 @@ fn main() {
     );
     print_header();
     for &op in &ops {
-        for n in WRITERS {
+        for &n in &counts {
             bench.prepare(op);
-            let line = line(&mut bench, op, n, rounds, total, false);
+            let line = line(&mut bench, op, n, rounds, total, Versus::Emitting);
             print_line(op.name(), &n.to_string(), &line);
+            if histogram {
+                bench.waits.print_histogram();
+            }
         }
-        // The noise floor: plain against plain, 4 writers each.
-        bench.prepare(op);
-        let line = line(&mut bench, op, 4, rounds, total, true);
-        print_line(op.name(), "4 A/A", &line);
+        if a_a {
+            // The noise floor: plain against plain, 4 writers each.
+            bench.prepare(op);
+            let line = line(&mut bench, op, 4, rounds, total, Versus::Plain);
+            print_line(op.name(), "4 A/A", &line);
+        }
+        if floor {
+            // What capture costs with no emitter: RETURNING against plain.
+            for &n in &counts {
+                bench.prepare(op);
+                let line = line(&mut bench, op, n, rounds, total, Versus::Returning);
+                print_line(op.name(), &format!("{n} RET"), &line);
+            }
+        }
     }
     bench.settle();
     if listening {
