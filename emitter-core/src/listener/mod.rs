@@ -54,8 +54,8 @@ pub(crate) fn slot_bytes<M>() -> usize {
 
 /// How long a closure listener's thread polls for the next event before it sleeps,
 /// unless [`ListenerBuilder::stay_awake`](crate::ListenerBuilder::stay_awake) says otherwise: long enough to catch
-/// events that come in a burst, short enough to cost nothing noticeable when they
-/// come one at a time.
+/// events that come in a burst, short enough to cost little when they come one at
+/// a time (and a listener whose last wait was longer does not poll at all).
 ///
 /// ```
 /// assert_eq!(diesel_emitter::DEFAULT_STAY_AWAKE, std::time::Duration::from_micros(50));

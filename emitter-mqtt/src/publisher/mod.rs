@@ -1,7 +1,9 @@
 //! The publisher: one thread, one Paho client, many publishes in flight.
 //!
 //! Committing threads hand events over a bounded channel (the offline buffer) and
-//! never wait for the broker. The thread encodes each event, keeps up to
+//! never wait for the broker; when the thread has nothing waiting, a committing
+//! thread publishes its event itself instead (see `lane`). The thread encodes each
+//! event, keeps up to
 //! `max_inflight` publishes awaiting their acknowledgement, and when the connection
 //! drops puts every unacknowledged message back, in commit order, to be sent again
 //! after reconnecting: at least once, with receivers deduplicating by id.

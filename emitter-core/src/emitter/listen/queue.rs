@@ -62,7 +62,8 @@ impl<M: Emits> ListenerBuilder<M> {
     /// with the default, and 0.96-1.01x with a listener that stays awake 500 µs,
     /// longer than the time between writes (`cargo bench --bench postgres`). The price is CPU: the thread spins for up to this
     /// long after every event, so up to a whole core while writes keep coming faster
-    /// than this. Worth it for a steady, latency-sensitive write stream on a machine
+    /// than this. It spins only while that pays: after a wait longer than this (the
+    /// events come further apart), it sleeps at once until a wait is short again. Worth it for a steady, latency-sensitive write stream on a machine
     /// with cores to spare; not for a web server that writes now and then.
     /// `Duration::ZERO` sleeps at once. A [`subscribe`](Self::subscribe) receiver
     /// is read by your own thread, so this does not apply to it.
