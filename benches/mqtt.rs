@@ -726,6 +726,24 @@ fn machine_ticks() -> (u64, u64) {
     (busy, busy + idle)
 }
 
+/// An emitter named `node` on the bench broker under `prefix`.
+fn bench_emitter(broker: &Broker, prefix: &str, node: &str) -> Emitter {
+    Emitter::builder()
+        .node_id(node)
+        .mqtt(mqtt_config(broker, prefix))
+        .build()
+        .expect("build an emitter")
+}
+
+/// Waits until each emitter publishes and has its listeners subscribed.
+fn wait_connected(emitters: &[&Emitter]) {
+    for emitter in emitters {
+        emitter
+            .wait_connected(Duration::from_secs(10))
+            .expect("connected to the bench broker");
+    }
+}
+
 fn mqtt_config(broker: &Broker, prefix: &str) -> MqttConfig {
     MqttConfig::new(broker.url())
         .topic_prefix(prefix)
@@ -792,20 +810,13 @@ fn throughput(broker: &Broker, base: &str, plan: &Plan) -> Throughput {
             },
         )
     };
-    let emitter = Emitter::builder()
-        .node_id("bench-tput")
-        .mqtt(mqtt_config(broker, &prefix))
-        .build()
-        .expect("build the writer emitter");
+    let emitter = bench_emitter(broker, &prefix, "bench-tput");
     let emitter_small = Emitter::builder()
         .node_id("bench-tput-small")
         .mqtt(mqtt_config(broker, &prefix).max_inflight(INFLIGHT_SMALL))
         .build()
         .expect("build the writer emitter");
-    for e in [&emitter, &emitter_small] {
-        e.wait_connected(Duration::from_secs(10))
-            .expect("writer connected");
-    }
+    wait_connected(&[&emitter, &emitter_small]);
     // The emitter's first message is the template of the bare runs.
     let changed: Arc<[&'static str]> = Row::COLUMNS.into();
     emitter.commit([insert_event(row(0), &changed)]);
@@ -973,11 +984,7 @@ struct Loss {
 fn loss(broker: &Broker, base: &str, n: u64) -> Loss {
     let prefix = format!("{base}/loss");
     let changed: Arc<[&'static str]> = Row::COLUMNS.into();
-    let listener = Emitter::builder()
-        .node_id("bench-loss-listener")
-        .mqtt(mqtt_config(broker, &prefix))
-        .build()
-        .expect("build the listener emitter");
+    let listener = bench_emitter(broker, &prefix, "bench-loss-listener");
     let seen = Arc::new(Mutex::new(Seen::default()));
     let distinct = Arc::new(AtomicU64::new(0));
     let _kept = {
@@ -994,17 +1001,8 @@ fn loss(broker: &Broker, base: &str, n: u64) -> Loss {
                 }
             })
     };
-    let writer = Emitter::builder()
-        .node_id("bench-loss-writer")
-        .mqtt(mqtt_config(broker, &prefix))
-        .build()
-        .expect("build the writer emitter");
-    listener
-        .wait_connected(Duration::from_secs(10))
-        .expect("listener subscribed");
-    writer
-        .wait_connected(Duration::from_secs(10))
-        .expect("writer connected");
+    let writer = bench_emitter(broker, &prefix, "bench-loss-writer");
+    wait_connected(&[&listener, &writer]);
 
     let start = Instant::now();
     for i in 0..n {
@@ -1070,14 +1068,8 @@ fn envelope_bytes(broker: &Broker, base: &str) -> usize {
             let _ = tx.try_send(m.payload().len());
         },
     );
-    let emitter = Emitter::builder()
-        .node_id("bench-size")
-        .mqtt(mqtt_config(broker, &prefix))
-        .build()
-        .expect("build the emitter");
-    emitter
-        .wait_connected(Duration::from_secs(10))
-        .expect("connected");
+    let emitter = bench_emitter(broker, &prefix, "bench-size");
+    wait_connected(&[&emitter]);
     emitter.commit([insert_event(row(0), &Row::COLUMNS.into())]);
     let size = rx
         .recv_timeout(Duration::from_secs(10))

@@ -16,8 +16,8 @@
 
 use super::hops::{self, Marks, Step};
 use super::{
-    insert_event, median, mqtt_config, paho_client, paho_connect, row, Broker, PahoSub, Plan, Row,
-    INFLIGHT,
+    bench_emitter, insert_event, median, paho_client, paho_connect, row, wait_connected, Broker,
+    PahoSub, Plan, Row, INFLIGHT,
 };
 use diesel_emitter::prelude::*;
 use diesel_emitter::Event;
@@ -218,8 +218,17 @@ impl Threads {
     }
 }
 
-fn cpu_total(by_name: &std::collections::BTreeMap<String, u64>) -> u64 {
-    by_name.values().sum()
+/// On-CPU nanoseconds of the process and the broker since `before`, by thread
+/// name on stdout with `MQTT_BENCH_THREADS` set.
+fn cpu_since(before: &Threads, broker_pid: u32, side: &str, events: usize) -> u64 {
+    let by_thread = Threads::now(broker_pid).since(before);
+    if std::env::var_os("MQTT_BENCH_THREADS").is_some() {
+        for (name, ns) in &by_thread {
+            let per_event = *ns as f64 / 1e3 / events as f64;
+            println!("   {side} CPU {name:<20} {per_event:>7.1} us/event");
+        }
+    }
+    by_thread.values().sum()
 }
 
 /// The emitter's side, one round of `events` after `warm_up`: `marks`, when given,
@@ -233,11 +242,7 @@ fn emitter_run(
     marks: Option<&Marks>,
 ) -> (Run, Vec<Instant>, Vec<Option<Instant>>) {
     let changed: Arc<[&'static str]> = Row::COLUMNS.into();
-    let listener = Emitter::builder()
-        .node_id("bench-lat-listener")
-        .mqtt(mqtt_config(broker, prefix))
-        .build()
-        .expect("build the listener emitter");
+    let listener = bench_emitter(broker, prefix, "bench-lat-listener");
     let (tx, arrived) = crossbeam_channel::unbounded();
     let stay_awake = std::env::var("MQTT_BENCH_STAY_AWAKE_US")
         .ok()
@@ -250,17 +255,8 @@ fn emitter_run(
         .listen(move |ev: &Event<Row>| {
             let _ = tx.send((ev.row.id as usize, Instant::now()));
         });
-    let writer = Emitter::builder()
-        .node_id("bench-lat-writer")
-        .mqtt(mqtt_config(broker, prefix))
-        .build()
-        .expect("build the writer emitter");
-    listener
-        .wait_connected(Duration::from_secs(10))
-        .expect("listener subscribed");
-    writer
-        .wait_connected(Duration::from_secs(10))
-        .expect("writer connected");
+    let writer = bench_emitter(broker, prefix, "bench-lat-writer");
+    wait_connected(&[&listener, &writer]);
     let total = warm_up + events;
     let cpu_before = Threads::now(broker.pid());
     if let Some(marks) = marks {
@@ -270,16 +266,7 @@ fn emitter_run(
         writer.commit([insert_event(row(i as i64), &changed)])
     });
     let arrived = arrivals(&arrived, total);
-    let by_thread = Threads::now(broker.pid()).since(&cpu_before);
-    let cpu = cpu_total(&by_thread);
-    if std::env::var_os("MQTT_BENCH_THREADS").is_some() {
-        for (name, ns) in &by_thread {
-            println!(
-                "   emitter CPU {name:<20} {:>7.1} us/event",
-                *ns as f64 / 1e3 / total as f64
-            );
-        }
-    }
+    let cpu = cpu_since(&cpu_before, broker.pid(), "emitter", total);
     let (nanos, missing) = latencies(&sent, &arrived, warm_up);
     writer
         .shutdown(Duration::from_secs(10))
@@ -346,16 +333,7 @@ fn bare_run(
         tokens.push(client.publish(message));
     });
     let arrived = arrivals(&arrived, total);
-    let by_thread = Threads::now(broker.pid()).since(&cpu_before);
-    let cpu = cpu_total(&by_thread);
-    if std::env::var_os("MQTT_BENCH_THREADS").is_some() {
-        for (name, ns) in &by_thread {
-            println!(
-                "   bare CPU {name:<20} {:>7.1} us/event",
-                *ns as f64 / 1e3 / total as f64
-            );
-        }
-    }
+    let cpu = cpu_since(&cpu_before, broker.pid(), "bare", total);
     let (nanos, missing) = latencies(&sent, &arrived, warm_up);
     for token in tokens {
         token.wait().expect("bare publish");
