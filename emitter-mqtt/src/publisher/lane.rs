@@ -128,3 +128,6 @@ impl Lane {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
