@@ -22,10 +22,14 @@ impl Outgoing for Probe {
     }
 }
 
+/// The publisher thread's buffer, both ends.
+type Buffer = (Sender<Box<dyn Outgoing>>, Receiver<Box<dyn Outgoing>>);
+
 struct Open {
     lane: Lane,
     published: Receiver<InFlight>,
-    buffer: (Sender<Box<dyn Outgoing>>, Receiver<Box<dyn Outgoing>>),
+    /// Its receiver is kept, so that the buffer stays open.
+    buffer: Buffer,
     lost: Arc<AtomicBool>,
     client: paho::AsyncClient,
     _alarm: Alarm,
