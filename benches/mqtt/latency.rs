@@ -14,11 +14,10 @@
 //!
 //! The breakdown run comes last, with the hop collector installed (see `hops`).
 
+use super::bare::{paho_client, paho_connect, PahoSub};
+use super::broker::Broker;
 use super::hops::{self, Marks, Step};
-use super::{
-    bench_emitter, insert_event, median, paho_client, paho_connect, row, wait_connected, Broker,
-    PahoSub, Plan, Row, INFLIGHT,
-};
+use super::{bench_emitter, insert_event, median, row, wait_connected, Plan, Row, INFLIGHT};
 use diesel_emitter::prelude::*;
 use diesel_emitter::Event;
 use paho_mqtt as paho;
