@@ -66,10 +66,11 @@ impl InFlight {
 
 /// What wakes the publisher thread besides a new event: a publish it polled
 /// finished, or the connection dropped. A channel rather than a thread park, so
-/// that one wait covers new events too (`crossbeam_channel::select!`).
+/// that one wait covers new events too (`crossbeam_channel::Select`).
 pub(super) struct Alarm {
-    tx: Sender<()>,
     pub(super) rx: Receiver<()>,
+    /// Rings the alarm: the waker of Paho's tokens, and the connection-lost
+    /// callback's (from any thread; never blocks).
     waker: Waker,
 }
 
@@ -77,19 +78,13 @@ impl Alarm {
     pub(super) fn new() -> Alarm {
         // One pending ring is enough: the thread looks at everything when it wakes.
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let waker = Waker::from(Arc::new(Ring(tx.clone())));
-        Alarm { tx, rx, waker }
-    }
-
-    /// Rings the alarm (from any thread; never blocks).
-    pub(super) fn ringer(&self) -> impl Fn() + Send + Sync + 'static {
-        let tx = self.tx.clone();
-        move || {
-            let _ = tx.try_send(());
+        Alarm {
+            rx,
+            waker: Waker::from(Arc::new(Ring(tx))),
         }
     }
 
-    /// A waker that rings the alarm, for the futures of Paho's tokens.
+    /// The waker that rings the alarm.
     pub(super) fn waker(&self) -> &Waker {
         &self.waker
     }
@@ -104,6 +99,10 @@ struct Ring(Sender<()>);
 
 impl Wake for Ring {
     fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
         let _ = self.0.try_send(());
     }
 }

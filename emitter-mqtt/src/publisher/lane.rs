@@ -43,7 +43,10 @@ pub(super) struct LaneState {
     pub(super) client: Option<paho::AsyncClient>,
     /// How many more publishes may go direct before the publisher thread looks again.
     pub(super) credit: usize,
-    /// The broker's maximum packet size (see the worker's `max_packet`).
+    /// The largest packet the broker accepts, as its MQTT 5 CONNACK says. A broker
+    /// disconnects a client that sends a larger one, and resending it after the
+    /// reconnect would repeat that for ever, so such an event fails at once (the
+    /// publisher thread's `fill`) and never goes direct.
     pub(super) max_packet: Option<usize>,
 }
 

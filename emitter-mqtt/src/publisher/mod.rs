@@ -223,7 +223,6 @@ pub(crate) fn start(
         encoder,
         lane: lane.clone(),
         published,
-        max_packet: None,
         abandoned: None,
     };
     let thread = std::thread::Builder::new()

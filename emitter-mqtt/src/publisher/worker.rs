@@ -34,10 +34,6 @@ pub(super) struct Worker {
     /// Where committing threads publish directly, and what they published.
     pub(super) lane: Arc<Lane>,
     pub(super) published: Receiver<InFlight>,
-    /// The largest packet the broker accepts, as its MQTT 5 CONNACK says. A broker
-    /// disconnects a client that sends a larger one, and resending it after the
-    /// reconnect would repeat that for ever, so such an event fails at once.
-    pub(super) max_packet: Option<usize>,
     /// When every handle is gone (the emitter was dropped without shutdown): the
     /// deadline for what is queued.
     pub(super) abandoned: Option<Instant>,
@@ -80,10 +76,10 @@ impl Worker {
         // only fail, and are sent again after reconnecting anyway.
         client.set_connection_lost_callback({
             let lost = lost.clone();
-            let ring = alarm.ringer();
+            let ring = alarm.waker().clone();
             move |_| {
                 lost.store(true, Ordering::SeqCst);
-                ring();
+                ring.wake_by_ref();
             }
         });
         let options = publisher_connect_options(&self.config, relay.https_proxy());
@@ -109,16 +105,15 @@ impl Worker {
                 let wait = remaining(deadline, Duration::from_secs(5));
                 match client.wait(client.connect(options.clone()), wait) {
                     Ok(response) => {
-                        self.max_packet = response
-                            .properties()
-                            .get_int(paho::PropertyCode::MaximumPacketSize)
-                            .and_then(|n| usize::try_from(n).ok())
-                            .filter(|&n| n > 0);
                         lost.store(false, Ordering::SeqCst);
                         {
                             let mut lane = lane.lock();
                             lane.client = Some((*client).clone());
-                            lane.max_packet = self.max_packet;
+                            lane.max_packet = response
+                                .properties()
+                                .get_int(paho::PropertyCode::MaximumPacketSize)
+                                .and_then(|n| usize::try_from(n).ok())
+                                .filter(|&n| n > 0);
                         }
                         self.counters.connected.store(true, Ordering::Relaxed);
                         if ever_connected {
@@ -154,7 +149,7 @@ impl Worker {
                 let mut lane = lane.lock();
                 self.take_published();
                 self.reap(&alarm, true, false);
-                self.fill(&client, &rx, &lost);
+                self.fill(&client, &rx, &lost, lane.max_packet);
                 let drained = self.queue.is_empty() && self.retries.is_empty() && rx.is_empty();
                 // Room left in the window is the committing side's to use, while
                 // nothing waits here that a direct publish would overtake.
@@ -296,12 +291,13 @@ impl Worker {
     }
 
     /// Publishes retries, then queued events, then new ones from the channel, until
-    /// the window is full.
+    /// the window is full; gives up on a message larger than `max_packet`.
     fn fill(
         &mut self,
         client: &paho::AsyncClient,
         rx: &Receiver<Box<dyn Outgoing>>,
         lost: &AtomicBool,
+        max_packet: Option<usize>,
     ) {
         while self.inflight.len() < self.config.max_inflight && !lost.load(Ordering::SeqCst) {
             let next = match self.retries.pop_front().or_else(|| self.queue.pop_front()) {
@@ -319,7 +315,7 @@ impl Worker {
                     }
                 },
             };
-            if let Some(max) = self.max_packet {
+            if let Some(max) = max_packet {
                 let size = packet_size(&next.message);
                 if size > max {
                     let reason =
