@@ -50,11 +50,11 @@ impl Marks {
     /// Stops recording; the marks, by hop in path order.
     pub fn stop(&self) -> Vec<Vec<Instant>> {
         self.recording.store(false, Relaxed);
-        std::mem::take(&mut *self.by_hop.lock().unwrap())
-            .into_iter()
-            .chain(std::iter::repeat_with(Vec::new))
-            .take(HOPS.len())
-            .collect()
+        // A slot per hop stays behind, for the next recording.
+        std::mem::replace(
+            &mut *self.by_hop.lock().unwrap(),
+            vec![Vec::new(); HOPS.len()],
+        )
     }
 }
 
