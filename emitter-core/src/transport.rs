@@ -143,4 +143,43 @@ pub trait RemoteSink: Send + Sync {
         origin: &Arc<str>,
         group: Option<&str>,
     ) -> Result<(), EnvelopeError>;
+
+    /// Does what [`deliver`](Self::deliver) does without ever waiting, for a
+    /// transport that delivers on its network client's own thread (which must not
+    /// block: a listener that commits would wait for that very thread). A
+    /// [`WhenFull::Block`](crate::WhenFull) listener whose queue is full, and the
+    /// removal of a listener found gone, are left in the returned [`Deferred`],
+    /// which the transport must [finish](Deferred::finish) on a thread that may
+    /// wait, before it delivers any later event of the same stream (each
+    /// listener's order depends on it).
+    fn deliver_now(
+        &self,
+        envelope: &Checked<'_>,
+        origin: &Arc<str>,
+        group: Option<&str>,
+    ) -> Result<Option<Deferred>, EnvelopeError>;
+}
+
+/// What [`RemoteSink::deliver_now`] could not do without waiting. It also holds the
+/// emitter when the delivery held its last handle: the emitter is then dropped by
+/// [`finish`](Self::finish), on the thread that may wait, not on the network
+/// client's (whose client the emitter's drop may destroy).
+#[must_use = "a deferred delivery holds events for listeners: finish it"]
+pub struct Deferred(Box<dyn FnOnce() + Send>);
+
+impl Deferred {
+    pub(crate) fn new(rest: impl FnOnce() + Send + 'static) -> Deferred {
+        Deferred(Box::new(rest))
+    }
+
+    /// Delivers what was left, waiting for room where a listener asks for it.
+    pub fn finish(self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deferred")
+    }
 }

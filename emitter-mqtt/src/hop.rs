@@ -17,9 +17,12 @@
 //! | `to_paho` | publisher | Paho has the publish |
 //! | `relay_read` | relay | the relay read Paho's bytes |
 //! | `relay_sent` | relay | the relay wrote them to the broker |
-//! | `received` | subscriber | the listening node's stream has the message from Paho |
-//! | `checked` | subscriber | the envelope is decoded and checked, not a duplicate |
-//! | `queued` | subscriber | every listener's queue has the event |
+//! | `received` | Paho's receive thread | the listening node's stream has the message from Paho |
+//! | `checked` | Paho's receive thread | the envelope is decoded and checked, not a duplicate |
+//! | `queued` | Paho's receive thread | every listener's queue has the event |
+//!
+//! The last three run on the stream's own thread instead when the event must wait
+//! there (see the subscriber's inbox).
 
 /// The `tracing` target of the hop marks.
 pub const HOP_TARGET: &str = "emitter_mqtt::hop";

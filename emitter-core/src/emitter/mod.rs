@@ -90,10 +90,9 @@ impl Shared {
         else {
             return Ok(());
         };
-        let this: Arc<dyn crate::dispatch::Outlet> = self.clone();
-        let weak = Arc::downgrade(&this);
+        let weak = Arc::downgrade(self);
         transport.attach(route, &mut || {
-            Arc::new(crate::dispatch::ModelSink::<M>::new(weak.clone()))
+            Arc::new(crate::dispatch::ModelSink::<M, Shared>::new(weak.clone()))
         })
     }
 

@@ -4,8 +4,10 @@
 //! `remote_only` listener, and one per `group`, joined to the shared subscription
 //! `$share/{group}/...`. A stream subscribes to `{prefix}/{table}/+` when the first
 //! listener of a table registers and unsubscribes when the last one goes, and
-//! subscribes again after every reconnect. Paho hands messages over an unbounded
-//! channel, so the socket is drained even while a listener makes us wait.
+//! subscribes again after every reconnect. Paho's receive thread delivers a
+//! message itself when no listener makes it wait ([`inbox`]); the rest goes over an
+//! unbounded channel to the stream's thread, so the socket is drained even while a
+//! listener makes us wait.
 //!
 //! A group stream also checks that the broker honours shared subscriptions (see
 //! [`Share`]): NATS 2.9, for one, takes `$share/...` as an ordinary topic and
@@ -16,19 +18,19 @@ use super::client::Client;
 use super::config::MqttConfig;
 use super::connect::{client_options, connect_options, Backoff};
 use super::counters::MqttCounters;
-use super::hop::hop;
 use super::screen::Screen;
-use emitter_core::transport::RemoteSink;
+use emitter_core::transport::{Deferred, RemoteSink};
 use emitter_core::wire::table_filter;
-use paho_mqtt as paho;
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod inbox;
 mod share_probe;
 
+use inbox::{Inbound, Inbox};
 use share_probe::{Phase, Share};
 
 #[derive(Default)]
@@ -40,16 +42,13 @@ struct Route {
 /// One subscriber client and its routes.
 pub(crate) struct Stream {
     group: Option<Arc<str>>,
-    node_id: Arc<str>,
     config: MqttConfig,
     client: Client,
     counters: Arc<MqttCounters>,
-    routes: RwLock<HashMap<&'static str, Route>>,
+    /// Where Paho's receive thread hands messages; it holds the routes.
+    inbox: Arc<Inbox>,
     /// Tables subscribed on the current connection.
     active: Mutex<Vec<&'static str>>,
-    /// A group stream's probe topics, `shared` and `direct` (see [`Share`]);
-    /// `None` for the plain stream.
-    probe: Option<(String, String)>,
     share: Mutex<Share>,
     stop: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -64,9 +63,8 @@ impl Stream {
         node_id: Arc<str>,
         counters: Arc<MqttCounters>,
     ) -> Result<Arc<Stream>, String> {
-        let mut client =
+        let client =
             Client::new(client_options(paho_url, &client_id, config)).map_err(|e| e.to_string())?;
-        let events = client.start_consuming_events(None);
         let probe = group.as_ref().map(|group| {
             let base = format!("{}/$probe/{group}/{client_id}", config.prefix);
             (format!("{base}/shared"), format!("{base}/direct"))
@@ -79,15 +77,33 @@ impl Stream {
             },
             None => Share::Honoured,
         };
+        let screen = Screen::new(config, node_id, group.is_some(), counters.clone());
+        let (to_thread, inbound) = crossbeam_channel::unbounded();
+        let inbox = Arc::new(Inbox::new(
+            group.clone(),
+            probe,
+            screen,
+            to_thread,
+            counters.clone(),
+        ));
+        // Before connecting: a persistent session's messages may arrive at once.
+        let arrived = inbox.clone();
+        client.set_message_callback(move |_, message| {
+            if let Some(message) = message {
+                arrived.arrived(message);
+            }
+        });
+        let lost = inbox.clone();
+        client.set_connection_lost_callback(move |_| lost.send(Inbound::Lost));
+        let disconnected = inbox.clone();
+        client.set_disconnected_callback(move |_, _, _| disconnected.send(Inbound::Lost));
         let stream = Arc::new(Stream {
             group,
-            node_id,
             config: config.clone(),
             client,
             counters,
-            routes: RwLock::new(HashMap::new()),
+            inbox,
             active: Mutex::new(Vec::new()),
-            probe,
             share: Mutex::new(share),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -99,7 +115,7 @@ impl Stream {
         };
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || worker.run(events, client_id))
+            .spawn(move || worker.run(inbound, client_id))
             .map_err(|e| e.to_string())?;
         *stream.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         Ok(stream)
@@ -121,7 +137,7 @@ impl Stream {
         sink: &mut dyn FnMut() -> Arc<dyn RemoteSink>,
     ) {
         let first = {
-            let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+            let mut routes = self.inbox.routes.write().unwrap_or_else(|e| e.into_inner());
             let route = routes.entry(table).or_default();
             route.listeners += 1;
             route.sinks.entry(type_id).or_insert_with(|| (0, sink())).0 += 1;
@@ -135,7 +151,7 @@ impl Stream {
     /// Removes a listener; unsubscribes after the last of its table.
     pub(crate) fn detach(&self, table: &'static str, type_id: TypeId) {
         let last = {
-            let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+            let mut routes = self.inbox.routes.write().unwrap_or_else(|e| e.into_inner());
             let Some(route) = routes.get_mut(table) else {
                 return;
             };
@@ -189,7 +205,7 @@ impl Stream {
         if !self.client.is_connected() {
             return false;
         }
-        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        let routes = self.inbox.routes.read().unwrap_or_else(|e| e.into_inner());
         if !routes.is_empty() && !self.share().usable() {
             return false;
         }
@@ -212,16 +228,10 @@ impl Stream {
         }
     }
 
-    fn run(self: Arc<Self>, events: crossbeam_channel::Receiver<paho::Event>, client_id: String) {
+    fn run(self: Arc<Self>, inbound: crossbeam_channel::Receiver<Inbound>, client_id: String) {
         // A session that outlives disconnects needs a client id that outlives us.
         let persistent = self.config.client_id.is_some();
         let options = connect_options(&self.config, !persistent);
-        let mut screen = Screen::new(
-            &self.config,
-            self.node_id.clone(),
-            self.group.is_some(),
-            self.counters.clone(),
-        );
         let mut backoff = Backoff::new();
         let mut connected = false;
         while !self.stop.load(Ordering::Relaxed) {
@@ -244,6 +254,7 @@ impl Stream {
                         backoff.reset();
                         tracing::info!(client = %client_id, "MQTT subscriber connected");
                         let tables: Vec<&'static str> = self
+                            .inbox
                             .routes
                             .read()
                             .unwrap_or_else(|e| e.into_inner())
@@ -267,18 +278,17 @@ impl Stream {
                     }
                 }
             }
-            match events.recv_timeout(Duration::from_millis(100)) {
-                Ok(paho::Event::Message(message)) => self.handle(&message, &mut screen),
-                Ok(paho::Event::ConnectionLost) | Ok(paho::Event::Disconnected { .. }) => {
+            match inbound.recv_timeout(Duration::from_millis(100)) {
+                Ok(Inbound::Lost) => {
+                    self.inbox.done();
                     tracing::warn!(client = %client_id, "MQTT subscriber lost the broker; reconnecting");
                     MqttCounters::add(&self.counters.reconnects, 1);
                     connected = false;
                     self.probe_lost();
                 }
-                Ok(paho::Event::Connected) => {}
-                Ok(paho::Event::Shutdown) => break,
+                Ok(item) => self.handle(item),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    screen.flush_log(false);
+                    self.inbox.flush_log(false);
                     if !self.client.is_connected() {
                         connected = false;
                         self.probe_lost();
@@ -292,10 +302,13 @@ impl Stream {
             }
         }
         // Deliver what already arrived before leaving.
-        while let Ok(paho::Event::Message(message)) = events.try_recv() {
-            self.handle(&message, &mut screen);
+        while let Ok(item) = inbound.try_recv() {
+            match item {
+                Inbound::Lost => self.inbox.done(),
+                item => self.handle(item),
+            }
         }
-        screen.flush_log(true);
+        self.inbox.flush_log(true);
         if self.client.is_connected() {
             // Nothing of ours is in flight on a subscriber: do not linger.
             let _ = self
@@ -304,42 +317,21 @@ impl Stream {
         }
     }
 
-    fn handle(&self, message: &paho::Message, screen: &mut Screen) {
-        hop!("received");
-        let topic = message.topic();
-        if let Some((shared, direct)) = &self.probe {
-            if topic == shared {
-                self.probe_answered();
-                return;
+    /// A message or the rest of a delivery from Paho's receive thread, with
+    /// waiting allowed.
+    fn handle(&self, item: Inbound) {
+        match item {
+            Inbound::Message(message) => {
+                let topic = message.topic();
+                match self.inbox.probe_topics() {
+                    Some((shared, _)) if topic == shared => self.probe_answered(),
+                    Some((_, direct)) if topic == direct => self.probe_echoed(),
+                    _ => self.inbox.deliver_waiting(&message),
+                }
             }
-            if topic == direct {
-                self.probe_echoed();
-                return;
-            }
+            Inbound::Finish(deferred) => deferred.into_iter().for_each(Deferred::finish),
+            Inbound::Lost => {}
         }
-        let Some((table, envelope)) = screen.check(topic, message.payload()) else {
-            return;
-        };
-        hop!("checked");
-        let sinks: Vec<Arc<dyn RemoteSink>> = {
-            let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
-            match routes.get(table) {
-                Some(route) => route.sinks.values().map(|(_, sink)| sink.clone()).collect(),
-                None => return,
-            }
-        };
-        let origin: Arc<str> = Arc::from(envelope.origin());
-        let mut accepted = false;
-        for sink in sinks {
-            match sink.deliver(&envelope, &origin, self.group.as_deref()) {
-                Ok(()) => accepted = true,
-                Err(error) => screen.reject(topic, &error),
-            }
-        }
-        // Only now: a payload no listener could decode must not use up its id.
-        if accepted {
-            screen.accepted(envelope.id());
-            hop!("queued");
-        }
+        self.inbox.done();
     }
 }

@@ -82,7 +82,7 @@ impl Stream {
 
     /// The probe's subscriptions: `shared` through the group, `direct` plainly.
     pub(super) fn probe_filters(&self) -> Option<[String; 2]> {
-        let (group, (shared, direct)) = (self.group.as_ref()?, self.probe.as_ref()?);
+        let (group, (shared, direct)) = (self.group.as_ref()?, self.inbox.probe_topics()?);
         Some([format!("$share/{group}/{shared}"), direct.clone()])
     }
 
@@ -101,7 +101,8 @@ impl Stream {
     /// After every (re)connection until the verdict is in, once the tables are
     /// subscribed: subscribe to both probe topics and publish on them.
     pub(super) fn send_probe(&self) {
-        let (Some(filters), Some((shared, direct))) = (self.probe_filters(), self.probe.as_ref())
+        let (Some(filters), Some((shared, direct))) =
+            (self.probe_filters(), self.inbox.probe_topics())
         else {
             return;
         };

@@ -162,7 +162,9 @@ impl<M: Emits> ListenerBuilder<M> {
     /// Only events for which `filter` returns true: the Rust form of Prisma's `where`.
     ///
     /// The filter runs on the committing thread, before the event is queued, so keep
-    /// it cheap. A panicking filter counts as a panic and as "no match".
+    /// it cheap; for a remote event, on the broker client's receive thread, where a
+    /// slow filter holds up every broker client of the process. A panicking filter
+    /// counts as a panic and as "no match".
     ///
     /// ```
     /// # include!("../../../../src/doctest_setup.rs");

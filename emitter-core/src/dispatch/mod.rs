@@ -10,14 +10,17 @@ use crate::emits::Emits;
 use crate::event::{Event, EventMeta};
 use crate::listener::{current_listener, Kind, Reach, Registry, Slot, WhenFull};
 use crate::stats::Counters;
-use crate::transport::{RemoteSink, Route, Transport};
-use crate::wire::{Checked, EnvelopeError};
+use crate::transport::{Route, Transport};
 use crossbeam_channel::{SendError, TrySendError};
 use std::any::{Any, TypeId};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::SystemTime;
 use uuid::Uuid;
+
+mod remote;
+
+pub(crate) use remote::ModelSink;
 
 /// What delivery works with, lent by the emitter.
 #[derive(Clone, Copy)]
@@ -123,19 +126,6 @@ fn snapshot<M: Emits>(registry: &Registry) -> Option<Slots<M>> {
         .map(|set| set.snapshot())
 }
 
-/// Delivers an event that came from the broker to the listeners of `M` that
-/// `wants` it.
-pub(crate) fn deliver_remote<M: Emits>(
-    to: Outlets<'_>,
-    event: Event<M>,
-    wants: impl Fn(&Slot<M>) -> bool,
-) {
-    if let Some(slots) = snapshot::<M>(to.registry) {
-        // Not a listener's thread: the broker's stream.
-        deliver_to(to, None, &slots, event, wants);
-    }
-}
-
 /// The local event number `seq` of the emitter `origin`, instance `instance`.
 pub(crate) fn local_meta<M: Emits>(
     seq: u64,
@@ -187,6 +177,29 @@ fn matches<M>(counters: &Counters, slot: &Slot<M>, event: &Event<M>) -> bool {
     }
 }
 
+/// Offers `event` to each listener in `slots` that `wants` it and whose actions
+/// and filter match: cloned for every one but the last, which takes it.
+fn for_each_match<M: Emits>(
+    counters: &Counters,
+    slots: &[Arc<Slot<M>>],
+    event: Event<M>,
+    wants: impl Fn(&Slot<M>) -> bool,
+    mut offer: impl FnMut(&Arc<Slot<M>>, Event<M>),
+) {
+    let mut previous: Option<&Arc<Slot<M>>> = None;
+    for slot in slots.iter() {
+        if !wants(slot) || !matches(counters, slot, &event) {
+            continue;
+        }
+        if let Some(prev) = previous.replace(slot) {
+            offer(prev, event.clone());
+        }
+    }
+    if let Some(last) = previous {
+        offer(last, event);
+    }
+}
+
 /// Queues `event` for the listeners in `slots` that `wants` it and whose actions
 /// and filter match; true when one of them was gone (and is now removed).
 fn deliver_to<M: Emits>(
@@ -196,66 +209,108 @@ fn deliver_to<M: Emits>(
     event: Event<M>,
     wants: impl Fn(&Slot<M>) -> bool,
 ) -> bool {
-    // The event is cloned for every matching listener but the last, which takes it.
-    let mut previous: Option<&Arc<Slot<M>>> = None;
-    let mut closed = Vec::new();
-    for slot in slots.iter() {
-        if !wants(slot) || !matches(to.counters, slot, &event) {
-            continue;
+    let mut gone = Vec::new();
+    for_each_match(to.counters, slots, event, wants, |slot, event| {
+        if let Offer::Gone = send(to.counters, me, slot, event, true) {
+            gone.push(slot.id);
         }
-        if let Some(prev) = previous.replace(slot) {
-            if !send(to.counters, me, prev, event.clone()) {
-                closed.push(prev.id);
-            }
-        }
-    }
-    if let Some(last) = previous {
-        if !send(to.counters, me, last, event) {
-            closed.push(last.id);
-        }
-    }
-    let any_closed = !closed.is_empty();
-    for id in closed {
+    });
+    remove_gone::<M>(to, gone)
+}
+
+/// Removes the listeners `gone` found gone and releases their broker routes;
+/// true when there was one.
+fn remove_gone<M: Emits>(to: Outlets<'_>, gone: Vec<u64>) -> bool {
+    let any = !gone.is_empty();
+    for id in gone {
         if let Some(slot) = to.registry.remove::<M>(id) {
             detach::<M>(to.transport, &slot.reach);
         }
     }
-    any_closed
+    any
 }
 
-/// Queues `event` for one listener; false when the listener is gone.
-fn send<M>(counters: &Counters, me: Option<u64>, slot: &Slot<M>, event: Event<M>) -> bool {
+/// What became of an event offered to one listener.
+enum Offer<M> {
+    /// Queued, or dropped (and counted) by a full [`WhenFull::Drop`] queue.
+    Done,
+    /// The listener is gone.
+    Gone,
+    /// Its [`WhenFull::Block`] queue is full, or its backlog holds events, and the
+    /// sender may not wait: the event, given back.
+    Back(Event<M>),
+}
+
+/// Why a queue did not take an event.
+enum Refused<M> {
+    Full,
+    Gone,
+    Back(Event<M>),
+}
+
+/// Queues `event` for one listener; with `may_wait` false a full
+/// [`WhenFull::Block`] queue gives it back instead of waiting.
+fn send<M>(
+    counters: &Counters,
+    me: Option<u64>,
+    slot: &Slot<M>,
+    event: Event<M>,
+    may_wait: bool,
+) -> Offer<M> {
     let counts_queue = slot.kind == Kind::Closure;
     if counts_queue {
         counters.enqueued();
     }
     let result = match slot.when_full {
-        WhenFull::Block => send_waiting(slot, event, me == Some(slot.id)),
+        WhenFull::Block if may_wait => {
+            send_waiting(slot, event, me == Some(slot.id)).map_err(|_| Refused::Gone)
+        }
+        WhenFull::Block => send_now(slot, event),
         WhenFull::Drop => slot.tx.try_send(event).map_err(|e| match e {
-            TrySendError::Full(_) => true,
-            TrySendError::Disconnected(_) => false,
+            TrySendError::Full(_) => Refused::Full,
+            TrySendError::Disconnected(_) => Refused::Gone,
         }),
     };
-    match result {
+    let refused = match result {
         Ok(()) => {
             if !counts_queue {
                 counters.delivered();
             }
-            true
+            return Offer::Done;
         }
-        Err(still_open) => {
-            if counts_queue {
-                counters.dequeued(1);
-            }
+        Err(refused) => refused,
+    };
+    if counts_queue {
+        counters.dequeued(1);
+    }
+    match refused {
+        Refused::Back(event) => Offer::Back(event),
+        Refused::Full => {
             counters.dropped(1);
-            if still_open {
-                tracing::warn!(listener = %slot.label, "listener queue full; event dropped (WhenFull::Drop)");
-            } else if slot.mark_closed() {
+            tracing::warn!(listener = %slot.label, "listener queue full; event dropped (WhenFull::Drop)");
+            Offer::Done
+        }
+        Refused::Gone => {
+            counters.dropped(1);
+            if slot.mark_closed() {
                 tracing::debug!(listener = %slot.label, "listener receiver dropped; removing it");
             }
-            still_open
+            Offer::Gone
         }
     }
+}
+
+/// [`WhenFull::Block`] for a sender that may not wait: a full queue gives the
+/// event back, and so does a backlog that holds events (the queue must not pass
+/// them; see [`send_waiting`]).
+fn send_now<M>(slot: &Slot<M>, event: Event<M>) -> Result<(), Refused<M>> {
+    if slot.backlog.is_held() {
+        return Err(Refused::Back(event));
+    }
+    slot.tx.try_send(event).map_err(|e| match e {
+        TrySendError::Full(event) => Refused::Back(event),
+        TrySendError::Disconnected(_) => Refused::Gone,
+    })
 }
 
 /// [`WhenFull::Block`]: waits for room in the queue, unless the listener's own
@@ -288,43 +343,6 @@ fn send_waiting<M>(slot: &Slot<M>, event: Event<M>, own: bool) -> Result<(), boo
             Ok(())
         }
         Err(TrySendError::Disconnected(_)) => Err(false),
-    }
-}
-
-/// Delivers remote events of model `M` from one broker stream.
-pub(crate) struct ModelSink<M> {
-    emitter: std::sync::Weak<dyn Outlet>,
-    _model: std::marker::PhantomData<fn() -> M>,
-}
-
-impl<M> ModelSink<M> {
-    pub(crate) fn new(emitter: std::sync::Weak<dyn Outlet>) -> Self {
-        ModelSink {
-            emitter,
-            _model: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<M: Emits> RemoteSink for ModelSink<M> {
-    fn deliver(
-        &self,
-        envelope: &Checked<'_>,
-        origin: &Arc<str>,
-        group: Option<&str>,
-    ) -> Result<(), EnvelopeError> {
-        let Some(emitter) = self.emitter.upgrade() else {
-            return Ok(());
-        };
-        let event = envelope.to_event::<M>(origin)?;
-        deliver_remote(emitter.outlets(), event, |slot| {
-            match (&slot.reach, group) {
-                (Reach::Remote, None) => true,
-                (Reach::Group(mine), Some(theirs)) => &**mine == theirs,
-                _ => false,
-            }
-        });
-        Ok(())
     }
 }
 
