@@ -6,11 +6,13 @@
 //! and a listener's own writes never wait on its own queue (`commit.rs` in
 //! emitter-core says how). Before that, both scenarios here deadlocked. A deadlock
 //! must fail the test rather than hang it: each scenario runs on its own thread
-//! and the test waits for it at most [`DEADLINE`].
+//! and the test waits for it at most `deadline::DEADLINE`.
 
 mod common;
+mod deadline;
 
 use common::*;
+use deadline::within_deadline;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_emitter::prelude::*;
@@ -18,9 +20,6 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
-
-/// How long a scenario may take before it counts as hung.
-const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Writer threads, and rows each writes.
 const WRITERS: usize = 4;
@@ -39,31 +38,6 @@ diesel::table! {
 struct Audit {
     id: i32,
     user_id: i32,
-}
-
-/// Runs `scenario` on its own thread; a scenario still running after [`DEADLINE`]
-/// fails the test as a deadlock (its thread is left behind).
-fn within_deadline(name: &str, scenario: impl FnOnce() + Send + 'static) {
-    let (done_tx, done) = mpsc::channel();
-    let runner = std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            scenario();
-            let _ = done_tx.send(());
-        })
-        .expect("spawn the scenario");
-    match done.recv_timeout(DEADLINE) {
-        Ok(()) => runner.join().expect("the scenario ran"),
-        // The sender went without a word: the scenario panicked; show its panic.
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = runner.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-            "{name}: not finished within {DEADLINE:?}: the writers or the listener are deadlocked"
-        ),
-    }
 }
 
 /// The scenarios, once per backend: Diesel's insert statements are typed by

@@ -11,26 +11,11 @@ use diesel::prelude::*;
 use diesel_emitter::prelude::*;
 use diesel_emitter::{Error, MqttConfigError};
 use diesel_emitter::{Event, Source};
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
-
-diesel::table! {
-    posts (id) {
-        id -> Integer,
-        title -> Text,
-    }
-}
-
-#[derive(Queryable, Selectable, Serialize, Deserialize, Clone, Debug, PartialEq, Emits)]
-#[diesel(table_name = posts)]
-struct Post {
-    id: i32,
-    title: String,
-}
 
 // ---------------------------------------------------------------- 1
 
@@ -300,10 +285,7 @@ fn unsubscribing_the_last_remote_listener_releases_the_broker_subscription() {
     connected(&[&a, &b]);
     let db = Db::new("t5");
     let mut conn = db.conn(&a);
-    conn.batch_execute(
-        "CREATE TABLE posts (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL)",
-    )
-    .unwrap();
+    conn.batch_execute(POSTS_DDL).unwrap();
     let post = |conn: &mut Conn, title: &str| {
         diesel::insert_into(posts::table)
             .values(posts::title.eq(title))
@@ -354,10 +336,7 @@ fn dropping_the_last_remote_receiver_releases_the_subscription_at_the_next_event
     connected(&[&a, &b]);
     let db = Db::new("t5b");
     let mut conn = db.conn(&a);
-    conn.batch_execute(
-        "CREATE TABLE posts (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL)",
-    )
-    .unwrap();
+    conn.batch_execute(POSTS_DDL).unwrap();
     let post = |conn: &mut Conn, title: &str| {
         diesel::insert_into(posts::table)
             .values(posts::title.eq(title))

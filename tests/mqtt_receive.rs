@@ -3,54 +3,17 @@
 //! emitter dropped while events arrive. Against the shared Mosquitto.
 //!
 //! A scenario that hangs fails its test rather than the whole run: each runs on
-//! its own thread, waited for at most [`DEADLINE`].
+//! its own thread, waited for at most `deadline::DEADLINE`.
 
 mod broker;
+mod deadline;
 
 use broker::*;
+use deadline::within_deadline;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel_emitter::prelude::*;
-use serde::{Deserialize, Serialize};
 use std::sync::mpsc;
 use std::time::Duration;
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-diesel::table! {
-    posts (id) {
-        id -> Integer,
-        title -> Text,
-    }
-}
-
-#[derive(Queryable, Selectable, Serialize, Deserialize, Clone, Debug, PartialEq, Emits)]
-#[diesel(table_name = posts)]
-struct Post {
-    id: i32,
-    title: String,
-}
-
-/// Runs `scenario` on its own thread and fails if it has not ended by [`DEADLINE`].
-fn within_deadline(name: &str, scenario: impl FnOnce() + Send + 'static) {
-    let (done_tx, done) = mpsc::channel();
-    let runner = std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            scenario();
-            let _ = done_tx.send(());
-        })
-        .expect("spawn the scenario");
-    match done.recv_timeout(DEADLINE) {
-        Ok(()) => runner.join().expect("the scenario ran"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = runner.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{name} hung for {DEADLINE:?}"),
-    }
-}
 
 /// The names of `n` users inserted on `conn`, in commit order.
 fn insert_users(conn: &mut Conn, tag: &str, n: usize) -> Vec<String> {
@@ -125,11 +88,7 @@ fn a_remote_listener_that_publishes_while_its_queue_is_full_does_not_deadlock() 
         // its one-event queue stays full.
         let b_db = Db::new("publishing_listener_b");
         let mut b_conn = b_db.conn(&b);
-        b_conn
-            .batch_execute(
-                "CREATE TABLE posts (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL)",
-            )
-            .unwrap();
+        b_conn.batch_execute(POSTS_DDL).unwrap();
         let _writer = b
             .on::<User>()
             .remote_only(true)

@@ -588,6 +588,24 @@ pub struct User {
     pub active: bool,
 }
 
+// A second model, for tests that need two tables.
+diesel::table! {
+    posts (id) {
+        id -> Integer,
+        title -> Text,
+    }
+}
+
+#[derive(Queryable, Selectable, Serialize, Deserialize, Clone, Debug, PartialEq, Emits)]
+#[diesel(table_name = posts)]
+pub struct Post {
+    pub id: i32,
+    pub title: String,
+}
+
+pub const POSTS_DDL: &str =
+    "CREATE TABLE posts (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL)";
+
 pub type Conn = EmittingConnection<SqliteConnection>;
 
 pub const USERS_DDL: &str = "CREATE TABLE users (
