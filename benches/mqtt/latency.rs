@@ -63,14 +63,14 @@ pub struct Side {
     /// On-CPU nanoseconds (process + broker) and events, summed over rounds.
     cpu_ns: u64,
     events: u64,
-    /// Each round's p50, microseconds.
-    round_p50: Vec<f64>,
+    /// Each round's percentiles.
+    rounds: Vec<Percentiles>,
 }
 
 impl Side {
     fn add(&mut self, run: Run) {
-        let round = percentiles(run.nanos.clone(), run.missing);
-        self.round_p50.push(round.p50);
+        self.rounds
+            .push(percentiles(run.nanos.clone(), run.missing));
         self.nanos.extend(run.nanos);
         self.missing += run.missing;
         self.cpu_ns += run.cpu_ns;
@@ -99,14 +99,16 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// Median of the per-round emitter/bare p50 ratios, and their min and max.
-    pub fn round_ratios(&self) -> (f64, f64, f64) {
+    /// Median of the per-round emitter/bare ratios of the percentile `pick`
+    /// chooses, and their min and max. Each round's two sides ran back to back,
+    /// so a ratio is paired: a noisy stretch of the machine moves both.
+    pub fn round_ratios(&self, pick: impl Fn(&Percentiles) -> f64) -> (f64, f64, f64) {
         let ratios: Vec<f64> = self
             .emitter
-            .round_p50
+            .rounds
             .iter()
-            .zip(&self.bare.round_p50)
-            .map(|(e, b)| e / b)
+            .zip(&self.bare.rounds)
+            .map(|(e, b)| pick(e) / pick(b))
             .collect();
         let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
         let max = ratios.iter().copied().fold(0.0, f64::max);
