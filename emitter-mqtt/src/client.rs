@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 /// connect after its connect timeout, 5 s by default here).
 const SETTLE: Duration = Duration::from_secs(10);
 
+/// How often [`Client::wait_connected`] looks whether the connection is still up.
+const CONNECTED_CHECK: Duration = Duration::from_millis(20);
+
 pub(crate) struct Client {
     /// `None` only while dropping.
     paho: Option<paho::AsyncClient>,
@@ -41,6 +44,35 @@ impl Client {
         timeout: Duration,
     ) -> paho::Result<paho::ServerResponse> {
         let outcome = token.clone().wait_for(timeout);
+        self.settle(token, outcome)
+    }
+
+    /// [`wait`](Self::wait), but only while the client is connected: a request
+    /// whose connection went may stay unanswered until the next one (a QoS 0
+    /// publish Paho had not written when the broker closed the connection does),
+    /// and its waiter would wait out `timeout` for nothing.
+    pub(crate) fn wait_connected(
+        &self,
+        token: paho::Token,
+        timeout: Duration,
+    ) -> paho::Result<paho::ServerResponse> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = token.clone().wait_for(left.min(CONNECTED_CHECK));
+            let timed_out = matches!(outcome, Err(paho::Error::Timeout));
+            if !timed_out || left <= CONNECTED_CHECK || !self.is_connected() {
+                return self.settle(token, outcome);
+            }
+        }
+    }
+
+    /// Keeps `token` if its waiter gave up on it (`outcome` is a timeout).
+    fn settle(
+        &self,
+        token: paho::Token,
+        outcome: paho::Result<paho::ServerResponse>,
+    ) -> paho::Result<paho::ServerResponse> {
         let mut unfinished = self.unfinished.lock().unwrap_or_else(|e| e.into_inner());
         // Those whose callback ran can go: the client keeps its own handle.
         unfinished.retain_mut(|t| t.try_wait().is_none());

@@ -74,6 +74,7 @@ impl Stream {
                 phase: Phase::Idle,
                 direct: false,
                 lost: 0,
+                stranded: false,
             },
             None => Share::Honoured,
         };
@@ -172,7 +173,7 @@ impl Stream {
             let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
             active.retain(|t| *t != table);
             if self.client.is_connected() {
-                let _ = self.client.wait(
+                let _ = self.client.wait_connected(
                     self.client.unsubscribe(self.filter(table)),
                     Duration::from_secs(5),
                 );
@@ -187,7 +188,7 @@ impl Stream {
             return;
         }
         let token = self.client.subscribe(self.filter(table), self.config.qos);
-        match self.client.wait(token, Duration::from_secs(5)) {
+        match self.client.wait_connected(token, Duration::from_secs(5)) {
             Ok(_) => {
                 active.push(table);
                 tracing::debug!(table, group = ?self.group, "broker subscription taken");

@@ -38,12 +38,16 @@ pub(super) enum Share {
     /// A plain stream, or the `shared` probe came back.
     Honoured,
     /// No verdict yet: where the current connection is (`phase`), whether the
-    /// `direct` probe came back on it, and how many connections in a row were lost
-    /// after their `$share` subscriptions.
+    /// `direct` probe came back on it, how many connections in a row were lost
+    /// after their `$share` subscriptions, and whether a probe is `stranded`: one
+    /// Paho had not written when its connection ended, which it then sends first
+    /// thing on the next connection (a broker that closes the connection for the
+    /// first probe may leave the second so).
     Probing {
         phase: Phase,
         direct: bool,
         lost: u32,
+        stranded: bool,
     },
     /// The check proved nothing: logged once, treated as honoured.
     Unverified,
@@ -89,11 +93,18 @@ impl Stream {
     /// Sets the current connection's phase, while there is no verdict.
     pub(super) fn set_phase(&self, phase: Phase) {
         let mut share = self.share.lock().unwrap_or_else(|e| e.into_inner());
-        if let Share::Probing { direct, lost, .. } = *share {
+        if let Share::Probing {
+            direct,
+            lost,
+            stranded,
+            ..
+        } = *share
+        {
             *share = Share::Probing {
                 phase,
                 direct,
                 lost,
+                stranded,
             };
         }
     }
@@ -112,7 +123,7 @@ impl Stream {
         self.set_phase(Phase::Subscribed);
         for filter in &filters {
             let token = self.client.subscribe(filter.as_str(), 1);
-            if let Err(error) = self.client.wait(token, Duration::from_secs(5)) {
+            if let Err(error) = self.client.wait_connected(token, Duration::from_secs(5)) {
                 if !self.client.is_connected() {
                     // Cut off while subscribing: `probe_lost` counts it.
                 } else if filter.starts_with("$share/") {
@@ -134,12 +145,20 @@ impl Stream {
         for topic in [shared, direct] {
             let probe = paho::Message::new(topic.as_str(), Vec::new(), 0);
             let sent = self.client.publish(probe).into();
-            if let Err(error) = self.client.wait(sent, Duration::from_secs(5)) {
+            // Not waited for beyond the connection: a broker that refuses the
+            // first probe closes the connection, and Paho may then hold the
+            // second until the next one (5 s lost per connection, 3 connections
+            // before the verdict).
+            if let Err(error) = self.client.wait_connected(sent, Duration::from_secs(5)) {
                 // The connection is going; the next one sends them again.
                 tracing::debug!(%error, "shared subscription probe not sent");
+                if matches!(error, paho::Error::Timeout) {
+                    self.set_stranded(true);
+                }
                 return;
             }
         }
+        self.set_stranded(false);
         tracing::debug!(group = ?self.group, "shared subscription probes sent");
     }
 
@@ -162,14 +181,41 @@ impl Stream {
         self.release_probe();
     }
 
+    /// Notes whether a probe this connection published is still unsent (see
+    /// [`Share::Probing`]).
+    fn set_stranded(&self, stranded: bool) {
+        let mut share = self.share.lock().unwrap_or_else(|e| e.into_inner());
+        if let Share::Probing {
+            phase,
+            direct,
+            lost,
+            ..
+        } = *share
+        {
+            *share = Share::Probing {
+                phase,
+                direct,
+                lost,
+                stranded,
+            };
+        }
+    }
+
     /// The `direct` probe came back: the broker delivers to this client here.
     pub(super) fn probe_echoed(&self) {
         let mut share = self.share.lock().unwrap_or_else(|e| e.into_inner());
-        if let Share::Probing { phase, lost, .. } = *share {
+        if let Share::Probing {
+            phase,
+            lost,
+            stranded,
+            ..
+        } = *share
+        {
             *share = Share::Probing {
                 phase,
                 direct: true,
                 lost,
+                stranded,
             };
         }
     }
@@ -203,21 +249,34 @@ impl Stream {
     /// Called when a connection ends.
     pub(super) fn probe_lost(&self) {
         let mut share = self.share.lock().unwrap_or_else(|e| e.into_inner());
-        let Share::Probing { phase, lost, .. } = *share else {
+        let Share::Probing {
+            phase,
+            lost,
+            stranded,
+            ..
+        } = *share
+        else {
             return;
         };
-        // Only a connection that made `$share` subscriptions tells about the broker.
-        let lost = lost + u32::from(phase != Phase::Idle);
+        let published_here = matches!(phase, Phase::Published(_));
+        // A probe stranded by the connection before went out on this one, first:
+        // this one too was closed for what we published.
+        let published = published_here || stranded;
+        // Only a connection that made `$share` subscriptions, or sent a probe,
+        // tells about the broker.
+        let lost = lost + u32::from(phase != Phase::Idle || stranded);
         *share = Share::Probing {
             phase: Phase::Idle,
             direct: false,
             lost,
+            // Stranded on this connection: it goes out on the next.
+            stranded: published_here && stranded,
         };
         drop(share);
         if lost < PROBE_LOSSES {
             return;
         }
-        if let Phase::Published(_) = phase {
+        if published {
             // Closed for what we published (an ACL refusing it), not for subscribing.
             self.unverified(&format!(
                 "the broker closed the connection after the probes were published, {lost} times \
