@@ -31,7 +31,7 @@ mod inbox;
 mod share_probe;
 
 use inbox::{Inbound, Inbox};
-use share_probe::{Phase, Share};
+use share_probe::{Probe, Share};
 
 #[derive(Default)]
 struct Route {
@@ -70,12 +70,7 @@ impl Stream {
             (format!("{base}/shared"), format!("{base}/direct"))
         });
         let share = match group {
-            Some(_) => Share::Probing {
-                phase: Phase::Idle,
-                direct: false,
-                lost: 0,
-                stranded: false,
-            },
+            Some(_) => Share::Probing(Probe::new()),
             None => Share::Honoured,
         };
         let screen = Screen::new(config, node_id, group.is_some(), counters.clone());

@@ -37,23 +37,39 @@ const PROBE_LOSSES: u32 = 3;
 pub(super) enum Share {
     /// A plain stream, or the `shared` probe came back.
     Honoured,
-    /// No verdict yet: where the current connection is (`phase`), whether the
-    /// `direct` probe came back on it, how many connections in a row were lost
-    /// after their `$share` subscriptions, and whether a probe is `stranded`: one
-    /// Paho had not written when its connection ended, which it then sends first
-    /// thing on the next connection (a broker that closes the connection for the
-    /// first probe may leave the second so).
-    Probing {
-        phase: Phase,
-        direct: bool,
-        lost: u32,
-        stranded: bool,
-    },
+    /// No verdict yet.
+    Probing(Probe),
     /// The check proved nothing: logged once, treated as honoured.
     Unverified,
     /// Reported (logged and counted once). `parked`: the broker closed every
     /// connection that subscribed, so the stream stops reconnecting.
     Refused { parked: bool },
+}
+
+/// A group stream's probe while there is no verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Probe {
+    /// Where the current connection is.
+    phase: Phase,
+    /// Whether the `direct` probe came back on it.
+    direct: bool,
+    /// Connections in a row lost after their `$share` subscriptions.
+    lost: u32,
+    /// A probe Paho had not written when its connection ended, which it then sends
+    /// first thing on the next connection (a broker that closes the connection for
+    /// the first probe may leave the second so).
+    stranded: bool,
+}
+
+impl Probe {
+    pub(super) fn new() -> Probe {
+        Probe {
+            phase: Phase::Idle,
+            direct: false,
+            lost: 0,
+            stranded: false,
+        }
+    }
 }
 
 /// How far a group stream's current connection got with the probe.
@@ -90,23 +106,16 @@ impl Stream {
         Some([format!("$share/{group}/{shared}"), direct.clone()])
     }
 
+    /// Changes the probe, while there is no verdict.
+    fn probing(&self, change: impl FnOnce(&mut Probe)) {
+        if let Share::Probing(probe) = &mut *self.share.lock().unwrap_or_else(|e| e.into_inner()) {
+            change(probe);
+        }
+    }
+
     /// Sets the current connection's phase, while there is no verdict.
     pub(super) fn set_phase(&self, phase: Phase) {
-        let mut share = self.share.lock().unwrap_or_else(|e| e.into_inner());
-        if let Share::Probing {
-            direct,
-            lost,
-            stranded,
-            ..
-        } = *share
-        {
-            *share = Share::Probing {
-                phase,
-                direct,
-                lost,
-                stranded,
-            };
-        }
+        self.probing(|probe| probe.phase = phase);
     }
 
     /// After every (re)connection until the verdict is in, once the tables are
@@ -117,7 +126,7 @@ impl Stream {
         else {
             return;
         };
-        if !matches!(self.share(), Share::Probing { .. }) {
+        if !matches!(self.share(), Share::Probing(_)) {
             return;
         }
         self.set_phase(Phase::Subscribed);
@@ -169,7 +178,7 @@ impl Stream {
             Share::Honoured,
         );
         match before {
-            Share::Probing { .. } | Share::Unverified => {
+            Share::Probing(_) | Share::Unverified => {
                 tracing::debug!(group = ?self.group, "the broker honours shared subscriptions")
             }
             Share::Refused { .. } => tracing::warn!(
@@ -184,49 +193,21 @@ impl Stream {
     /// Notes whether a probe this connection published is still unsent (see
     /// [`Share::Probing`]).
     fn set_stranded(&self, stranded: bool) {
-        let mut share = self.share.lock().unwrap_or_else(|e| e.into_inner());
-        if let Share::Probing {
-            phase,
-            direct,
-            lost,
-            ..
-        } = *share
-        {
-            *share = Share::Probing {
-                phase,
-                direct,
-                lost,
-                stranded,
-            };
-        }
+        self.probing(|probe| probe.stranded = stranded);
     }
 
     /// The `direct` probe came back: the broker delivers to this client here.
     pub(super) fn probe_echoed(&self) {
-        let mut share = self.share.lock().unwrap_or_else(|e| e.into_inner());
-        if let Share::Probing {
-            phase,
-            lost,
-            stranded,
-            ..
-        } = *share
-        {
-            *share = Share::Probing {
-                phase,
-                direct: true,
-                lost,
-                stranded,
-            };
-        }
+        self.probing(|probe| probe.direct = true);
     }
 
     /// Called while connected: the verdict, once the `shared` probe is overdue.
     pub(super) fn probe_expired(&self) {
-        let Share::Probing {
+        let Share::Probing(Probe {
             phase: Phase::Published(sent),
             direct,
             ..
-        } = self.share()
+        }) = self.share()
         else {
             return;
         };
@@ -249,28 +230,22 @@ impl Stream {
     /// Called when a connection ends.
     pub(super) fn probe_lost(&self) {
         let mut share = self.share.lock().unwrap_or_else(|e| e.into_inner());
-        let Share::Probing {
-            phase,
-            lost,
-            stranded,
-            ..
-        } = *share
-        else {
+        let Share::Probing(probe) = &mut *share else {
             return;
         };
-        let published_here = matches!(phase, Phase::Published(_));
+        let published_here = matches!(probe.phase, Phase::Published(_));
         // A probe stranded by the connection before went out on this one, first:
         // this one too was closed for what we published.
-        let published = published_here || stranded;
+        let published = published_here || probe.stranded;
         // Only a connection that made `$share` subscriptions, or sent a probe,
         // tells about the broker.
-        let lost = lost + u32::from(phase != Phase::Idle || stranded);
-        *share = Share::Probing {
+        let lost = probe.lost + u32::from(probe.phase != Phase::Idle || probe.stranded);
+        *probe = Probe {
             phase: Phase::Idle,
             direct: false,
             lost,
             // Stranded on this connection: it goes out on the next.
-            stranded: published_here && stranded,
+            stranded: published_here && probe.stranded,
         };
         drop(share);
         if lost < PROBE_LOSSES {
