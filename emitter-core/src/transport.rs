@@ -14,6 +14,7 @@
 use crate::emits::Emits;
 use crate::error::Error;
 use crate::event::Event;
+pub use crate::listener::thread::panic_message;
 use crate::stats::Stats;
 use crate::wire::{Checked, EnvelopeError};
 use std::any::TypeId;

@@ -15,7 +15,7 @@
 //! handle that removes one ([`Subscription`](crate::Subscription)) belong to the
 //! emitter, which they need: `emitter/listen/` and `emitter/subscription.rs`.
 
-mod thread;
+pub(crate) mod thread;
 
 pub(crate) use thread::{current_listener, panic_message, run_listener, Backlog};
 

@@ -141,8 +141,15 @@ impl<T> Backlog<T> {
 }
 
 /// The message a panic was raised with (`panic!("...")` carries a `&str` or a
-/// `String`), escaped: it may quote a row that came from the network.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// `String`), escaped: it may quote a row that came from the network. For logging
+/// a panic caught around user code (a listener, a filter, a model's decoding).
+///
+/// ```
+/// use emitter_core::transport::panic_message;
+/// let payload = std::panic::catch_unwind(|| panic!("bad row\n")).unwrap_err();
+/// assert_eq!(panic_message(payload.as_ref()), "bad row\\u{a}");
+/// ```
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let text = if let Some(text) = payload.downcast_ref::<&str>() {
         text
     } else if let Some(text) = payload.downcast_ref::<String>() {

@@ -28,7 +28,7 @@ use crate::counters::MqttCounters;
 use crate::hop::hop;
 use crate::screen::Screen;
 use crossbeam_channel::Sender;
-use emitter_core::transport::{Deferred, RemoteSink};
+use emitter_core::transport::{panic_message, Deferred, RemoteSink};
 use paho_mqtt as paho;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -115,7 +115,7 @@ impl Inbox {
                 MqttCounters::add(&self.counters.remote_rejected, 1);
                 tracing::error!(
                     group = ?self.group,
-                    panic = %panic_text(payload.as_ref()),
+                    panic = %panic_message(payload.as_ref()),
                     "a panic while delivering a remote event; the event is dropped"
                 );
             }
@@ -217,15 +217,5 @@ impl Inbox {
             hop!("queued");
         }
         deferred
-    }
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        text
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text
-    } else {
-        "(a panic payload that is not text)"
     }
 }
