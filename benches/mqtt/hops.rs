@@ -1,18 +1,13 @@
 //! Collects the hop marks of `emitter_mqtt::hop` (TRACE events, one per step of an
-//! event's path) with a `tracing` subscriber of the bench's own, and turns them into
-//! the time each step took.
+//! event's path) with its `Recorder`, and turns them into the time each step took.
 //!
 //! The latency run sends one event at a time along one path, a millisecond apart,
 //! so marks are matched to events by time (see [`steps`]).
 
-use diesel_emitter::mqtt::hop::{HOPS, HOP_TARGET};
+use diesel_emitter::mqtt::hop::{Recorder, HOPS};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::subscriber::Interest;
-use tracing::{Event, Metadata, Subscriber};
 
 /// The marks seen while recording, by hop.
 #[derive(Default)]
@@ -32,7 +27,9 @@ impl Marks {
                     recording: AtomicBool::new(false),
                     by_hop: Mutex::new(vec![Vec::new(); HOPS.len()]),
                 });
-                tracing::subscriber::set_global_default(Collector(marks.clone()))
+                let recording = marks.clone();
+                let recorder = Recorder::new(move |hop| recording.mark(hop, Instant::now()));
+                tracing::subscriber::set_global_default(recorder)
                     .expect("no other subscriber in the bench");
                 marks
             })
@@ -47,6 +44,17 @@ impl Marks {
         self.recording.store(true, Relaxed);
     }
 
+    /// Notes the mark of hop `hop` (its index in `HOPS`) made at `at`, while
+    /// recording.
+    fn mark(&self, hop: usize, at: Instant) {
+        if !self.recording.load(Relaxed) {
+            return;
+        }
+        if let Some(marks) = self.by_hop.lock().unwrap().get_mut(hop) {
+            marks.push(at);
+        }
+    }
+
     /// Stops recording; the marks, by hop in path order.
     pub fn stop(&self) -> Vec<Vec<Instant>> {
         self.recording.store(false, Relaxed);
@@ -56,56 +64,6 @@ impl Marks {
             vec![Vec::new(); HOPS.len()],
         )
     }
-}
-
-struct Collector(Arc<Marks>);
-
-impl Subscriber for Collector {
-    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
-        if metadata.target() == HOP_TARGET {
-            Interest::always()
-        } else {
-            Interest::never()
-        }
-    }
-
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target() == HOP_TARGET
-    }
-
-    fn event(&self, event: &Event<'_>) {
-        if !self.0.recording.load(Relaxed) {
-            return;
-        }
-        let at = Instant::now();
-        let mut visitor = HopName(None);
-        event.record(&mut visitor);
-        if let Some(index) = visitor.0 {
-            if let Some(hop) = self.0.by_hop.lock().unwrap().get_mut(index) {
-                hop.push(at);
-            }
-        }
-    }
-
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-/// The index in `HOPS` of the event's `hop` field.
-struct HopName(Option<usize>);
-
-impl Visit for HopName {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "hop" {
-            self.0 = HOPS.iter().position(|h| *h == value);
-        }
-    }
-    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
 }
 
 /// One step's time: from the previous mark (or the instant before the commit) to

@@ -4,8 +4,8 @@
 //! [`HOP_TARGET`] carrying one field, `hop`, named after the step (the names are
 //! [`HOPS`]). Nothing is recorded unless a `tracing` subscriber enables that target:
 //! off, a mark costs what a disabled `tracing` call costs (one atomic load). The
-//! `mqtt` bench collects the marks with its own subscriber and prints the time of
-//! each step, so that a latency figure comes with its breakdown, measured.
+//! `mqtt` bench collects the marks with a [`Recorder`] and prints the time of each
+//! step, so that a latency figure comes with its breakdown, measured.
 //!
 //! The steps, in order, with the thread that marks each:
 //!
@@ -39,6 +39,77 @@ pub const HOPS: [&str; 9] = [
     "checked",
     "queued",
 ];
+
+/// A `tracing` subscriber that hands every hop mark to a closure, as the mark's
+/// index in [`HOPS`], and takes nothing else: what a bench or a test installs to
+/// collect the marks (`tracing::subscriber::set_global_default`).
+///
+/// ```
+/// use emitter_mqtt::hop::{Recorder, HOPS};
+/// use std::sync::{Arc, Mutex};
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let marks = seen.clone();
+/// let recorder = Recorder::new(move |hop| marks.lock().unwrap().push(HOPS[hop]));
+/// tracing::subscriber::with_default(recorder, || {
+///     tracing::trace!(target: "emitter_mqtt::hop", hop = "queued");
+///     tracing::info!("not a mark");
+/// });
+/// assert_eq!(*seen.lock().unwrap(), ["queued"]);
+/// ```
+pub struct Recorder<F>(F);
+
+impl<F: Fn(usize) + Send + Sync + 'static> Recorder<F> {
+    /// A recorder that calls `on_mark` with the index in [`HOPS`] of each mark.
+    pub fn new(on_mark: F) -> Recorder<F> {
+        Recorder(on_mark)
+    }
+}
+
+impl<F: Fn(usize) + Send + Sync + 'static> tracing::Subscriber for Recorder<F> {
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if metadata.target() == HOP_TARGET {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target() == HOP_TARGET
+    }
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut hop = HopField(None);
+        event.record(&mut hop);
+        if let Some(index) = hop.0 {
+            (self.0)(index);
+        }
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The index in [`HOPS`] of a mark's `hop` field.
+struct HopField(Option<usize>);
+
+impl tracing::field::Visit for HopField {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "hop" {
+            self.0 = HOPS.iter().position(|hop| *hop == value);
+        }
+    }
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+}
 
 /// Marks the end of the step `$hop` (one of [`HOPS`]).
 macro_rules! hop {
