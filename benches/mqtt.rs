@@ -344,18 +344,35 @@ fn summary_latency(lat: &latency::Latency, plan: &Plan) {
         verdict(emitter.p50 <= 1.3 * bare.p50),
         verdict(emitter.p99 <= 1.3 * bare.p99),
     );
-    println!("   where the emitter's time goes (hop marks run; each step from the previous mark):");
-    println!("   {:<12} {:>8} {:>8}  marks", "step", "p50 us", "p99 us");
+    println!(
+        "   where the emitter's time goes (hop marks run; each step from the mark it is timed from):"
+    );
+    println!(
+        "   {:<12} {:<12} {:>8} {:>8}  marks",
+        "step", "from", "p50 us", "p99 us"
+    );
     let mut sum = 0.0;
     for step in &lat.steps {
-        sum += step.p50;
+        // A step beside the path overlaps the ones after it.
+        if !step.beside {
+            sum += step.p50;
+        }
         println!(
-            "   {:<12} {:>8.1} {:>8.1}  {}",
-            step.name, step.p50, step.p99, step.marks
+            "   {:<12} {:<12} {:>8.1} {:>8.1}  {}{}",
+            step.name,
+            step.from,
+            step.p50,
+            step.p99,
+            step.marks,
+            if step.beside {
+                "  (beside the path)"
+            } else {
+                ""
+            }
         );
     }
     println!(
-        "   sum of step medians {sum:.1} us (the run's p50 {:.1} us); bare hop p50 {:.1} us",
+        "   sum of the path's step medians {sum:.1} us (the run's p50 {:.1} us); bare hop p50 {:.1} us",
         lat.traced.p50, bare.p50
     );
 }

@@ -4,7 +4,7 @@
 //! The latency run sends one event at a time along one path, a millisecond apart,
 //! so marks are matched to events by time (see [`steps`]).
 
-use diesel_emitter::mqtt::hop::{Recorder, HOPS};
+use diesel_emitter::mqtt::hop::{Recorder, HOPS, LISTENER_TIMED_FROM, TIMED_FROM};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -66,10 +66,14 @@ impl Marks {
     }
 }
 
-/// One step's time: from the previous mark (or the instant before the commit) to
-/// this one, in microseconds.
+/// One step's time: from the mark it is timed from (`hop::TIMED_FROM`, or the
+/// instant before the commit) to its own, in microseconds.
 pub struct Step {
     pub name: &'static str,
+    /// The mark this step is timed from.
+    pub from: &'static str,
+    /// No later step is timed from this one: its time overlaps the path's.
+    pub beside: bool,
     pub p50: f64,
     pub p99: f64,
     pub marks: usize,
@@ -78,23 +82,30 @@ pub struct Step {
 /// The steps of the events of a run, the first `skip` left out: `sent` before each
 /// commit, the hop marks, and `arrived` at the listener.
 ///
-/// Each event's mark of a hop is the first mark of that hop at or after the event's
-/// previous mark: one relay read can carry two publishes, whose mark it then is
-/// for both.
+/// Each event's mark of a hop is the first mark of that hop at or after the
+/// event's mark of the hop it is timed from: one relay read can carry two
+/// publishes, whose mark it then is for both.
 pub fn steps(
     sent: &[Instant],
     marks: &[Vec<Instant>],
     arrived: &[Option<Instant>],
     skip: usize,
 ) -> Vec<Step> {
-    let mut previous: Vec<Option<Instant>> = sent.iter().copied().map(Some).collect();
-    let mut steps = Vec::new();
+    let sent: Vec<Option<Instant>> = sent.iter().copied().map(Some).collect();
     let last: Vec<Instant> = arrived.iter().flatten().copied().collect();
     let columns = marks
         .iter()
         .zip(HOPS)
-        .chain(std::iter::once((&last, "listener")));
-    for (hop_marks, name) in columns {
+        .zip(TIMED_FROM)
+        .chain(std::iter::once((
+            (&last, "listener"),
+            Some(LISTENER_TIMED_FROM),
+        )));
+    // Each hop's mark per event, in HOPS order.
+    let mut matched: Vec<Vec<Option<Instant>>> = Vec::new();
+    let mut steps = Vec::new();
+    for ((hop_marks, name), timed_from) in columns {
+        let previous = timed_from.map_or(&sent, |from| &matched[from]);
         let mut sorted = hop_marks.clone();
         sorted.sort();
         let mut next = 0;
@@ -124,11 +135,17 @@ pub fn steps(
         };
         steps.push(Step {
             name,
+            from: timed_from.map_or("commit", |from| HOPS[from]),
+            beside: false,
             p50: at(0.5),
             p99: at(0.99),
             marks: hop_marks.len(),
         });
-        previous = column;
+        matched.push(column);
+    }
+    let followed: Vec<&str> = steps.iter().map(|step| step.from).collect();
+    for step in &mut steps {
+        step.beside = step.name != "listener" && !followed.contains(&step.name);
     }
     steps
 }

@@ -7,19 +7,35 @@
 //! `mqtt` bench collects the marks with a [`Recorder`] and prints the time of each
 //! step, so that a latency figure comes with its breakdown, measured.
 //!
-//! The steps, in order, with the thread that marks each:
+//! The steps, in order, with the thread that marks each and the mark each is
+//! timed from:
 //!
-//! | hop | thread | what ends there |
-//! |---|---|---|
-//! | `handed` | committing | the commit reached the publisher's buffer (before it wakes the publisher) |
-//! | `taken` | publisher | the publisher has it (the hand-over, with its wake-up) |
-//! | `encoded` | publisher | the MQTT message is built (JSON, topic, signature) |
-//! | `to_paho` | publisher | Paho has the publish |
-//! | `relay_read` | relay | the relay read Paho's bytes |
-//! | `relay_sent` | relay | the relay wrote them to the broker |
-//! | `received` | Paho's receive thread | the listening node's stream has the message from Paho |
-//! | `checked` | Paho's receive thread | the envelope is decoded and checked, not a duplicate |
-//! | `queued` | Paho's receive thread | every listener's queue has the event |
+//! | hop | thread | timed from | what ends there |
+//! |---|---|---|---|
+//! | `handed` | committing | the commit | the commit reached the publisher's buffer (before it wakes the publisher) |
+//! | `taken` | committing or publisher | `handed` | the publish path has it (in the publisher's thread, after its wake-up) |
+//! | `encoded` | committing or publisher | `taken` | the MQTT message is built (JSON, topic, signature) |
+//! | `to_paho` | committing or publisher | `encoded` | Paho's publish call has returned |
+//! | `relay_read` | relay | `encoded` | the relay read Paho's bytes |
+//! | `relay_sent` | relay | `relay_read` | the relay wrote them to the broker |
+//! | `received` | Paho's receive thread | `relay_read` | the listening node's stream has the message from Paho |
+//! | `checked` | Paho's receive thread | `received` | the envelope is decoded and checked, not a duplicate |
+//! | `queued` | Paho's receive thread | `checked` | every listener's queue has the event |
+//!
+//! `taken`, `encoded` and `to_paho` are marked on the committing thread when the
+//! publish goes out directly (the publisher's lane is free), else on the
+//! publisher's thread.
+//!
+//! A step is timed from the last mark that surely came before it. A mark made
+//! after a call that hands the event to another thread or process can come after
+//! that thread's own mark: Paho's send thread writes the publish, and the relay
+//! reads and forwards it, before Paho's publish call returns to the thread that
+//! marks `to_paho`; the broker can deliver to the listening node before the relay
+//! thread, back from its write, marks `relay_sent`; a listener can take its event
+//! before `queued` is marked. So `to_paho`, `relay_sent` and `queued` are beside
+//! the path, each the time of its own call, and the steps after them are timed
+//! from the mark before them ([`TIMED_FROM`]; a listener's arrival from
+//! `checked`).
 //!
 //! The last three run on the stream's own thread instead when the event must wait
 //! there (see the subscriber's inbox).
@@ -39,6 +55,26 @@ pub const HOPS: [&str; 9] = [
     "checked",
     "queued",
 ];
+
+/// The mark each step of [`HOPS`] is timed from, as its index in [`HOPS`]; `None`
+/// for the first, which is timed from the commit. `relay_read` is timed from
+/// `encoded` and `received` from `relay_read`, because the marks between them
+/// can come late (see the module's documentation).
+pub const TIMED_FROM: [Option<usize>; HOPS.len()] = [
+    None,
+    Some(0),
+    Some(1),
+    Some(2),
+    Some(2),
+    Some(4),
+    Some(4),
+    Some(6),
+    Some(7),
+];
+
+/// The mark a listener's arrival is timed from: `checked`, as its index in
+/// [`HOPS`] (`queued` can come after the listener has its event).
+pub const LISTENER_TIMED_FROM: usize = 7;
 
 /// A `tracing` subscriber that hands every hop mark to a closure, as the mark's
 /// index in [`HOPS`], and takes nothing else: what a bench or a test installs to
@@ -118,3 +154,17 @@ macro_rules! hop {
     };
 }
 pub(crate) use hop;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_is_timed_from_an_earlier_mark() {
+        assert_eq!(TIMED_FROM[0], None);
+        for (hop, from) in TIMED_FROM.iter().enumerate().skip(1) {
+            assert!(from.is_some_and(|from| from < hop), "{}", HOPS[hop]);
+        }
+        assert_eq!(HOPS[LISTENER_TIMED_FROM], "checked");
+    }
+}
