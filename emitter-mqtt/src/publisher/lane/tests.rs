@@ -35,6 +35,16 @@ struct Open {
     _alarm: Alarm,
 }
 
+impl Open {
+    /// Offers the lane one event; whether it went direct (else it belongs in the
+    /// buffer).
+    fn offer(&self) -> bool {
+        self.lane
+            .try_direct(Box::new(Probe), &self.buffer.0)
+            .is_ok()
+    }
+}
+
 impl Drop for Open {
     fn drop(&mut self) {
         self.lane.lock().client = None;
@@ -92,10 +102,7 @@ fn open_lane(credit: usize) -> Open {
 #[test]
 fn an_event_goes_direct_when_the_lane_is_free_and_the_buffer_empty() {
     let open = open_lane(2);
-    assert!(open
-        .lane
-        .try_direct(Box::new(Probe), &open.buffer.0)
-        .is_ok());
+    assert!(open.offer());
     let inflight = open
         .published
         .try_recv()
@@ -112,10 +119,7 @@ fn an_event_goes_direct_when_the_lane_is_free_and_the_buffer_empty() {
 fn an_event_behind_a_buffered_one_goes_into_the_buffer_too() {
     let open = open_lane(2);
     open.buffer.0.send(Box::new(Probe)).unwrap();
-    assert!(open
-        .lane
-        .try_direct(Box::new(Probe), &open.buffer.0)
-        .is_err());
+    assert!(!open.offer());
     assert!(open.published.is_empty());
     assert_eq!(open.lane.lock().credit, 2);
 }
@@ -123,10 +127,7 @@ fn an_event_behind_a_buffered_one_goes_into_the_buffer_too() {
 #[test]
 fn without_credit_an_event_goes_into_the_buffer() {
     let open = open_lane(0);
-    assert!(open
-        .lane
-        .try_direct(Box::new(Probe), &open.buffer.0)
-        .is_err());
+    assert!(!open.offer());
     assert!(open.published.is_empty());
 }
 
@@ -134,10 +135,7 @@ fn without_credit_an_event_goes_into_the_buffer() {
 fn after_the_connection_is_lost_an_event_goes_into_the_buffer() {
     let open = open_lane(2);
     open.lost.store(true, Ordering::SeqCst);
-    assert!(open
-        .lane
-        .try_direct(Box::new(Probe), &open.buffer.0)
-        .is_err());
+    assert!(!open.offer());
     assert!(open.published.is_empty());
 }
 
@@ -145,10 +143,7 @@ fn after_the_connection_is_lost_an_event_goes_into_the_buffer() {
 fn while_the_publisher_thread_holds_the_lane_an_event_goes_into_the_buffer() {
     let open = open_lane(2);
     let held = open.lane.lock();
-    assert!(open
-        .lane
-        .try_direct(Box::new(Probe), &open.buffer.0)
-        .is_err());
+    assert!(!open.offer());
     drop(held);
     assert!(open.published.is_empty());
 }
