@@ -11,7 +11,6 @@ mod deadline;
 use broker::*;
 use deadline::within_deadline;
 use diesel::connection::SimpleConnection;
-use diesel::prelude::*;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -96,10 +95,7 @@ fn a_remote_listener_that_publishes_while_its_queue_is_full_does_not_deadlock() 
             .listen(move |event| {
                 // Slower than events come, so that its queue fills.
                 std::thread::sleep(Duration::from_millis(1));
-                diesel::insert_into(posts::table)
-                    .values(posts::title.eq(format!("about {}", event.row.name)))
-                    .execute(&mut b_conn)
-                    .expect("the listener's write");
+                insert_post(&mut b_conn, &format!("about {}", event.row.name));
             });
         connected(&[&a, &b]);
         let a_db = Db::new("publishing_listener_a");

@@ -89,3 +89,11 @@ pub fn insert(conn: &mut Conn, name: &str, active: bool) -> User {
         .get_result(conn)
         .expect("insert a user")
 }
+
+/// Inserts a post (the `posts` table must exist: [`POSTS_DDL`]).
+pub fn insert_post(conn: &mut Conn, title: &str) {
+    diesel::insert_into(posts::table)
+        .values(posts::title.eq(title))
+        .execute(conn)
+        .expect("insert a post");
+}

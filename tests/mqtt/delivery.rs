@@ -264,16 +264,10 @@ fn unsubscribing_the_last_remote_listener_releases_the_broker_subscription() {
     let db = Db::new("t5");
     let mut conn = db.conn(&a);
     conn.batch_execute(POSTS_DDL).unwrap();
-    let post = |conn: &mut Conn, title: &str| {
-        diesel::insert_into(posts::table)
-            .values(posts::title.eq(title))
-            .execute(conn)
-            .unwrap();
-    };
 
     insert(&mut conn, "before", true);
     assert_eq!(recv(&users_rx).row.name, "before");
-    post(&mut conn, "p1");
+    insert_post(&mut conn, "p1");
     assert_eq!(recv(&posts_rx).row.title, "p1");
     assert_eq!(b.stats().remote_received, 2);
 
@@ -281,7 +275,7 @@ fn unsubscribing_the_last_remote_listener_releases_the_broker_subscription() {
     for i in 0..3 {
         insert(&mut conn, &format!("while-away-{i}"), true);
     }
-    post(&mut conn, "p2");
+    insert_post(&mut conn, "p2");
     assert_eq!(recv(&posts_rx).row.title, "p2");
     assert_eq!(
         b.stats().remote_received,
@@ -297,7 +291,7 @@ fn unsubscribing_the_last_remote_listener_releases_the_broker_subscription() {
     connected(&[&b]);
     insert(&mut conn, "after", true);
     assert_eq!(recv(&again).row.name, "after");
-    post(&mut conn, "p3");
+    insert_post(&mut conn, "p3");
     assert_eq!(recv(&posts_rx).row.title, "p3");
     assert_eq!(b.stats().remote_received, 5);
     assert_empty(&again);
@@ -315,12 +309,6 @@ fn dropping_the_last_remote_receiver_releases_the_subscription_at_the_next_event
     let db = Db::new("t5b");
     let mut conn = db.conn(&a);
     conn.batch_execute(POSTS_DDL).unwrap();
-    let post = |conn: &mut Conn, title: &str| {
-        diesel::insert_into(posts::table)
-            .values(posts::title.eq(title))
-            .execute(conn)
-            .unwrap();
-    };
     insert(&mut conn, "first", true);
     assert_eq!(recv(&users_rx).row.name, "first");
     assert_eq!(b.stats().listeners, 2);
@@ -329,7 +317,7 @@ fn dropping_the_last_remote_receiver_releases_the_subscription_at_the_next_event
     // The dropped receiver is noticed at the next event, on B's subscriber thread,
     // which then releases the broker subscription.
     insert(&mut conn, "noticed", true);
-    post(&mut conn, "p1");
+    insert_post(&mut conn, "p1");
     assert_eq!(recv(&posts_rx).row.title, "p1", "B's stream keeps working");
     assert_eq!(
         b.stats().listeners,
@@ -341,7 +329,7 @@ fn dropping_the_last_remote_receiver_releases_the_subscription_at_the_next_event
     for i in 0..3 {
         insert(&mut conn, &format!("unheard-{i}"), true);
     }
-    post(&mut conn, "p2");
+    insert_post(&mut conn, "p2");
     assert_eq!(recv(&posts_rx).row.title, "p2");
     assert_eq!(
         b.stats().remote_received,

@@ -1,6 +1,7 @@
 //! Two processes of the `multi_server` example: the listener hears the writer.
 
 use super::*;
+use std::path::Path;
 
 /// `target/<profile>/examples/multi_server`, next to the `deps` dir of this test
 /// binary. `cargo test --test mqtt` does not build examples, so ask Cargo for it
@@ -36,22 +37,32 @@ fn multi_server_binary() -> PathBuf {
     binary
 }
 
+/// Starts the example with `args` on the shared broker under `prefix`, its
+/// standard output piped.
+fn run_example(binary: &Path, prefix: &str, args: &[&str]) -> ChildGuard {
+    ChildGuard::new(
+        Command::new(binary)
+            .args(args)
+            .env("MQTT_PREFIX", prefix)
+            .env("MQTT_URL", SHARED_URL)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("start multi_server {args:?}: {error}")),
+    )
+}
+
 #[test]
 fn two_processes_multi_server_example_listener_hears_the_writer() {
     let binary = multi_server_binary();
     let prefix = unique_prefix("multi_server");
     let observer = Sub::start(SHARED_PORT, &prefix, &["-v"]);
 
-    let mut listener = ChildGuard::new(
-        Command::new(&binary)
-            .args(["listen", "--count", "9", "--node", "l1"])
-            .env("MQTT_PREFIX", &prefix)
-            .env("MQTT_URL", SHARED_URL)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the listener"),
+    let mut listener = run_example(
+        &binary,
+        &prefix,
+        &["listen", "--count", "9", "--node", "l1"],
     );
     let stdout = listener.child.stdout.take().expect("piped stdout");
     let (tx, lines) = diesel_emitter::crossbeam_channel::unbounded();
@@ -67,17 +78,7 @@ fn two_processes_multi_server_example_listener_hears_the_writer() {
         .expect("the listener prints READY");
     assert_eq!(ready, "READY");
 
-    let mut writer = ChildGuard::new(
-        Command::new(&binary)
-            .args(["write", "--count", "3", "--node", "w1"])
-            .env("MQTT_PREFIX", &prefix)
-            .env("MQTT_URL", SHARED_URL)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the writer"),
-    );
+    let mut writer = run_example(&binary, &prefix, &["write", "--count", "3", "--node", "w1"]);
     let status = wait_exit(&mut writer.child, Duration::from_secs(30))
         .expect("the writer finishes within 30 s");
     let mut out = String::new();
