@@ -4,7 +4,7 @@
 //! The latency run sends one event at a time along one path, a millisecond apart,
 //! so marks are matched to events by time (see [`steps`]).
 
-use diesel_emitter::mqtt::hop::{Recorder, HOPS, LISTENER_TIMED_FROM, TIMED_FROM};
+use diesel_emitter::mqtt::hop::{beside_the_path, Recorder, HOPS, LISTENER_TIMED_FROM, TIMED_FROM};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -72,7 +72,8 @@ pub struct Step {
     pub name: &'static str,
     /// The mark this step is timed from.
     pub from: &'static str,
-    /// No later step is timed from this one: its time overlaps the path's.
+    /// No later step is timed from this one (`hop::beside_the_path`): its time
+    /// overlaps the path's.
     pub beside: bool,
     pub p50: f64,
     pub p99: f64,
@@ -104,7 +105,7 @@ pub fn steps(
     // Each hop's mark per event, in HOPS order.
     let mut matched: Vec<Vec<Option<Instant>>> = Vec::new();
     let mut steps = Vec::new();
-    for ((hop_marks, name), timed_from) in columns {
+    for (index, ((hop_marks, name), timed_from)) in columns.enumerate() {
         let previous = timed_from.map_or(&sent, |from| &matched[from]);
         let mut sorted = hop_marks.clone();
         sorted.sort();
@@ -136,16 +137,13 @@ pub fn steps(
         steps.push(Step {
             name,
             from: timed_from.map_or("commit", |from| HOPS[from]),
-            beside: false,
+            // The last column is the listener's arrival, which ends the path.
+            beside: index < HOPS.len() && beside_the_path(index),
             p50: at(0.5),
             p99: at(0.99),
             marks: hop_marks.len(),
         });
         matched.push(column);
-    }
-    let followed: Vec<&str> = steps.iter().map(|step| step.from).collect();
-    for step in &mut steps {
-        step.beside = step.name != "listener" && !followed.contains(&step.name);
     }
     steps
 }

@@ -76,6 +76,19 @@ pub const TIMED_FROM: [Option<usize>; HOPS.len()] = [
 /// [`HOPS`] (`queued` can come after the listener has its event).
 pub const LISTENER_TIMED_FROM: usize = 7;
 
+/// Whether the step `hop` (its index in [`HOPS`]) is beside the path: no later
+/// step, and no listener's arrival, is timed from it, so its time overlaps theirs
+/// (see the module's documentation).
+///
+/// ```
+/// use emitter_mqtt::hop::{beside_the_path, HOPS};
+/// let beside: Vec<&str> = (0..HOPS.len()).filter(|&hop| beside_the_path(hop)).map(|hop| HOPS[hop]).collect();
+/// assert_eq!(beside, ["to_paho", "relay_sent", "queued"]);
+/// ```
+pub fn beside_the_path(hop: usize) -> bool {
+    hop != LISTENER_TIMED_FROM && !TIMED_FROM.contains(&Some(hop))
+}
+
 /// A `tracing` subscriber that hands every hop mark to a closure, as the mark's
 /// index in [`HOPS`], and takes nothing else: what a bench or a test installs to
 /// collect the marks (`tracing::subscriber::set_global_default`).
