@@ -191,7 +191,7 @@ impl Stream {
     }
 
     /// Notes whether a probe this connection published is still unsent (see
-    /// [`Share::Probing`]).
+    /// `Probe::stranded`).
     fn set_stranded(&self, stranded: bool) {
         self.probing(|probe| probe.stranded = stranded);
     }
