@@ -189,26 +189,28 @@ fn columns_found(rows: Vec<ColumnName>) -> Option<Vec<String>> {
     Some(rows.into_iter().filter_map(|r| r.name).collect())
 }
 
-/// Both backends decode through the function pointer their registry entries hold,
-/// over the concrete row type of the loading mode.
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+/// Every backend decodes through the function its registry entries hold (on
+/// MySQL, the entry's `decode` field: `call: decode`), over the concrete row type
+/// of the loading mode.
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 macro_rules! decode_rows {
-    ($conn:ty, $mode:ty, $decode:ty, detached: true) => {
-        decode_rows!($conn, $mode, $decode, true, |rows| Some(rows), |rows| rows);
+    ($conn:ty, $mode:ty, $decode:ty $(, call: $field:ident)?, detached: true) => {
+        decode_rows!(@impl $conn, $mode, $decode, [$($field)?], true, |rows| Some(rows), |rows| rows);
     };
     // The rows borrow the statement, which the connection owns: they cannot be
     // detached, and so are never attached either.
-    ($conn:ty, $mode:ty, $decode:ty, detached: false) => {
+    ($conn:ty, $mode:ty, $decode:ty $(, call: $field:ident)?, detached: false) => {
         decode_rows!(
-            $conn,
+            @impl $conn,
             $mode,
             $decode,
+            [$($field)?],
             false,
             |_rows| None,
             |_rows| Vec::new()
         );
     };
-    ($conn:ty, $mode:ty, $decode:ty, $detached:expr, $detach:expr, $attach:expr) => {
+    (@impl $conn:ty, $mode:ty, $decode:ty, [$($field:ident)?], $detached:expr, $detach:expr, $attach:expr) => {
         impl DecodeRows<$mode> for $conn {
             fn decode<'c, 'q>(
                 decode: $decode,
@@ -218,7 +220,7 @@ macro_rules! decode_rows {
             where
                 Self: 'c,
             {
-                decode(row, args)
+                (decode $(.$field)?)(row, args)
             }
 
             fn read_row_key<'c, 'q>(

@@ -66,56 +66,5 @@ impl ModelsOf for MysqlConnection {
     }
 }
 
-impl DecodeRows<DefaultLoadingMode> for MysqlConnection {
-    fn decode<'c, 'q>(
-        decode: MysqlDecode,
-        row: &<Self as LoadConnection<DefaultLoadingMode>>::Row<'c, 'q>,
-        args: DecodeArgs<'_>,
-    ) -> deserialize::Result<PendingEvent>
-    where
-        Self: 'c,
-    {
-        (decode.decode)(row, args)
-    }
-
-    fn read_flag<'c, 'q>(
-        row: &<Self as LoadConnection<DefaultLoadingMode>>::Row<'c, 'q>,
-        index: usize,
-    ) -> deserialize::Result<bool>
-    where
-        Self: 'c,
-    {
-        diesel::row::Row::get_value::<diesel::sql_types::Bool, bool, usize>(row, index)
-    }
-
-    fn read_row_key<'c, 'q>(
-        row: &<Self as LoadConnection<DefaultLoadingMode>>::Row<'c, 'q>,
-        index: usize,
-    ) -> deserialize::Result<i64>
-    where
-        Self: 'c,
-    {
-        diesel::row::Row::get_value::<diesel::sql_types::BigInt, i64, usize>(row, index)
-    }
-
-    // A MySQL row holds its own copy of its values.
-    const DETACHED_ROWS: bool = true;
-
-    fn detach<'c, 'q>(
-        rows: Vec<<Self as LoadConnection<DefaultLoadingMode>>::Row<'c, 'q>>,
-    ) -> Option<Vec<<Self as LoadConnection<DefaultLoadingMode>>::Row<'static, 'static>>>
-    where
-        Self: 'c,
-    {
-        Some(rows)
-    }
-
-    fn attach<'c, 'q>(
-        rows: Vec<<Self as LoadConnection<DefaultLoadingMode>>::Row<'static, 'static>>,
-    ) -> Vec<<Self as LoadConnection<DefaultLoadingMode>>::Row<'c, 'q>>
-    where
-        Self: 'c,
-    {
-        rows
-    }
-}
+// A MySQL row holds its own copy of its values.
+decode_rows!(MysqlConnection, DefaultLoadingMode, MysqlDecode, call: decode, detached: true);
