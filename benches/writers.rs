@@ -15,9 +15,12 @@
 //! events and other writers'). They come from the TRACE events the emitter emits on
 //! the `diesel_emitter::commit_wait` target, counted by the small subscriber below;
 //! an emitter without that subscriber does not read the clock for them. The very
-//! last is this process's CPU time per statement (all its threads, from
-//! `/proc/self/stat`), emitting side / plain side: our own cost, which wall time
-//! on a busy 2-core machine hides in its noise.
+//! last two are CPU time per statement, emitting side / plain side: this process's
+//! (all its threads, from `/proc/self/stat`), our own cost, which wall time on a
+//! busy 2-core machine hides in its noise; and the PostgreSQL server's (every
+//! `postgres` process, from `/proc/<pid>/schedstat`), which is where `RETURNING`
+//! costs most. On a machine whose cores the writers saturate, wall time follows
+//! the sum of the two.
 //!
 //! ```text
 //! cargo bench --bench writers                      # about two minutes
@@ -34,7 +37,12 @@
 //! short smoke run. Set `DATABASE_URL` to use another server.
 
 mod common;
+#[path = "writers/table.rs"]
+mod table;
+#[path = "writers/waits.rs"]
+mod waits;
 
+use common::cpu;
 use common::users::{counting_emitter, users, NewUser, User};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -42,6 +50,8 @@ use diesel_emitter::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+use table::{print_header, print_line, summary, Line};
+use waits::{Subscriber, WaitCounter, Waits};
 
 /// The most writers a line runs; every side keeps this many connections.
 const MAX_WRITERS: usize = 8;
@@ -131,136 +141,6 @@ enum Versus {
     Plain,
     /// Plain connections with `RETURNING` (see [`Returning`]).
     Returning,
-}
-
-/// Counts the emitter's per-commit wait measurements (TRACE events on
-/// `diesel_emitter::commit_wait`); every other callsite is disabled.
-#[derive(Default)]
-struct WaitCounter {
-    commits: AtomicU64,
-    lock_ns: AtomicU64,
-    turn_ns: AtomicU64,
-    deliver_ns: AtomicU64,
-    /// Commits that waited for the delivery turn at all.
-    turn_waits: AtomicU64,
-    /// How many turn waits (`[0]`) and deliveries (`[1]`) took under 1 us, under
-    /// 2, 4, ... (log2 buckets of microseconds).
-    histogram: [[AtomicU64; 16]; 2],
-}
-
-/// The log2 bucket of `ns` in microseconds.
-fn bucket(ns: u64) -> usize {
-    ((u64::BITS - (ns / 1000).leading_zeros()) as usize).min(15)
-}
-
-const WAIT_TARGET: &str = "diesel_emitter::commit_wait";
-
-/// A reading of the [`WaitCounter`]: commits, then nanoseconds waiting for the lock,
-/// for the turn, delivering, and the commits that waited for the turn.
-#[derive(Copy, Clone, Default)]
-struct Waits([u64; 5]);
-
-impl Waits {
-    fn since(self, earlier: Waits) -> Waits {
-        Waits(std::array::from_fn(|i| self.0[i] - earlier.0[i]))
-    }
-
-    fn add(&mut self, other: Waits) {
-        for (a, b) in self.0.iter_mut().zip(other.0) {
-            *a += b;
-        }
-    }
-}
-
-impl WaitCounter {
-    /// Prints and resets the histograms.
-    fn print_histogram(&self) {
-        for (name, row) in ["turn waits", "deliveries"].iter().zip(&self.histogram) {
-            let counts: Vec<String> = row.iter().map(|c| c.swap(0, Relaxed).to_string()).collect();
-            println!("    {name:<10} <1,2,4..us: {}", counts.join(" "));
-        }
-    }
-
-    fn read(&self) -> Waits {
-        Waits(
-            [
-                &self.commits,
-                &self.lock_ns,
-                &self.turn_ns,
-                &self.deliver_ns,
-                &self.turn_waits,
-            ]
-            .map(|a| a.load(Relaxed)),
-        )
-    }
-}
-
-struct WaitVisitor<'a>(&'a WaitCounter);
-
-impl tracing::field::Visit for WaitVisitor<'_> {
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        let counter = &self.0;
-        match field.name() {
-            "lock_ns" => counter.lock_ns.fetch_add(value, Relaxed),
-            "turn_ns" => {
-                if value > 0 {
-                    counter.turn_waits.fetch_add(1, Relaxed);
-                    counter.histogram[0][bucket(value)].fetch_add(1, Relaxed);
-                }
-                counter.turn_ns.fetch_add(value, Relaxed)
-            }
-            "deliver_ns" => {
-                if value > 0 {
-                    counter.histogram[1][bucket(value)].fetch_add(1, Relaxed);
-                }
-                counter.deliver_ns.fetch_add(value, Relaxed)
-            }
-            _ => 0,
-        };
-    }
-
-    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
-}
-
-/// The subscriber: shares its counter with the bench.
-struct Subscriber(Arc<WaitCounter>);
-
-impl tracing::Subscriber for Subscriber {
-    fn register_callsite(
-        &self,
-        metadata: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        if self.enabled(metadata) {
-            tracing::subscriber::Interest::always()
-        } else {
-            tracing::subscriber::Interest::never()
-        }
-    }
-
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        metadata.target() == WAIT_TARGET
-    }
-
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(tracing::level_filters::LevelFilter::TRACE)
-    }
-
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-
-    fn event(&self, event: &tracing::Event<'_>) {
-        self.0.commits.fetch_add(1, Relaxed);
-        event.record(&mut WaitVisitor(&self.0));
-    }
-
-    fn enter(&self, _: &tracing::span::Id) {}
-
-    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 /// The bench's schema (dropped at the end) and its connections.
@@ -397,46 +277,6 @@ fn block<W: Writer>(conns: &mut [W], n: usize, total: usize, op: Op, round: usiz
     .elapsed()
 }
 
-/// The CPU time this process (every thread: writers, listener, emitter) has
-/// used, from `/proc/self/stat`, in clock ticks (10 ms); `None` elsewhere.
-fn cpu_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // After the command name, which is in parentheses: utime and stime are the
-    // 12th and 13th fields.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
-/// One line of the table: its per-statement medians, ratio and spread.
-struct Line {
-    plain: f64,
-    emitting: f64,
-    ratio: f64,
-    /// Interquartile range of the per-round ratios.
-    iqr: (f64, f64),
-    /// 95% confidence interval of the median ratio.
-    ci: (f64, f64),
-    waits: Waits,
-    /// This process's CPU time per statement, emitting and plain side (us),
-    /// over every measured round.
-    cpu: Option<(f64, f64)>,
-}
-
-/// The median of `values` and a 95% confidence interval for it (the order
-/// statistics at n/2 -+ 0.98 sqrt(n)), and the quartiles.
-fn summary(values: &mut [f64]) -> (f64, (f64, f64), (f64, f64)) {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    let half = 0.98 * (n as f64).sqrt();
-    let at = |rank: f64| values[(rank.round().max(0.0) as usize).min(n - 1)];
-    let mid = n as f64 / 2.0;
-    (
-        values[n / 2],
-        (at(mid - half), at(mid + half)),
-        (at(n as f64 * 0.25), at(n as f64 * 0.75)),
-    )
-}
-
 /// Interleaved rounds (ABBA) of `total` statements over `n` writers a side, `versus`
 /// (in the emitting side's columns) against plain.
 fn line(s: &mut Bench, op: Op, n: usize, rounds: usize, total: usize, versus: Versus) -> Line {
@@ -445,14 +285,16 @@ fn line(s: &mut Bench, op: Op, n: usize, rounds: usize, total: usize, versus: Ve
     let statements = total / n * n;
     let (mut emitting, mut plain, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut waits = Waits::default();
-    let mut ticks = [0u64; 2];
+    // CPU microseconds of this process, then of the server, by side.
+    let mut spent = [[0.0f64; 2]; 2];
+    let mut measured = [true; 2];
     for round in 0..warm_up + rounds {
         let mut micros = [0.0; 2];
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for side in order {
             s.settle();
             let before = s.waits.read();
-            let cpu_before = cpu_ticks();
+            let cpu_before = [cpu::this_process_us(), cpu::postgres_us()];
             let took = match (side, versus) {
                 (0, Versus::Emitting) => block(&mut s.emitting, n, total, op, round),
                 (0, Versus::Plain) => block(&mut s.plain[MAX_WRITERS - n..], n, total, op, round),
@@ -466,8 +308,15 @@ fn line(s: &mut Bench, op: Op, n: usize, rounds: usize, total: usize, versus: Ve
                 _ => block(&mut s.plain, n, total, op, round),
             };
             micros[side] = took.as_secs_f64() * 1e6 / statements as f64;
-            if let (Some(after), Some(before), true) = (cpu_ticks(), cpu_before, round >= warm_up) {
-                ticks[side] += after - before;
+            let cpu_after = [cpu::this_process_us(), cpu::postgres_us()];
+            for (whose, (after, before)) in cpu_after.into_iter().zip(cpu_before).enumerate() {
+                match (after, before) {
+                    (Some(after), Some(before)) if round >= warm_up => {
+                        spent[whose][side] += after - before;
+                    }
+                    (Some(_), Some(_)) => {}
+                    _ => measured[whose] = false,
+                }
             }
             if side == 0 && round >= warm_up {
                 waits.add(s.waits.read().since(before));
@@ -480,11 +329,13 @@ fn line(s: &mut Bench, op: Op, n: usize, rounds: usize, total: usize, versus: Ve
         }
     }
     let (ratio, ci, iqr) = summary(&mut ratios);
-    // Clock ticks are 10 ms on Linux.
-    let per_statement = |ticks: u64| ticks as f64 * 1e4 / (rounds * statements) as f64;
-    let cpu = cpu_ticks().map(|_| (per_statement(ticks[0]), per_statement(ticks[1])));
+    let per_statement = |whose: usize| {
+        let [emitting, plain] = spent[whose].map(|us| us / (rounds * statements) as f64);
+        measured[whose].then_some((emitting, plain))
+    };
     Line {
-        cpu,
+        cpu: per_statement(0),
+        server: per_statement(1),
         plain: summary(&mut plain).0,
         emitting: summary(&mut emitting).0,
         ratio,
@@ -492,73 +343,6 @@ fn line(s: &mut Bench, op: Op, n: usize, rounds: usize, total: usize, versus: Ve
         ci,
         waits,
     }
-}
-
-fn print_header() {
-    println!(
-        "{:<8} {:>7} {:>8} {:>9} {:>6} {:>13} {:>13} {:>8} {:>8} {:>8} {:>7} {:>11}",
-        "op",
-        "writers",
-        "plain",
-        "emitting",
-        "ratio",
-        "IQR",
-        "95% CI",
-        "lock",
-        "turn",
-        "deliver",
-        "waited",
-        "our CPU"
-    );
-    println!(
-        "{:<8} {:>7} {:>8} {:>9} {:>6} {:>13} {:>13} {:>8} {:>8} {:>8} {:>7} {:>11}",
-        "",
-        "",
-        "us/stmt",
-        "us/stmt",
-        "",
-        "of ratios",
-        "of median",
-        "us/cmt",
-        "us/cmt",
-        "us/cmt",
-        "turn",
-        "em/pl us"
-    );
-}
-
-fn print_line(op: &str, writers: &str, line: &Line) {
-    let [commits, lock, turn, deliver, turn_waits] = line.waits.0;
-    let per_commit = |ns: u64| {
-        if commits == 0 {
-            "-".to_string()
-        } else {
-            format!("{:.2}", ns as f64 / commits as f64 / 1e3)
-        }
-    };
-    let waited = if commits == 0 {
-        "-".to_string()
-    } else {
-        format!("{:.1}%", turn_waits as f64 * 100.0 / commits as f64)
-    };
-    let cpu = line
-        .cpu
-        .map_or("-".to_string(), |(e, p)| format!("{e:.1}/{p:.1}"));
-    println!(
-        "{:<8} {:>7} {:>8.1} {:>9.1} {:>6.3} {:>13} {:>13} {:>8} {:>8} {:>8} {:>7} {:>11}",
-        op,
-        writers,
-        line.plain,
-        line.emitting,
-        line.ratio,
-        format!("{:.3}-{:.3}", line.iqr.0, line.iqr.1),
-        format!("{:.3}-{:.3}", line.ci.0, line.ci.1),
-        per_commit(lock),
-        per_commit(turn),
-        per_commit(deliver),
-        waited,
-        cpu
-    );
 }
 
 fn main() {

@@ -1,5 +1,5 @@
-//! Shared by the database benches: an interleaved emitting/plain measurement, and
-//! the `users` table they write (`users`).
+//! Shared by the database benches: an interleaved emitting/plain measurement, the
+//! `users` table they write (`users`) and CPU time read from `/proc` (`cpu`).
 //!
 //! Criterion runs the functions of a group one after the other, so a few percent of
 //! drift in the machine's speed (fsync latency, other processes on a small machine)
@@ -9,6 +9,7 @@
 //! Each bench uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod cpu;
 pub mod users;
 
 use std::time::Instant;
