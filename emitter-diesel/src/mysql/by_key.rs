@@ -244,3 +244,40 @@ fn set_assigns(tokens: &[Token], range: std::ops::Range<usize>, columns: &[Strin
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mysql::sql::scan;
+
+    fn tokens(sql: &str) -> Vec<Token> {
+        scan(sql).unwrap()
+    }
+
+    #[test]
+    fn set_columns_are_the_assigned_ones() {
+        let t =
+            tokens("UPDATE `t` SET `a` = ?, `t`.`b` = lower(`c`), `d` = `d` + 1 WHERE (`e` = ?)");
+        let set = top_level(&t, 0, "SET").unwrap();
+        let end = top_level(&t, 0, "WHERE").unwrap();
+        assert_eq!(set_columns(&t, set + 1..end), ["a", "b", "d"]);
+    }
+
+    #[test]
+    fn a_where_that_reads_an_assigned_column_or_calls_a_function_is_not_plain() {
+        let plain = |sql: &str| {
+            let t = tokens(sql);
+            let at = top_level(&t, 0, "WHERE").unwrap();
+            plain_where(&t, at..t.len(), &["a".to_owned()])
+        };
+        assert!(plain(
+            "UPDATE `t` SET `a` = ? WHERE ((`t`.`id` = ?) AND (`t`.`b` IN (?, ?)))"
+        ));
+        assert!(!plain("UPDATE `t` SET `a` = ? WHERE (`t`.`a` = ?)"));
+        assert!(!plain("UPDATE `t` SET `a` = ? WHERE (`t`.`at` < NOW())"));
+        assert!(!plain(
+            "UPDATE `t` SET `a` = ? WHERE `id` IN (SELECT `x` FROM `u`)"
+        ));
+        assert!(!plain("UPDATE `t` SET `a` = ? WHERE (`id` > ?) LIMIT 2"));
+    }
+}

@@ -26,6 +26,7 @@
 
 mod by_key;
 mod insert;
+mod server;
 pub(crate) mod sql;
 
 use crate::classify::WriteKind;
@@ -37,10 +38,10 @@ use diesel::connection::{Connection, DefaultLoadingMode, LoadConnection};
 use diesel::mysql::{Mysql, MysqlConnection};
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
 use diesel::query_builder::{QueryBuilder, QueryFragment, QueryId};
-use diesel::query_dsl::RunQueryDsl;
 use diesel::result::QueryResult;
 use diesel::row::{Field, Row};
 use emitter_core::{Action, Audience};
+use server::{server, Server};
 use sql::{scan, Bind, KeyPart, Kind, Raw, Token};
 pub use sql::{RawQuery, Typed};
 use std::sync::Arc;
@@ -50,16 +51,6 @@ type MysqlPlan = Plan<Mysql, MysqlDecode>;
 /// Keys per statement when rows are updated, deleted or read by key: well under
 /// MySQL's 65,535 placeholders per prepared statement.
 const KEYS_PER_STATEMENT: usize = 10_000;
-
-/// What a connection learned about its server at its first captured write.
-#[derive(Clone, Copy, Debug)]
-struct Server {
-    /// MariaDB 10.5+: `INSERT ... RETURNING` and `DELETE ... RETURNING`.
-    returning: bool,
-    /// `innodb_autoinc_lock_mode` is 0 or 1: a simple multi-row insert gets
-    /// consecutive generated keys.
-    consecutive_keys: bool,
-}
 
 /// The MySQL capture's per-connection state.
 #[derive(Debug, Default)]
@@ -71,55 +62,6 @@ pub struct CaptureState {
     ambiguous_upserts: std::collections::HashSet<String>,
     /// Set by [`EmittingConnection::capture_without_returning`].
     without_returning: bool,
-}
-
-#[derive(diesel::QueryableByName)]
-struct ServerRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    version: String,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    lock_mode: i64,
-}
-
-fn server(conn: &mut EmittingConnection<MysqlConnection>) -> QueryResult<Server> {
-    if let Some(server) = conn.capture_state.server {
-        return Ok(server);
-    }
-    let rows: Vec<ServerRow> = diesel::sql_query(
-        "SELECT VERSION() AS version, CAST(@@innodb_autoinc_lock_mode AS SIGNED) AS lock_mode",
-    )
-    .load(&mut conn.inner)?;
-    let row = rows
-        .into_iter()
-        .next()
-        .ok_or(diesel::result::Error::NotFound)?;
-    let server = Server {
-        returning: mariadb_with_returning(&row.version),
-        consecutive_keys: row.lock_mode <= 1,
-    };
-    tracing::debug!(version = %row.version, lock_mode = row.lock_mode, ?server, "MySQL capture");
-    conn.capture_state.server = Some(server);
-    Ok(server)
-}
-
-/// MariaDB 10.5 added `INSERT/DELETE ... RETURNING`.
-fn mariadb_with_returning(version: &str) -> bool {
-    if !version.contains("MariaDB") {
-        return false;
-    }
-    let mut parts = version.split(|c: char| !c.is_ascii_digit());
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor) >= (10, 5)
-}
-
-impl EmittingConnection<MysqlConnection> {
-    /// Captures as on MySQL 8, without RETURNING, even on MariaDB: every write is
-    /// locked and read back by key. For tests of that path on a MariaDB server.
-    #[doc(hidden)]
-    pub fn capture_without_returning(&mut self) {
-        self.capture_state.without_returning = true;
-    }
 }
 
 /// A statement as rendered, its tokens and its binds.
@@ -457,49 +399,3 @@ fn field_bind(row: &MysqlRow, index: usize) -> Bind {
 }
 
 update_then_find!(MysqlConnection);
-
-#[cfg(test)]
-mod tests {
-    use super::by_key::{plain_where, set_columns};
-    use super::sql::top_level;
-    use super::*;
-
-    fn tokens(sql: &str) -> Vec<Token> {
-        scan(sql).unwrap()
-    }
-
-    #[test]
-    fn set_columns_are_the_assigned_ones() {
-        let t =
-            tokens("UPDATE `t` SET `a` = ?, `t`.`b` = lower(`c`), `d` = `d` + 1 WHERE (`e` = ?)");
-        let set = top_level(&t, 0, "SET").unwrap();
-        let end = top_level(&t, 0, "WHERE").unwrap();
-        assert_eq!(set_columns(&t, set + 1..end), ["a", "b", "d"]);
-    }
-
-    #[test]
-    fn a_where_that_reads_an_assigned_column_or_calls_a_function_is_not_plain() {
-        let plain = |sql: &str| {
-            let t = tokens(sql);
-            let at = top_level(&t, 0, "WHERE").unwrap();
-            plain_where(&t, at..t.len(), &["a".to_owned()])
-        };
-        assert!(plain(
-            "UPDATE `t` SET `a` = ? WHERE ((`t`.`id` = ?) AND (`t`.`b` IN (?, ?)))"
-        ));
-        assert!(!plain("UPDATE `t` SET `a` = ? WHERE (`t`.`a` = ?)"));
-        assert!(!plain("UPDATE `t` SET `a` = ? WHERE (`t`.`at` < NOW())"));
-        assert!(!plain(
-            "UPDATE `t` SET `a` = ? WHERE `id` IN (SELECT `x` FROM `u`)"
-        ));
-        assert!(!plain("UPDATE `t` SET `a` = ? WHERE (`id` > ?) LIMIT 2"));
-    }
-
-    #[test]
-    fn only_mariadb_10_5_and_later_has_returning() {
-        assert!(mariadb_with_returning("10.11.19-MariaDB-0+deb12u1"));
-        assert!(mariadb_with_returning("11.4.2-MariaDB"));
-        assert!(!mariadb_with_returning("10.4.34-MariaDB"));
-        assert!(!mariadb_with_returning("8.0.36"));
-    }
-}
