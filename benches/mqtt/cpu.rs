@@ -1,8 +1,50 @@
-//! CPU time from `/proc`, for part 1: this process's threads by role and the
-//! broker (clock ticks), and the whole machine's busy share.
+//! CPU time from `/proc`: this process's threads, each by name, and the broker's
+//! (on-CPU nanoseconds from `schedstat`), for both parts; part 1 sums the threads
+//! by role and compares them with the whole machine's busy share.
 
-/// CPU time in clock ticks (USER_HZ, 100 per second), user + system, of this
-/// process's threads by role and of the broker.
+/// One of this process's threads and its on-CPU time so far.
+pub struct Thread {
+    /// The thread id; the process id for the main thread.
+    pub tid: u64,
+    /// Its name (`comm`).
+    pub name: String,
+    /// On-CPU nanoseconds since it started.
+    pub ns: u64,
+}
+
+/// On-CPU nanoseconds of one task, from a `schedstat` file (its first field).
+pub fn on_cpu_ns(schedstat: &str) -> Option<u64> {
+    std::fs::read_to_string(schedstat)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// This process's living threads. A thread that has exited is not in the list, so
+/// the benches keep every thread they measure alive across a measurement.
+pub fn threads() -> Vec<Thread> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let path = task.path();
+            Some(Thread {
+                tid: task.file_name().to_string_lossy().parse().ok()?,
+                name: std::fs::read_to_string(path.join("comm"))
+                    .ok()?
+                    .trim()
+                    .to_owned(),
+                ns: on_cpu_ns(&format!("{}/schedstat", path.display()))?,
+            })
+        })
+        .collect()
+}
+
+/// On-CPU nanoseconds of this process's threads by role, and of the broker.
 #[derive(Copy, Clone, Debug, Default)]
 pub struct Cpu {
     /// The bench's main thread: the commit loop, or the bare publish loop.
@@ -21,30 +63,23 @@ pub struct Cpu {
 impl Cpu {
     pub fn now(broker_pid: u32) -> Cpu {
         let mut cpu = Cpu {
-            broker: proc_ticks(&format!("/proc/{broker_pid}/stat")).map_or(0, |(_, t)| t),
+            broker: on_cpu_ns(&format!("/proc/{broker_pid}/schedstat")).unwrap_or(0),
             ..Cpu::default()
         };
-        let pid = std::process::id().to_string();
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-            return cpu;
-        };
-        for task in tasks.flatten() {
-            let tid = task.file_name().to_string_lossy().into_owned();
-            let Some((comm, ticks)) = proc_ticks(&format!("/proc/self/task/{tid}/stat")) else {
-                continue;
-            };
-            let slot = if tid == pid {
+        let pid = u64::from(std::process::id());
+        for thread in threads() {
+            let slot = if thread.tid == pid {
                 &mut cpu.main
-            } else if comm.starts_with("emitter-mqtt-pu") {
+            } else if thread.name.starts_with("emitter-mqtt-pu") {
                 &mut cpu.publisher
-            } else if comm.starts_with("bench-counter") {
+            } else if thread.name.starts_with("bench-counter") {
                 &mut cpu.counter
-            } else if comm.starts_with("emitter-mqtt-re") {
+            } else if thread.name.starts_with("emitter-mqtt-re") {
                 &mut cpu.relay
             } else {
                 &mut cpu.paho
             };
-            *slot += ticks;
+            *slot += thread.ns;
         }
         cpu
     }
@@ -74,19 +109,6 @@ impl Cpu {
     }
 }
 
-/// `(comm, utime + stime)` from a `/proc/.../stat` file.
-pub fn proc_ticks(path: &str) -> Option<(String, u64)> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat[open + 1..close].to_owned();
-    // Fields after the comm start at field 3 (state); utime and stime are 14 and 15.
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
-}
-
 /// Shares of the machine's CPU capacity (all cores) used during part 1's rounds.
 #[derive(Copy, Clone, Debug)]
 pub struct Load {
@@ -96,8 +118,9 @@ pub struct Load {
     pub others: f64,
 }
 
-/// `(busy, total)` clock ticks of all cores since boot, from `/proc/stat`.
-pub fn machine_ticks() -> (u64, u64) {
+/// `(busy, total)` nanoseconds of all cores since boot, from `/proc/stat` (which
+/// counts in clock ticks of 10 ms).
+pub fn machine_ns() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: Vec<u64> = stat
         .lines()
@@ -111,5 +134,6 @@ pub fn machine_ticks() -> (u64, u64) {
     let get = |i: usize| ticks.get(i).copied().unwrap_or(0);
     let idle = get(3) + get(4);
     let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
-    (busy, busy + idle)
+    const NS_PER_TICK: u64 = 10_000_000;
+    (busy * NS_PER_TICK, (busy + idle) * NS_PER_TICK)
 }

@@ -16,6 +16,7 @@
 
 use super::bare::{paho_client, paho_connect, PahoSub};
 use super::broker::Broker;
+use super::cpu;
 use super::hops::{self, Marks, Step};
 use super::{bench_emitter, insert_event, median, row, wait_connected, Plan, Row, INFLIGHT};
 use diesel_emitter::prelude::*;
@@ -183,27 +184,13 @@ struct Threads(std::collections::HashMap<(u64, String), u64>);
 
 impl Threads {
     fn now(broker_pid: u32) -> Threads {
-        let ns = |path: &str| -> u64 {
-            std::fs::read_to_string(path)
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0)
-        };
         let mut threads = Threads::default();
-        threads.0.insert(
-            (0, "broker".to_owned()),
-            ns(&format!("/proc/{broker_pid}/schedstat")),
-        );
-        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-            for task in tasks.flatten() {
-                let path = task.path();
-                let tid = task.file_name().to_string_lossy().parse().unwrap_or(0);
-                let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-                threads.0.insert(
-                    (tid, name.trim().to_owned()),
-                    ns(&format!("{}/schedstat", path.display())),
-                );
-            }
+        let broker = cpu::on_cpu_ns(&format!("/proc/{broker_pid}/schedstat"));
+        threads
+            .0
+            .insert((0, "broker".to_owned()), broker.unwrap_or(0));
+        for thread in cpu::threads() {
+            threads.0.insert((thread.tid, thread.name), thread.ns);
         }
         threads
     }

@@ -3,7 +3,7 @@
 
 use super::bare::{paho_client, paho_connect, PahoSub};
 use super::broker::Broker;
-use super::cpu::{machine_ticks, Cpu, Load};
+use super::cpu::{machine_ns, Cpu, Load};
 use super::*;
 use paho_mqtt as paho;
 
@@ -237,8 +237,8 @@ struct Measured {
 
 impl Measured {
     /// Microseconds of CPU per event.
-    fn per_event(&self, ticks: u64) -> f64 {
-        ticks as f64 * 10_000.0 / self.events as f64
+    fn per_event(&self, ns: u64) -> f64 {
+        ns as f64 / 1e3 / self.events as f64
     }
 }
 
@@ -374,7 +374,7 @@ pub fn throughput(broker: &Broker, base: &str, plan: &Plan) -> Throughput {
         "  acked msg/s per round: {}",
         VARIANTS.map(|v| v.short()).join(", ")
     );
-    let (cpu_start, machine_start) = (Cpu::now(broker_pid), machine_ticks());
+    let (cpu_start, machine_start) = (Cpu::now(broker_pid), machine_ns());
     for round in 0..plan.tput_runs {
         print!("  round {}:", round + 1);
         for (i, variant) in VARIANTS.into_iter().enumerate() {
@@ -393,7 +393,7 @@ pub fn throughput(broker: &Broker, base: &str, plan: &Plan) -> Throughput {
         println!();
     }
     let ours = Cpu::now(broker_pid).since(cpu_start);
-    let (busy, total) = machine_ticks();
+    let (busy, total) = machine_ns();
     let (busy, total) = (busy - machine_start.0, (total - machine_start.1).max(1));
     let load = Load {
         ours: (ours.process() + ours.broker) as f64 / total as f64,
