@@ -40,12 +40,16 @@ mod bare;
 mod broker;
 #[path = "mqtt/cpu.rs"]
 mod cpu;
+// The databases' benches' reader of `schedstat`, of which this bench uses one part.
 #[path = "mqtt/hops.rs"]
 mod hops;
 #[path = "mqtt/latency.rs"]
 mod latency;
 #[path = "mqtt/loss.rs"]
 mod loss;
+#[allow(dead_code)]
+#[path = "common/cpu.rs"]
+mod proc_cpu;
 #[path = "mqtt/throughput.rs"]
 mod throughput;
 

@@ -2,6 +2,8 @@
 //! (on-CPU nanoseconds from `schedstat`), for both parts; part 1 sums the threads
 //! by role and compares them with the whole machine's busy share.
 
+pub use super::proc_cpu::schedstat_ns;
+
 /// One of this process's threads and its on-CPU time so far.
 pub struct Thread {
     /// The thread id; the process id for the main thread.
@@ -10,16 +12,6 @@ pub struct Thread {
     pub name: String,
     /// On-CPU nanoseconds since it started.
     pub ns: u64,
-}
-
-/// On-CPU nanoseconds of one task, from a `schedstat` file (its first field).
-pub fn on_cpu_ns(schedstat: &str) -> Option<u64> {
-    std::fs::read_to_string(schedstat)
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// This process's living threads. A thread that has exited is not in the list, so
@@ -38,7 +30,7 @@ pub fn threads() -> Vec<Thread> {
                     .ok()?
                     .trim()
                     .to_owned(),
-                ns: on_cpu_ns(&format!("{}/schedstat", path.display()))?,
+                ns: schedstat_ns(&format!("{}/schedstat", path.display()))?,
             })
         })
         .collect()
@@ -63,7 +55,7 @@ pub struct Cpu {
 impl Cpu {
     pub fn now(broker_pid: u32) -> Cpu {
         let mut cpu = Cpu {
-            broker: on_cpu_ns(&format!("/proc/{broker_pid}/schedstat")).unwrap_or(0),
+            broker: schedstat_ns(&format!("/proc/{broker_pid}/schedstat")).unwrap_or(0),
             ..Cpu::default()
         };
         let pid = u64::from(std::process::id());

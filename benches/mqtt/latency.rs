@@ -185,7 +185,7 @@ struct Threads(std::collections::HashMap<(u64, String), u64>);
 impl Threads {
     fn now(broker_pid: u32) -> Threads {
         let mut threads = Threads::default();
-        let broker = cpu::on_cpu_ns(&format!("/proc/{broker_pid}/schedstat"));
+        let broker = cpu::schedstat_ns(&format!("/proc/{broker_pid}/schedstat"));
         threads
             .0
             .insert((0, "broker".to_owned()), broker.unwrap_or(0));
