@@ -28,6 +28,9 @@ mod neutral_deferred;
 
 neutral_deferred::deferred_tests!();
 
+#[path = "postgres/prepared.rs"]
+mod prepared;
+
 impl neutral::Neutral for PgSchema {
     type IdConflict = users::id;
     // The check of the model against the table's columns.

@@ -15,14 +15,22 @@ use std::sync::Arc;
 pub(crate) struct Capturing<T, ST> {
     statement: T,
     appended: Arc<str>,
+    /// Tells Diesel's statement cache it may keep this statement prepared, which
+    /// Diesel itself would not (see `plan::worth_preparing`).
+    prepare: bool,
     _sql_type: PhantomData<fn() -> ST>,
 }
 
-impl<T, ST> Capturing<T, ST> {
-    pub(crate) fn new(statement: T, appended: Arc<str>) -> Self {
+impl<T: QueryId, ST> Capturing<T, ST> {
+    /// `prepare` is honoured only for a statement without a static query id: Diesel
+    /// keys those by their SQL text, so one kept prepared can only be run again for
+    /// the same text. A statement with a static id that Diesel does not keep may
+    /// render different SQL under one id (an update whose changeset skips `None`).
+    pub(crate) fn new(statement: T, appended: Arc<str>, prepare: bool) -> Self {
         Capturing {
             statement,
             appended,
+            prepare: prepare && !T::HAS_STATIC_QUERY_ID,
             _sql_type: PhantomData,
         }
     }
@@ -49,6 +57,13 @@ where
         self.statement.walk_ast(out.reborrow())?;
         out.push_sql(&self.appended);
         Ok(())
+    }
+
+    fn is_safe_to_cache_prepared(&self, backend: &DB) -> QueryResult<bool> {
+        if self.prepare {
+            return Ok(true);
+        }
+        self.statement.is_safe_to_cache_prepared(backend)
     }
 }
 

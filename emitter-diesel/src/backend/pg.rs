@@ -15,6 +15,7 @@ impl EmittingBackend for PgConnection {
         diesel::pg::Pg
     }
     type CaptureState = ();
+    const PREPARE_REPEATED_WRITES: bool = true;
 }
 
 impl ModelsOf for PgConnection {

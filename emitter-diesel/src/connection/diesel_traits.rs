@@ -7,6 +7,7 @@ use crate::backend::{DecodeRows, EmittingBackend};
 use crate::cursor::EmittingCursor;
 use crate::frames::{Captured, Frames};
 use crate::model::ModelEntry;
+use crate::plan::{Capture, PlanCache};
 use crate::returning::Capturing;
 use crate::transaction::EmittingTransactionManager;
 use diesel::connection::{
@@ -15,8 +16,8 @@ use diesel::connection::{
 };
 use diesel::expression::QueryMetadata;
 use diesel::query_builder::{Query, QueryFragment, QueryId};
-use diesel::result::Error;
 use diesel::result::{ConnectionResult, QueryResult};
+use diesel::result::{DatabaseErrorKind, Error};
 use diesel::row::Row;
 use diesel::sql_types::Untyped;
 use emitter_core::{Audience, Emitter};
@@ -59,7 +60,7 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     where
         T: QueryFragment<C::Backend> + QueryId,
     {
-        let Some(plan) = self.plan(source)? else {
+        let Some(Capture { plan, prepared }) = self.plan(source)? else {
             return self.inner.execute_returning_count(source);
         };
         if let Some(result) = C::capture_write(self, source, &plan) {
@@ -71,8 +72,15 @@ impl<C: EmittingBackend> EmittingConnection<C> {
         let depth = self.prepare_capture(&plan)?;
         let mut captured = Captured::default();
         let mut count = 0;
-        let query = Capturing::<_, Untyped>::new(source, plan.appended.clone());
-        for row in self.inner.load(query)? {
+        let query = Capturing::<_, Untyped>::new(source, plan.appended.clone(), prepared.is_some());
+        let rows = match self.inner.load(query) {
+            Ok(rows) => rows,
+            Err(error) => {
+                unprepare_after(&mut self.plans, prepared.as_deref(), &error);
+                return Err(error);
+            }
+        };
+        for row in rows {
             capture_row::<C, DefaultLoadingMode>(&plan, &row?, self.emit, &mut captured);
             count += 1;
         }
@@ -102,6 +110,20 @@ fn record(
         Emitter::note_write_without_global();
     }
     frames.record(depth, captured, emitter);
+}
+
+/// Runs the text of a statement kept prepared unprepared from now on if the
+/// server failed it with an error of no known kind (`PlanCache::unprepare`). Not
+/// for a unique violation or another error the data explains: the statement is
+/// sound, and stays prepared.
+fn unprepare_after<V: Clone>(plans: &mut PlanCache<V>, prepared: Option<&str>, error: &Error) {
+    if let (Some(sql), Error::DatabaseError(DatabaseErrorKind::Unknown, info)) = (prepared, error) {
+        tracing::debug!(
+            error = info.message(),
+            "statement kept prepared failed; runs unprepared from now on"
+        );
+        plans.unprepare(sql);
+    }
 }
 
 /// Notes in `frames` that a statement at `depth` failed with `error`, if that
@@ -226,13 +248,13 @@ where
         T: Query + QueryFragment<Self::Backend> + QueryId + 'query,
         Self::Backend: QueryMetadata<T::SqlType>,
     {
-        let plan = match self.plan(&source) {
-            Ok(plan) => plan.filter(|_| C::CAPTURE_LOADS),
+        let capture = match self.plan(&source) {
+            Ok(capture) => capture.filter(|_| C::CAPTURE_LOADS),
             Err(error) => return self.observe(Err(error)),
         };
         // Taken before the statement: its cursor borrows the inner connection.
         let depth = self.depth().unwrap_or(0);
-        let Some(plan) = plan else {
+        let Some(Capture { plan, prepared }) = capture else {
             return match LoadConnection::<B>::load(&mut self.inner, source) {
                 Ok(cursor) => Ok(EmittingCursor::Direct(cursor)),
                 Err(error) => {
@@ -253,9 +275,11 @@ where
             emit,
             frames,
             without_global,
+            plans,
             ..
         } = self;
-        let query = Capturing::<T, T::SqlType>::new(source, plan.appended.clone());
+        let query =
+            Capturing::<T, T::SqlType>::new(source, plan.appended.clone(), prepared.is_some());
         // `get_result` reads one row only: take them all now so every row is captured.
         let rows = match LoadConnection::<B>::load(inner, query)
             .and_then(|cursor| cursor.collect::<QueryResult<Vec<_>>>())
@@ -263,6 +287,7 @@ where
             Ok(rows) => rows,
             Err(error) => {
                 note_failure::<C>(frames, depth, &error);
+                unprepare_after(plans, prepared.as_deref(), &error);
                 return Err(error);
             }
         };

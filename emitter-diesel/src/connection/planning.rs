@@ -15,7 +15,7 @@ use super::{EmittingConnection, PlanOf};
 use crate::backend::EmittingBackend;
 use crate::classify::{classify, render_table, unreadable_write_words, OnConflict};
 use crate::model::Registered;
-use crate::plan::{Plan, Planned};
+use crate::plan::{Capture, Plan, Planned};
 use diesel::query_builder::{QueryBuilder, QueryFragment, QueryId};
 use diesel::result::QueryResult;
 use emitter_core::Audience;
@@ -31,17 +31,18 @@ const UNREADABLE_SQL: &str =
 const BATCH_EXECUTE: &str = "raw SQL through batch_execute, which is never captured";
 
 impl<C: EmittingBackend> EmittingConnection<C> {
-    /// The capture plan of `source`, from the cache when its query id is static.
-    pub(super) fn plan<T>(&mut self, source: &T) -> QueryResult<Option<Arc<PlanOf<C>>>>
+    /// The capture plan of `source`, from the cache when its query id is static or
+    /// its SQL text was seen before.
+    pub(super) fn plan<T>(&mut self, source: &T) -> QueryResult<Option<Capture<PlanOf<C>>>>
     where
         T: QueryFragment<C::Backend> + QueryId,
     {
         if self.emit == Audience::Off {
             return Ok(None);
         }
-        let planned = self.planned(source)?;
+        let (planned, prepared) = self.planned(source)?;
         Ok(match planned {
-            Planned::Capture(plan) => Some(plan),
+            Planned::Capture(plan) => Some(Capture { plan, prepared }),
             Planned::PassThrough => None,
             Planned::Uncaptured { table, reason } => {
                 self.emitter.record_uncaptured_write(&table, reason);
@@ -51,21 +52,22 @@ impl<C: EmittingBackend> EmittingConnection<C> {
     }
 
     /// What to do with `source`: from the cache by its query id when it has a static
-    /// one, else by its SQL text; planned (and kept, once settled) otherwise.
-    fn planned<T>(&mut self, source: &T) -> QueryResult<Planned<PlanOf<C>>>
+    /// one, else by its SQL text; planned (and kept, once settled) otherwise. With
+    /// its SQL text when it is to run prepared (`PlanCache::by_sql`).
+    fn planned<T>(&mut self, source: &T) -> QueryResult<(Planned<PlanOf<C>>, Option<String>)>
     where
         T: QueryFragment<C::Backend> + QueryId,
     {
         let key = T::query_id();
         if let Some(planned) = key.and_then(|key| self.plans.by_type(key)) {
-            return Ok(planned);
+            return Ok((planned, None));
         }
         let mut builder = C::query_builder();
         source.to_sql(&mut builder, &C::backend())?;
         let sql = builder.finish();
         if key.is_none() {
-            if let Some(planned) = self.plans.by_sql(&sql) {
-                return Ok(planned);
+            if let Some((planned, prepare)) = self.plans.by_sql(&sql, C::PREPARE_REPEATED_WRITES) {
+                return Ok((planned, prepare.then_some(sql)));
             }
         }
         let (planned, settled) = self.plan_sql(&sql)?;
@@ -75,7 +77,7 @@ impl<C: EmittingBackend> EmittingConnection<C> {
                 None => self.plans.keep_by_sql(&sql, planned.clone()),
             }
         }
-        Ok(planned)
+        Ok((planned, None))
     }
 
     /// Plans `sql`; the flag says whether the answer is settled (may be cached), or
