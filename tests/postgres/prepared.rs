@@ -186,3 +186,30 @@ fn an_update_run_again_is_kept_prepared_and_every_run_emits_its_row() {
     assert_eq!(names, ["a", "b", "c", "d"]);
     assert!(events[1..].iter().all(|e| e.action == Action::Update));
 }
+
+#[test]
+fn a_connection_keeps_at_most_128_statements_prepared() {
+    // Raw SQL with literals: every text is its own statement, each run twice.
+    let db = Db::with_users("prepared_bounded");
+    let emitter = emitter("prepared_bounded");
+    let rx = emitter.on::<User>().subscribe();
+    let mut conn = db.emitting(&emitter);
+    let user = insert_user(&mut conn, "a");
+    for i in 0..150 {
+        let sql = format!("UPDATE users SET name = 'n{i}' WHERE id = {}", user.id);
+        for _ in 0..2 {
+            assert_eq!(diesel::sql_query(&sql).execute(&mut conn), Ok(1));
+        }
+    }
+    let kept: Prepared = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE 'UPDATE%'",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    assert_eq!(kept.n, 128);
+    let events = recv_n(&rx, 301);
+    assert_eq!(
+        events[300].row.name, "n149",
+        "every update emitted, kept or not"
+    );
+}
