@@ -24,8 +24,9 @@ pub(crate) struct Capturing<T, ST> {
 impl<T: QueryId, ST> Capturing<T, ST> {
     /// `prepare` is honoured only for a statement without a static query id: Diesel
     /// keys those by their SQL text, so one kept prepared can only be run again for
-    /// the same text. A statement with a static id that Diesel does not keep may
-    /// render different SQL under one id (an update whose changeset skips `None`).
+    /// the same text. Diesel keys one with a static id by its type, and a statement
+    /// it will not keep may render different SQL under one type (an `IN (?, ?, ...)`
+    /// list that grows with its values, on backends without `= ANY`).
     pub(crate) fn new(statement: T, appended: Arc<str>, prepare: bool) -> Self {
         Capturing {
             statement,
