@@ -237,9 +237,9 @@ pub(crate) const MAX_PREPARED_SQL: usize = 4 * 1024;
 /// statement that Diesel keeps, rather than be parsed and planned by the server
 /// each time.
 ///
-/// Diesel keeps no `INSERT` of an `Insertable` struct and no batch insert
-/// prepared: their SQL varies at run time and its cache never forgets an entry, so
-/// it could grow without end. The capture knows which texts repeat on this
+/// Diesel keeps no `INSERT` of an `Insertable` struct, no batch insert and no
+/// `UPDATE` prepared: their SQL varies at run time and its cache never forgets an
+/// entry, so it could grow without end. The capture knows which texts repeat on this
 /// connection, and its `RETURNING` makes parsing and planning dearer (on
 /// PostgreSQL 15, about 13 µs of server CPU per statement), so on a backend that
 /// opts in (PostgreSQL: `EmittingBackend::PREPARE_REPEATED_WRITES`) it keeps a
