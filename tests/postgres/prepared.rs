@@ -11,17 +11,26 @@ struct Prepared {
     n: i64,
 }
 
+/// The statements this session keeps prepared whose SQL starts with `prefix`.
+fn kept_prepared<C>(conn: &mut C, prefix: &str) -> i64
+where
+    C: diesel::connection::LoadConnection<Backend = Pg>,
+{
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE $1 || '%'",
+    )
+    .bind::<diesel::sql_types::Text, _>(prefix)
+    .get_result::<Prepared>(conn)
+    .unwrap()
+    .n
+}
+
 /// The `INSERT`s this session keeps prepared.
 fn prepared_inserts<C>(conn: &mut C) -> i64
 where
     C: diesel::connection::LoadConnection<Backend = Pg>,
 {
-    diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO%'",
-    )
-    .get_result::<Prepared>(conn)
-    .unwrap()
-    .n
+    kept_prepared(conn, "INSERT INTO")
 }
 
 fn insert(conn: &mut Conn, name: &str) -> usize {
@@ -175,12 +184,7 @@ fn an_update_run_again_is_kept_prepared_and_every_run_emits_its_row() {
             .execute(&mut conn)
             .unwrap();
     }
-    let kept: Prepared = diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE 'UPDATE%'",
-    )
-    .get_result(&mut conn)
-    .unwrap();
-    assert_eq!(kept.n, 1);
+    assert_eq!(kept_prepared(&mut conn, "UPDATE"), 1);
     let events = recv_n(&rx, 4);
     let names: Vec<&str> = events.iter().map(|e| e.row.name.as_str()).collect();
     assert_eq!(names, ["a", "b", "c", "d"]);
@@ -201,12 +205,7 @@ fn a_connection_keeps_at_most_128_statements_prepared() {
             assert_eq!(diesel::sql_query(&sql).execute(&mut conn), Ok(1));
         }
     }
-    let kept: Prepared = diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE 'UPDATE%'",
-    )
-    .get_result(&mut conn)
-    .unwrap();
-    assert_eq!(kept.n, 128);
+    assert_eq!(kept_prepared(&mut conn, "UPDATE"), 128);
     let events = recv_n(&rx, 301);
     assert_eq!(
         events[300].row.name, "n149",
