@@ -40,13 +40,13 @@ mod bare;
 mod broker;
 #[path = "mqtt/cpu.rs"]
 mod cpu;
-// The databases' benches' reader of `schedstat`, of which this bench uses one part.
 #[path = "mqtt/hops.rs"]
 mod hops;
 #[path = "mqtt/latency.rs"]
 mod latency;
 #[path = "mqtt/loss.rs"]
 mod loss;
+/// The database benches' reader of `schedstat`, of which this bench uses one part.
 #[allow(dead_code)]
 #[path = "common/cpu.rs"]
 mod proc_cpu;
