@@ -112,21 +112,9 @@ fn receiver(prefix: &str) -> (Emitter, Receiver<Event<Entry>>) {
     (emitter, remote)
 }
 
-/// Waits until `rx` has `n` distinct event ids; returns (received, distinct names).
+/// Waits until `rx` has `n` distinct row names; returns (received, distinct names).
 fn collect(rx: &Receiver<Event<Entry>>, n: usize) -> (usize, HashSet<String>) {
-    let mut names = HashSet::new();
-    let mut received = 0;
-    let deadline = std::time::Instant::now() + WAIT;
-    while names.len() < n {
-        match rx.recv_deadline(deadline) {
-            Ok(event) => {
-                received += 1;
-                names.insert(event.row.name);
-            }
-            Err(_) => break,
-        }
-    }
-    (received, names)
+    broker::collect_distinct(rx, n, WAIT, |event| event.row.name)
 }
 
 #[test]

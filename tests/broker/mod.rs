@@ -163,6 +163,29 @@ pub fn assert_empty<T: Debug>(rx: &Receiver<Event<T>>) {
     }
 }
 
+/// Receives from `rx` until `n` distinct `key`s came or `wait` passed; returns how
+/// many events came (duplicates too) and the distinct keys.
+pub fn collect_distinct<T, K: Eq + std::hash::Hash>(
+    rx: &Receiver<Event<T>>,
+    n: usize,
+    wait: Duration,
+    key: impl Fn(Event<T>) -> K,
+) -> (usize, HashSet<K>) {
+    let mut keys = HashSet::new();
+    let mut received = 0;
+    let deadline = Instant::now() + wait;
+    while keys.len() < n {
+        match rx.recv_deadline(deadline) {
+            Ok(event) => {
+                received += 1;
+                keys.insert(key(event));
+            }
+            Err(_) => break,
+        }
+    }
+    (received, keys)
+}
+
 /// Polls `cond` every 5 ms until it holds or `timeout` passes; returns whether it held.
 pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

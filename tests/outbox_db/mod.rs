@@ -137,17 +137,5 @@ pub fn receiver(config: MqttConfig) -> (Emitter, Receiver<Event<Account>>) {
 
 /// Waits until `rx` has `n` distinct event ids; returns (received, distinct).
 pub fn collect_ids(rx: &Receiver<Event<Account>>, n: usize) -> (usize, HashSet<uuid::Uuid>) {
-    let mut ids = HashSet::new();
-    let mut received = 0;
-    let deadline = std::time::Instant::now() + WAIT;
-    while ids.len() < n {
-        match rx.recv_deadline(deadline) {
-            Ok(event) => {
-                received += 1;
-                ids.insert(event.meta.id);
-            }
-            Err(_) => break,
-        }
-    }
-    (received, ids)
+    broker::collect_distinct(rx, n, WAIT, |event| event.meta.id)
 }
